@@ -1,0 +1,41 @@
+//! Hostile test plugin: tries to hand the gateway far more data than it accepts.
+//!
+//! - `transform` returns a body of `{"bytes": N}` bytes (default 3 GiB, which cannot even
+//!   be allocated under the memory cap; a few MiB fits in memory but not in the output cap).
+//! - `authenticate` returns 100,000 headers.
+//! - `filter` floods the log with `{"lines": N}` lines of 1 KiB, then keeps the event.
+
+use hookgate_plugin_sdk::prelude::*;
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Settings {
+    bytes: Option<usize>,
+    lines: Option<usize>,
+}
+
+struct HugeOutput;
+
+impl Plugin for HugeOutput {
+    fn filter(config: &Config, _event: &Event) -> Result<bool> {
+        let settings: Settings = config.parse::<Option<Settings>>()?.unwrap_or_default();
+        let line = "x".repeat(1024);
+        for _ in 0..settings.lines.unwrap_or(100_000) {
+            log::info(&line);
+        }
+        Ok(true)
+    }
+
+    fn transform(config: &Config, mut event: Event) -> Result<Event> {
+        let settings: Settings = config.parse::<Option<Settings>>()?.unwrap_or_default();
+        event.body = vec![b'x'; settings.bytes.unwrap_or(3 << 30)];
+        Ok(event)
+    }
+
+    fn authenticate(_config: &Config, _request: &OutgoingRequest) -> Result<Vec<Header>> {
+        Ok((0..100_000).map(|i| Header::new(format!("x-h{i}"), "y".repeat(64))).collect())
+    }
+}
+
+hookgate_plugin_sdk::export!(HugeOutput);
