@@ -1,0 +1,239 @@
+//! Command line: one subcommand per driver or server, plus the small helpers the shell
+//! scripts need so they depend on nothing but cargo (no curl, jq or python).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookgate-bench",
+    version,
+    about = "Load drivers and ceiling servers for Hookgate's ingest and delivery benchmarks"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Closed-loop ingest load: every worker posts on its own keep-alive connection as fast
+    /// as answers come back, then events/s and latency percentiles are printed.
+    Ingest(IngestArgs),
+    /// Delivery load: ingest events (fixed rate or as fast as accepted) and measure
+    /// deliveries/s and ingest-to-delivery latency at a receiver.
+    Delivery(DeliveryArgs),
+    /// Minimal axum server on the ingest paths that answers 202 and stores nothing: the
+    /// ceiling for ingest throughput on this machine.
+    CeilingServer(ListenArgs),
+    /// Webhook receiver that answers 200 at once, counts deliveries and measures
+    /// ingest-to-delivery latency from `payload.sent_at_ns`; counts on `GET /stats`.
+    Receiver(ListenArgs),
+    /// Minimal forwarder on the ingest paths: forwards every event (N copies with --fanout)
+    /// to the receiver with a pooled reqwest client and stores nothing: the delivery ceiling.
+    Forwarder(ForwarderArgs),
+    /// Print a free TCP port on 127.0.0.1 (for scripts).
+    FreePort,
+    /// Poll a URL until it answers 2xx; fail after --timeout (for scripts).
+    WaitReady(WaitReadyArgs),
+    /// Create a tenant through the admin API and print its API key (for scripts).
+    CreateTenant(CreateTenantArgs),
+}
+
+/// What every load generator needs: where to post and what.
+#[derive(Debug, Args, Clone)]
+pub struct LoadArgs {
+    /// Base URL of the server under test (http only; loopback is the point).
+    #[arg(long)]
+    pub url: String,
+    /// Tenant in the path `/{tenant}/v1/events`.
+    #[arg(long, default_value = "bench")]
+    pub tenant: String,
+    /// Tenant API key, sent as `Authorization: Bearer <key>` (the ceiling servers ignore it).
+    #[arg(long, env = "HOOKGATE_BENCH_KEY")]
+    pub key: Option<String>,
+    /// Concurrent workers, each with its own keep-alive HTTP/1.1 connection.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Approximate size of one event's JSON (`event_type` + `payload`), in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub event_bytes: usize,
+    /// Post batches of this many events to `/events/batch` instead of single events.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Event type of the generated events.
+    #[arg(long, default_value = "bench.event")]
+    pub event_type: String,
+    /// Give up on one request after this long (counted as a timeout error).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Measured run length.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Unmeasured run before the measured one (connections, caches, allocator).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// Label of the `RESULT` line (defaults to single/batch-N).
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryTarget {
+    /// A real Hookgate: the driver creates the webhooks through the API.
+    Gateway,
+    /// The forwarder ceiling: no setup, it fans out on its own (`forwarder --fanout N`).
+    Forwarder,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("pacing").required(true).args(["rate", "max"]))]
+pub struct DeliveryArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Base URL of the receiver (`receiver` subcommand).
+    #[arg(long)]
+    pub receiver: String,
+    /// Webhooks per event: the driver creates this many on a gateway; on the forwarder it
+    /// must equal the forwarder's --fanout (it is used for the expected delivery count).
+    #[arg(long, default_value_t = 1)]
+    pub webhooks: usize,
+    #[arg(long, value_enum, default_value_t = DeliveryTarget::Gateway)]
+    pub target: DeliveryTarget,
+    /// Open loop: start this many events per second, whatever the answers.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Closed loop: post as fast as the target accepts.
+    #[arg(long)]
+    pub max: bool,
+    /// Measured run length.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Unmeasured run before the measured one; its deliveries are excluded from latency.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub warmup: Duration,
+    /// After the run, wait at most this long for every expected delivery to arrive.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub drain_timeout: Duration,
+    /// `max_in_flight` of the created webhooks (gateway default when absent).
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
+    /// Label of the `RESULT` line.
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on; port 0 picks a free one (printed on start).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ForwarderArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    /// Destination URL; repeat it to spread the copies over several receivers.
+    #[arg(long, required = true)]
+    pub to: Vec<String>,
+    /// Copies of each event to forward (the webhook count it stands in for).
+    #[arg(long, default_value_t = 1)]
+    pub fanout: usize,
+    /// Give up on one forward after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitReadyArgs {
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTenantArgs {
+    /// Base URL of the gateway.
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, env = "HOOKGATE_ADMIN_TOKEN")]
+    pub admin_token: String,
+    #[arg(long)]
+    pub id: String,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1.5s`, `250us`; a bare number means seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` (use us, ms, s, m, h)"
+            ));
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("`{text}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn delivery_needs_rate_or_max() {
+        let base = [
+            "hookgate-bench",
+            "delivery",
+            "--url",
+            "http://127.0.0.1:1",
+            "--receiver",
+            "http://127.0.0.1:2",
+        ];
+        assert!(Cli::try_parse_from(base).is_err());
+        assert!(Cli::try_parse_from(base.iter().chain(&["--max"])).is_ok());
+        assert!(Cli::try_parse_from(base.iter().chain(&["--rate", "500"])).is_ok());
+        assert!(Cli::try_parse_from(base.iter().chain(&["--rate", "5", "--max"])).is_err());
+    }
+}
