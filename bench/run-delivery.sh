@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Delivery benchmark (issue 3): the same driver against the forwarder ceiling (a bare
+# axum handler that forwards each event with reqwest and stores nothing) and against
+# `hookgate serve`, with 1 and 10 webhooks on one receiver that answers 200 at once.
+# For each: peak deliveries/s (ingest as fast as accepted), then ingest-to-delivery latency
+# at 50% of that peak and at a steady 500 events/s.
+#
+# Knobs (environment): DURATION (10s), WARMUP (2s), CONCURRENCY (64), EVENT_BYTES (1024),
+# WEBHOOKS ("1 10"), STEADY_RATE (500), PEAK_DRAIN (20s: how long to wait for the backlog
+# of a peak run), DRAIN (30s), TARGETS ("forwarder gateway"; "forwarder" alone skips
+# building the gateway). Gateway settings pass through the environment (RUST_LOG...).
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+CONCURRENCY=${CONCURRENCY:-64}
+EVENT_BYTES=${EVENT_BYTES:-1024}
+WEBHOOKS=${WEBHOOKS:-1 10}
+STEADY_RATE=${STEADY_RATE:-500}
+PEAK_DRAIN=${PEAK_DRAIN:-20s}
+DRAIN=${DRAIN:-30s}
+TARGETS=${TARGETS:-forwarder gateway}
+
+packages=(hookgate-bench)
+[[ " $TARGETS " == *" gateway "* ]] && packages+=(hookgate)
+build_release "${packages[@]}"
+
+declare -A PEAK PEAK_EVENTS HALF_RATE HALF_P50 HALF_P99 STEADY_P50 STEADY_P99 MISSING
+
+receiver_port=$(free_port)
+RECEIVER="http://127.0.0.1:$receiver_port"
+start receiver "$BENCH" receiver --listen "127.0.0.1:$receiver_port"
+wait_ready "$RECEIVER"
+
+# measure TARGET N URL [DRIVER ARGS...]: peak, half-peak and steady runs for one setup.
+measure() {
+    local target=$1 webhooks=$2 url=$3
+    shift 3
+    local common=(delivery --target "$target" --url "$url" --receiver "$RECEIVER"
+        --webhooks "$webhooks" --concurrency "$CONCURRENCY" --event-bytes "$EVENT_BYTES"
+        --duration "$DURATION" --warmup "$WARMUP" "$@")
+    local key="$target,$webhooks" missing=0
+
+    run_driver "${common[@]}" --max --drain-timeout "$PEAK_DRAIN" --label "$target-${webhooks}wh-peak"
+    PEAK[$key]=$(field "$RESULT" deliveries_per_sec)
+    PEAK_EVENTS[$key]=$(field "$RESULT" events_per_sec)
+    # Half of the peak, as events/s: each event makes $webhooks deliveries.
+    HALF_RATE[$key]=$(awk -v d="${PEAK[$key]}" -v n="$webhooks" 'BEGIN { r = d / n / 2; printf "%.0f", (r < 1 ? 1 : r) }')
+
+    run_driver "${common[@]}" --rate "${HALF_RATE[$key]}" --drain-timeout "$DRAIN" --label "$target-${webhooks}wh-half"
+    HALF_P50[$key]=$(field "$RESULT" p50_ms)
+    HALF_P99[$key]=$(field "$RESULT" p99_ms)
+    missing=$((missing + $(field "$RESULT" missing)))
+
+    run_driver "${common[@]}" --rate "$STEADY_RATE" --drain-timeout "$DRAIN" --label "$target-${webhooks}wh-steady"
+    STEADY_P50[$key]=$(field "$RESULT" p50_ms)
+    STEADY_P99[$key]=$(field "$RESULT" p99_ms)
+    missing=$((missing + $(field "$RESULT" missing)))
+    MISSING[$key]=$missing
+}
+
+# One server under load at a time; the receiver stays up throughout.
+if [[ " $TARGETS " == *" forwarder "* ]]; then
+    for webhooks in $WEBHOOKS; do
+        port=$(free_port)
+        start forwarder "$BENCH" forwarder --listen "127.0.0.1:$port" \
+            --to "$RECEIVER/hook/forwarder" --fanout "$webhooks"
+        wait_ready "http://127.0.0.1:$port"
+        measure forwarder "$webhooks" "http://127.0.0.1:$port"
+        stop forwarder
+    done
+fi
+if [[ " $TARGETS " == *" gateway "* ]]; then
+    start_gateway
+    for webhooks in $WEBHOOKS; do
+        # A fresh tenant per setup; the driver deletes its webhooks when it is done.
+        tenant="bench-${webhooks}wh"
+        key=$(create_tenant "$tenant")
+        measure gateway "$webhooks" "$GW_URL" --tenant "$tenant" --key "$key"
+    done
+    stop gateway
+fi
+
+echo
+echo "Delivery, $CONCURRENCY connections, ~$EVENT_BYTES B events, $DURATION per run ($(nproc) cores)"
+printf '%-10s %4s %12s %10s %10s | %9s %9s %9s | %9s %9s | %7s\n' \
+    target hooks peak_del/s events/s vs_fwd "half_ev/s" p50_ms p99_ms "${STEADY_RATE}/s_p50" p99_ms missing
+for webhooks in $WEBHOOKS; do
+    for target in forwarder gateway; do
+        key="$target,$webhooks"
+        [[ -n "${PEAK[$key]:-}" ]] || continue
+        ratio=-
+        [[ $target == forwarder ]] || ratio=$(percent "${PEAK[$key]}" "${PEAK[forwarder,$webhooks]:-0}")
+        printf '%-10s %4s %12s %10s %10s | %9s %9s %9s | %9s %9s | %7s\n' \
+            "$target" "$webhooks" "${PEAK[$key]}" "${PEAK_EVENTS[$key]}" "$ratio" \
+            "${HALF_RATE[$key]}" "${HALF_P50[$key]}" "${HALF_P99[$key]}" \
+            "${STEADY_P50[$key]}" "${STEADY_P99[$key]}" "${MISSING[$key]}"
+    done
+done
+echo "peak_del/s: deliveries/s at the receiver while ingesting as fast as accepted; latency is ingest-to-delivery."
+echo "targets (issue 3): gateway >= 40% of forwarder deliveries/s; p99 < 50 ms at half of peak; p99 < 5 ms at 500 events/s"
