@@ -114,11 +114,10 @@ async fn measure(
             DeliveryTarget::Gateway => "gateway",
             DeliveryTarget::Forwarder => "forwarder",
         };
-        format!(
-            "{target}-{}wh-{}",
-            args.webhooks,
-            pacing_text.replace(' ', "")
-        )
+        let pacing = args
+            .rate
+            .map_or("max".to_owned(), |rate| format!("{rate}eps"));
+        format!("{target}-{}wh-{pacing}", args.webhooks)
     });
     println!(
         "delivery {label}: {} -> receiver {receiver}, {} webhook(s), {pacing_text}, {} connections, warmup {:?}, measuring {:?}",
