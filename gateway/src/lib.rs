@@ -1,0 +1,11 @@
+//! Hookgate: a self-hosted webhook gateway. See docs/ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod ids;
+pub mod iso;
+pub mod log;
+pub mod model;
+pub mod schemas;
+pub mod store;

@@ -1,0 +1,296 @@
+//! `/{tenant}/v1/webhooks`: create, read, replace, patch, delete, start and stop.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use serde_json::Value;
+use utoipa_axum::routes;
+
+use super::{
+    Routes,
+    error::{ApiError, ApiResult},
+    extract::{ApiJson, ListQuery, Page, TenantAuth},
+    secrets_view::{mask_all, restore_masked},
+};
+use crate::{
+    app::AppState,
+    ids,
+    iso::now_millis,
+    log::LogError,
+    model::webhook::{ValidationContext, Webhook, WebhookSpec, WebhookStatus, parse_spec},
+};
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(
+            get_webhook,
+            replace_webhook,
+            patch_webhook,
+            delete_webhook
+        ))
+        .routes(routes!(start_webhook))
+        .routes(routes!(stop_webhook))
+}
+
+/// The API view of a webhook: flat fields, secrets masked.
+pub fn view(webhook: &Webhook) -> Value {
+    let mut view = webhook.to_view();
+    mask_all(&mut view);
+    view
+}
+
+fn validate(state: &AppState, tenant: &str, spec: &WebhookSpec) -> ApiResult<()> {
+    let known_plugin = |name: &str| crate::api::plugin_exists(state, tenant, name);
+    spec.validate(&ValidationContext {
+        known_plugin: &known_plugin,
+    })
+    .map_err(ApiError::validation)
+}
+
+pub fn existing(state: &AppState, tenant: &str, id: &str) -> ApiResult<Webhook> {
+    state
+        .store
+        .webhook(tenant, id)?
+        .ok_or_else(|| ApiError::not_found(format!("no webhook `{id}`")))
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path)),
+    request_body(content = Object, description = "A webhook; see API.md for every field"),
+    responses((status = 201, description = "The webhook, secrets masked"), (status = 400),
+              (status = 409, description = "The id is taken"),
+              (status = 429, description = "The tenant has the maximum number of webhooks")))]
+async fn create_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let mut spec = parse_spec(body).map_err(ApiError::validation)?;
+    let id = spec.id.clone().unwrap_or_else(|| ids::generate("whk"));
+    spec.id = Some(id.clone());
+    validate(&state, &auth.tenant, &spec)?;
+    let _serialized = state.webhook_writes.lock().await;
+    let limit = state.config.max_webhooks_per_tenant;
+    if state.store.count_webhooks(&auth.tenant) >= limit {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "webhook_limit_reached",
+            format!("a tenant may have at most {limit} webhooks; delete one first"),
+        ));
+    }
+    let now = now_millis();
+    let webhook = Webhook {
+        id,
+        status: if spec.enabled {
+            WebhookStatus::Running
+        } else {
+            WebhookStatus::Stopped
+        },
+        created_at: now,
+        updated_at: now,
+        spec,
+    };
+    if !state.store.create_webhook(&auth.tenant, &webhook)? {
+        return Err(ApiError::conflict(format!(
+            "webhook `{}` already exists",
+            webhook.id
+        )));
+    }
+    state.durable().await.map_err(LogError::from)?;
+    Ok((StatusCode::CREATED, Json(view(&webhook))))
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path), ListQuery),
+    responses((status = 200, description = "`{data: [webhook], iterator, done}`")))]
+async fn list_webhooks(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Page<Value>>> {
+    let (items, done) =
+        state
+            .store
+            .webhooks_page(&auth.tenant, query.iterator.as_deref(), query.limit()?)?;
+    Ok(Json(
+        Page::keyed(items, done, |w| w.id.clone()).map(|w| view(&w)),
+    ))
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "The webhook, secrets masked"), (status = 404)))]
+async fn get_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(view(&existing(&state, &auth.tenant, &id)?)))
+}
+
+/// Stores a new spec for an existing webhook; masked secrets sent back keep their values.
+async fn update(
+    state: &AppState,
+    tenant: &str,
+    current: Webhook,
+    mut body: Value,
+) -> ApiResult<Json<Value>> {
+    let current_json = serde_json::to_value(&current.spec).expect("spec serializes");
+    restore_masked(&mut body, &current_json);
+    let mut spec = parse_spec(body).map_err(ApiError::validation)?;
+    if spec.id.as_deref().is_some_and(|id| id != current.id) {
+        return Err(ApiError::validation(vec![
+            crate::model::problems::FieldError {
+                field: "id".into(),
+                message: "must equal the id in the path (webhooks cannot be renamed)".into(),
+            },
+        ]));
+    }
+    spec.id = Some(current.id.clone());
+    validate(state, tenant, &spec)?;
+    let status = match (current.status, spec.enabled) {
+        (WebhookStatus::Completed | WebhookStatus::Disabled, _) => current.status,
+        (_, true) => WebhookStatus::Running,
+        (_, false) => WebhookStatus::Stopped,
+    };
+    let webhook = Webhook {
+        status,
+        updated_at: now_millis(),
+        spec,
+        ..current
+    };
+    state.store.put_webhook(tenant, &webhook)?;
+    state.durable().await.map_err(LogError::from)?;
+    Ok(Json(view(&webhook)))
+}
+
+#[utoipa::path(put, path = "/{tenant}/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path)),
+    request_body(content = Object, description = "The whole webhook (fields left out take their defaults)"),
+    responses((status = 200, description = "The webhook"), (status = 400), (status = 404)))]
+async fn replace_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let current = existing(&state, &auth.tenant, &id)?;
+    update(&state, &auth.tenant, current, body).await
+}
+
+#[utoipa::path(patch, path = "/{tenant}/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path)),
+    request_body(content = Object, description = "A JSON merge patch (RFC 7396)"),
+    responses((status = 200, description = "The webhook"), (status = 400), (status = 404)))]
+async fn patch_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(patch): ApiJson<Value>,
+) -> ApiResult<Json<Value>> {
+    let current = existing(&state, &auth.tenant, &id)?;
+    let mut merged = serde_json::to_value(&current.spec).expect("spec serializes");
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+    }
+    merge_patch(&mut merged, patch);
+    update(&state, &auth.tenant, current, merged).await
+}
+
+/// RFC 7396: objects merge recursively, `null` deletes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let target = target.as_object_mut().expect("made an object above");
+    for (key, value) in patch {
+        if value.is_null() {
+            target.remove(&key);
+        } else {
+            merge_patch(target.entry(key).or_insert(Value::Null), value);
+        }
+    }
+}
+
+#[utoipa::path(delete, path = "/{tenant}/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 404)))]
+async fn delete_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    if !state.store.delete_webhook(&auth.tenant, &id)? {
+        return Err(ApiError::not_found(format!("no webhook `{id}`")));
+    }
+    state.durable().await.map_err(LogError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_running(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    running: bool,
+) -> ApiResult<Json<Value>> {
+    let mut webhook = existing(state, tenant, id)?;
+    if webhook.status == WebhookStatus::Completed {
+        return Err(ApiError::conflict(format!(
+            "webhook `{id}` is a temporary webhook that completed its window"
+        )));
+    }
+    webhook.spec.enabled = running;
+    webhook.status = if running {
+        WebhookStatus::Running
+    } else {
+        WebhookStatus::Stopped
+    };
+    webhook.updated_at = now_millis();
+    state.store.put_webhook(tenant, &webhook)?;
+    state.durable().await.map_err(LogError::from)?;
+    Ok(Json(view(&webhook)))
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/start", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "The webhook with `status: running`"), (status = 404), (status = 409)))]
+async fn start_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    set_running(&state, &auth.tenant, &id, true).await
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/stop", tag = "webhooks", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "The webhook with `status: stopped`"), (status = 404), (status = 409)))]
+async fn stop_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    set_running(&state, &auth.tenant, &id, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut target, json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}}));
+    }
+}

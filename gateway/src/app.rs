@@ -1,0 +1,134 @@
+//! Wiring: opens the store, builds the shared state and the router, serves until a
+//! shutdown signal, then drains in-flight requests and flushes sled.
+
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::{config::Config, log::EventLog, schemas::SchemaCache, store::Store};
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub log: EventLog,
+    pub schemas: SchemaCache,
+    pub admin_token_sha256: Vec<u8>,
+    /// Serializes webhook creation so the per-tenant limit cannot be raced past.
+    pub webhook_writes: tokio::sync::Mutex<()>,
+    pub ready: AtomicBool,
+    /// The OpenAPI document, generated from the router at startup.
+    pub openapi: std::sync::OnceLock<String>,
+}
+
+impl AppState {
+    /// Waits until every write made so far is on disk (group commit).
+    pub async fn durable(&self) -> Result<(), crate::log::DurabilityError> {
+        self.log.commit().wait_durable().await
+    }
+}
+
+/// Opens everything under `config.data_dir` and returns the ready state.
+pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let admin_token = admin_token(&config)?;
+    let log = EventLog::open(&store.db, store.log.clone());
+    Ok(Arc::new(AppState {
+        admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
+        store,
+        log,
+        schemas: SchemaCache::default(),
+        webhook_writes: tokio::sync::Mutex::new(()),
+        ready: AtomicBool::new(true),
+        openapi: Default::default(),
+        config,
+    }))
+}
+
+/// The configured admin token, or the one stored in `data_dir`, or a new one (stored 0600).
+fn admin_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        tracing::info!("admin token: taken from the configuration (HOOKGATE_ADMIN_TOKEN)");
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join("admin_token");
+    if path.exists() {
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        tracing::info!(path = %path.display(), "admin token: stored in this file");
+        return Ok(token.trim().to_string());
+    }
+    let token = format!("hga_{}", crate::ids::random_token(32));
+    write_private(&path, &token)?;
+    tracing::info!(path = %path.display(), "admin token: generated and stored in this file");
+    Ok(token)
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Serves until SIGINT/SIGTERM; then stops accepting, finishes in-flight requests and
+/// flushes the store.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let state = open(config)?;
+    let router = crate::api::router(state.clone());
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, "hookgate is listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("shutting down: flushing the store");
+    state.ready.store(false, Ordering::Release);
+    state.log.shutdown();
+    state.store.flush().context("final flush failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received: no new connections, draining requests");
+}
