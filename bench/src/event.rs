@@ -17,20 +17,26 @@ pub fn now_ns() -> u64 {
 }
 
 /// Renders request bodies whose events are about `event_bytes` long each.
+///
+/// Only the two numbers change from event to event, so everything around them is rendered
+/// once: building a body is two memcpys and two integer formats, which keeps the driver's
+/// share of the two cores small even at a million events/s in batches.
 #[derive(Debug, Clone)]
 pub struct EventTemplate {
-    event_type: String,
-    /// Filler that brings one event up to the requested size; the same for every event.
-    padding: String,
+    /// `{"event_type":"…","payload":{"sent_at_ns":`
+    head: String,
+    /// `,"pad":"…"}}`, the padding bringing one event up to the requested size.
+    tail: String,
 }
 
-/// Everything in one event except the padding, with the widest numbers it will carry
-/// (19-digit timestamp, 12-digit sequence): used to size the padding.
+/// Everything in one event except the event type and the padding, with the widest numbers
+/// it will carry (19-digit timestamp, 12-digit sequence): used to size the padding.
 const FIXED_PART: &str =
-    r#"{"event_type":"","payload":{"sent_at_ns":0000000000000000000,"seq":000000000000,"pad":""}}"#;
+    r#"{"event_type":,"payload":{"sent_at_ns":0000000000000000000,"seq":000000000000,"pad":""}}"#;
 
 impl EventTemplate {
     pub fn new(event_type: &str, event_bytes: usize) -> Self {
+        let event_type = serde_json::Value::from(event_type).to_string();
         let fixed = FIXED_PART.len() + event_type.len();
         // A readable repeating pattern: JSON-safe, not a single repeated byte.
         let padding: String = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -39,32 +45,32 @@ impl EventTemplate {
             .take(event_bytes.saturating_sub(fixed))
             .collect();
         Self {
-            event_type: event_type.to_owned(),
-            padding,
+            head: format!(r#"{{"event_type":{event_type},"payload":{{"sent_at_ns":"#),
+            tail: format!(r#","pad":"{padding}"}}}}"#),
         }
     }
 
     fn write_event(&self, out: &mut Vec<u8>, seq: u64, sent_at_ns: u64) {
-        // Writing into a Vec cannot fail; the event type is ours and needs no escaping
-        // beyond what serde_json gives us once, below.
-        let _ = write!(
-            out,
-            r#"{{"event_type":{},"payload":{{"sent_at_ns":{sent_at_ns},"seq":{seq},"pad":"{}"}}}}"#,
-            serde_json::Value::from(self.event_type.as_str()),
-            self.padding
-        );
+        out.extend_from_slice(self.head.as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, r#"{sent_at_ns},"seq":{seq}"#);
+        out.extend_from_slice(self.tail.as_bytes());
+    }
+
+    fn event_capacity(&self) -> usize {
+        self.head.len() + self.tail.len() + 40
     }
 
     /// `POST /{tenant}/v1/events` body.
     pub fn single(&self, seq: u64, sent_at_ns: u64) -> Bytes {
-        let mut out = Vec::with_capacity(self.padding.len() + 128);
+        let mut out = Vec::with_capacity(self.event_capacity());
         self.write_event(&mut out, seq, sent_at_ns);
         Bytes::from(out)
     }
 
     /// `POST /{tenant}/v1/events/batch` body with `count` events numbered from `first_seq`.
     pub fn batch(&self, count: usize, first_seq: u64, sent_at_ns: u64) -> Bytes {
-        let mut out = Vec::with_capacity(count * (self.padding.len() + 128) + 16);
+        let mut out = Vec::with_capacity(count * (self.event_capacity() + 1) + 16);
         out.extend_from_slice(br#"{"events":["#);
         for i in 0..count {
             if i > 0 {
@@ -106,8 +112,9 @@ mod tests {
 
     #[test]
     fn tiny_sizes_still_render_valid_events() {
-        let template = EventTemplate::new("x", 0);
+        let template = EventTemplate::new("needs \"escaping\"", 0);
         let event: Value = serde_json::from_slice(&template.single(0, 0)).unwrap();
         assert_eq!(event["payload"]["pad"], "");
+        assert_eq!(event["event_type"], "needs \"escaping\"");
     }
 }
