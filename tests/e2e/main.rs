@@ -1,1 +1,7 @@
-fn main(){}
+//! End-to-end tests: each starts the real `hookgate` binary on a free loopback port with
+//! its own temporary data directory and drives it over HTTP, like a user would.
+
+mod harness;
+
+mod durability;
+mod foundation;

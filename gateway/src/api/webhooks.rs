@@ -21,7 +21,9 @@ use crate::{
     ids,
     iso::now_millis,
     log::LogError,
-    model::webhook::{ValidationContext, Webhook, WebhookSpec, WebhookStatus, parse_spec},
+    model::webhook::{
+        ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id, parse_spec,
+    },
 };
 
 pub fn routes() -> Routes {
@@ -71,6 +73,9 @@ async fn create_webhook(
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let mut spec = parse_spec(body).map_err(ApiError::validation)?;
+    if let Some(id) = &spec.id {
+        check_client_id(id).map_err(ApiError::validation)?;
+    }
     let id = spec.id.clone().unwrap_or_else(|| ids::generate("whk"));
     spec.id = Some(id.clone());
     validate(&state, &auth.tenant, &spec)?;

@@ -268,14 +268,10 @@ pub struct ValidationContext<'a> {
 }
 
 impl WebhookSpec {
-    /// Every problem of the spec at once. `id` must already be set.
+    /// Every problem of the spec at once. The id is checked where a client chooses it
+    /// (`check_client_id`), since generated ids (`whk_…`) are valid too.
     pub fn validate(&self, ctx: &ValidationContext<'_>) -> Result<(), Vec<FieldError>> {
         let mut problems = Problems::default();
-        if let Some(id) = &self.id
-            && !ids::is_client_id(id)
-        {
-            problems.add("id", "must match ^[a-z0-9-]{1,50}$");
-        }
         check_text(&mut problems, "name", self.name.as_deref(), 200);
         check_text(
             &mut problems,
@@ -471,6 +467,18 @@ impl WebhookSpec {
     }
 }
 
+/// A client-chosen webhook id must match NewStore's pattern.
+pub fn check_client_id(id: &str) -> Result<(), Vec<FieldError>> {
+    if ids::is_client_id(id) {
+        Ok(())
+    } else {
+        Err(vec![FieldError {
+            field: "id".into(),
+            message: "must match ^[a-z0-9-]{1,50}$".into(),
+        }])
+    }
+}
+
 fn check_text(problems: &mut Problems, field: &str, value: Option<&str>, max: usize) {
     if let Some(value) = value
         && value.chars().count() > max
@@ -543,7 +551,12 @@ mod tests {
     fn errors(body: Value) -> Vec<String> {
         match parse_spec(body) {
             Err(errors) => errors.into_iter().map(|e| e.field).collect(),
-            Ok(spec) => match spec.validate(&ctx()) {
+            Ok(spec) => match spec
+                .id
+                .as_deref()
+                .map_or(Ok(()), check_client_id)
+                .and_then(|()| spec.validate(&ctx()))
+            {
                 Ok(()) => vec![],
                 Err(errors) => errors.into_iter().map(|e| e.field).collect(),
             },
