@@ -17,7 +17,11 @@ impl Config {
     /// Deserializes the configuration. An empty configuration reads as `null`, so an
     /// `Option<T>` or a struct with all-default fields (`#[serde(default)]`) accepts it.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T> {
-        let text = if self.raw.trim().is_empty() { "null" } else { &self.raw };
+        let text = if self.raw.trim().is_empty() {
+            "null"
+        } else {
+            &self.raw
+        };
         serde_json::from_str(text).map_err(|e| crate::Error::msg(format!("config: {e}")))
     }
 

@@ -1,8 +1,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Result;
 use crate::__private::bindings::hookgate::plugin::types as wit;
+use crate::Result;
 
 /// One HTTP header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +13,10 @@ pub struct Header {
 
 impl Header {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Header { name: name.into(), value: value.into() }
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -28,14 +31,20 @@ impl Headers {
 
     /// The first value of `name`, compared case-insensitively.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_str())
+        self.0
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
     }
 
     /// Replaces every header called `name` with one of this value.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         let name = name.into();
         self.remove(&name);
-        self.0.push(Header { name, value: value.into() });
+        self.0.push(Header {
+            name,
+            value: value.into(),
+        });
     }
 
     /// Adds a header, keeping any others of the same name.
@@ -137,11 +146,23 @@ impl OutgoingRequest {
 // of bodies or strings.
 
 fn headers_from_wit(headers: Vec<wit::Header>) -> Headers {
-    headers.into_iter().map(|h| Header { name: h.name, value: h.value }).collect()
+    headers
+        .into_iter()
+        .map(|h| Header {
+            name: h.name,
+            value: h.value,
+        })
+        .collect()
 }
 
 pub(crate) fn headers_to_wit(headers: Headers) -> Vec<wit::Header> {
-    headers.into_iter().map(|h| wit::Header { name: h.name, value: h.value }).collect()
+    headers
+        .into_iter()
+        .map(|h| wit::Header {
+            name: h.name,
+            value: h.value,
+        })
+        .collect()
 }
 
 impl From<wit::Event> for Event {
@@ -172,6 +193,11 @@ impl From<Event> for wit::Event {
 
 impl From<wit::OutgoingRequest> for OutgoingRequest {
     fn from(r: wit::OutgoingRequest) -> Self {
-        OutgoingRequest { method: r.method, url: r.url, headers: headers_from_wit(r.headers), body: r.body }
+        OutgoingRequest {
+            method: r.method,
+            url: r.url,
+            headers: headers_from_wit(r.headers),
+            body: r.body,
+        }
     }
 }

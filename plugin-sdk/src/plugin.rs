@@ -43,7 +43,9 @@ impl<P: Plugin> Guest for Exports<P> {
 
     fn transform(config: String, e: wit::Event) -> Result<wit::Event, String> {
         route_panics_to_log();
-        P::transform(&Config::new(config), e.into()).map(Into::into).map_err(String::from)
+        P::transform(&Config::new(config), e.into())
+            .map(Into::into)
+            .map_err(String::from)
     }
 
     fn authenticate(config: String, req: wit::OutgoingRequest) -> Result<Vec<wit::Header>, String> {
@@ -58,5 +60,7 @@ impl<P: Plugin> Guest for Exports<P> {
 /// message would go to stderr, which the sandbox discards. Each call gets a fresh
 /// instance, so the hook is installed once per call.
 fn route_panics_to_log() {
-    std::panic::set_hook(Box::new(|info| log::error(&format!("plugin panicked: {info}"))));
+    std::panic::set_hook(Box::new(|info| {
+        log::error(&format!("plugin panicked: {info}"))
+    }));
 }

@@ -33,13 +33,20 @@ struct CustomSigner;
 impl Plugin for CustomSigner {
     fn authenticate(config: &Config, request: &OutgoingRequest) -> Result<Vec<Header>> {
         let settings: Settings = config.parse()?;
-        let key = secret(&settings.secret)
-            .ok_or_else(|| Error::msg(format!("secret '{}' is not set for this plugin", settings.secret)))?;
+        let key = secret(&settings.secret).ok_or_else(|| {
+            Error::msg(format!(
+                "secret '{}' is not set for this plugin",
+                settings.secret
+            ))
+        })?;
         let timestamp = now_ms() / 1000;
         let mut signed = format!("{timestamp}.").into_bytes();
         signed.extend_from_slice(&request.body);
         let signature = hex(&hmac_sha256(key.as_bytes(), &signed));
-        Ok(vec![Header::new(settings.header, format!("t={timestamp},s={signature}"))])
+        Ok(vec![Header::new(
+            settings.header,
+            format!("t={timestamp},s={signature}"),
+        )])
     }
 }
 

@@ -44,11 +44,17 @@ struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        let event_types = [("order.created", "ERP_ORDER_NEW"), ("order.updated", "ERP_ORDER_CHANGE")]
-            .into_iter()
-            .map(|(from, to)| (from.to_owned(), to.to_owned()))
-            .collect();
-        Settings { event_types, header: "X-ERP-Record-Type".to_owned() }
+        let event_types = [
+            ("order.created", "ERP_ORDER_NEW"),
+            ("order.updated", "ERP_ORDER_CHANGE"),
+        ]
+        .into_iter()
+        .map(|(from, to)| (from.to_owned(), to.to_owned()))
+        .collect();
+        Settings {
+            event_types,
+            header: "X-ERP-Record-Type".to_owned(),
+        }
     }
 }
 
@@ -138,7 +144,11 @@ impl Plugin for ErpTransform {
                 ordered_at: &envelope.published_at,
             })
             .collect();
-        let document = ErpDocument { record_type, source_event_id: &envelope.id, records };
+        let document = ErpDocument {
+            record_type,
+            source_event_id: &envelope.id,
+            records,
+        };
         event.set_json(&document)?;
         event.headers.set(settings.header, record_type.as_str());
         event.event_type = record_type.clone();

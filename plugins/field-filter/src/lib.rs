@@ -97,11 +97,23 @@ impl Condition {
             Op::Eq => same(field, &self.value),
             Op::Ne => !same(field, &self.value),
             Op::Gt => order(field, &self.value) == Some(Ordering::Greater),
-            Op::Gte => matches!(order(field, &self.value), Some(Ordering::Greater | Ordering::Equal)),
+            Op::Gte => matches!(
+                order(field, &self.value),
+                Some(Ordering::Greater | Ordering::Equal)
+            ),
             Op::Lt => order(field, &self.value) == Some(Ordering::Less),
-            Op::Lte => matches!(order(field, &self.value), Some(Ordering::Less | Ordering::Equal)),
-            Op::In => self.value.as_array().is_some_and(|set| set.iter().any(|v| same(field, v))),
-            Op::NotIn => !self.value.as_array().is_some_and(|set| set.iter().any(|v| same(field, v))),
+            Op::Lte => matches!(
+                order(field, &self.value),
+                Some(Ordering::Less | Ordering::Equal)
+            ),
+            Op::In => self
+                .value
+                .as_array()
+                .is_some_and(|set| set.iter().any(|v| same(field, v))),
+            Op::NotIn => !self
+                .value
+                .as_array()
+                .is_some_and(|set| set.iter().any(|v| same(field, v))),
             Op::Contains => match (field, &self.value) {
                 (Value::String(s), Value::String(needle)) => s.contains(needle.as_str()),
                 (Value::Array(items), needle) => items.iter().any(|v| same(v, needle)),

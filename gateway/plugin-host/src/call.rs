@@ -1,0 +1,403 @@
+//! Running one hook: a fresh `Store` with the call's limits, instantiate, call, drop, and
+//! turning whatever happened into a [`CallReport`].
+//!
+//! This module is synchronous and may run for up to the call timeout: callers put it on a
+//! blocking thread (see `runtime.rs`). Nothing survives a call: store, instance, WASI
+//! context and memory are dropped before the report is returned.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wasmtime::component::{ComponentNamedList, Lift, Lower};
+use wasmtime::{Engine, Store, Trap};
+
+use crate::bindings::{Event, Header, OutgoingRequest};
+use crate::host::{CallContext, CallState, LogLevel, LogLine};
+use crate::limits::CallLimits;
+use crate::{Hook, LoadedPlugin, PluginError, RuntimeConfig};
+
+/// Longest plugin error message kept; a plugin cannot make the gateway store megabytes
+/// of reason text.
+const MAX_REASON_BYTES: usize = 2048;
+/// Table growth a plugin may ask for (the pool's table size bounds it too).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The outcome of one plugin call, with what the dry-run endpoint shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallReport<T> {
+    pub result: Result<T, PluginError>,
+    /// Lines the plugin logged, within the log budget.
+    pub logs: Vec<LogLine>,
+    /// Time from the start of the call to the report, excluding any wait for a slot.
+    pub elapsed: Duration,
+    /// Part of `elapsed` spent creating the store and instantiating the plugin.
+    pub instantiate: Duration,
+    /// Fuel consumed, when fuel metering is configured.
+    pub fuel_used: Option<u64>,
+}
+
+impl<T> CallReport<T> {
+    pub(crate) fn failed(error: PluginError, elapsed: Duration) -> Self {
+        CallReport {
+            result: Err(error),
+            logs: Vec::new(),
+            elapsed,
+            instantiate: Duration::ZERO,
+            fuel_used: None,
+        }
+    }
+}
+
+/// What a call needs from the runtime.
+pub(crate) struct Sandbox {
+    pub(crate) engine: Engine,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) deadline_ticks: u64,
+}
+
+pub(crate) fn filter(
+    sb: &Sandbox,
+    plugin: &LoadedPlugin,
+    config: &str,
+    event: &Event,
+    ctx: CallContext,
+) -> CallReport<bool> {
+    let size = config.len() + event_size(event);
+    run(sb, plugin, Hook::Filter, size, ctx, (config, event), Ok)
+}
+
+pub(crate) fn transform(
+    sb: &Sandbox,
+    plugin: &LoadedPlugin,
+    config: &str,
+    event: &Event,
+    ctx: CallContext,
+) -> CallReport<Event> {
+    let size = config.len() + event_size(event);
+    let limit = sb.config.max_output_bytes;
+    run(
+        sb,
+        plugin,
+        Hook::Transform,
+        size,
+        ctx,
+        (config, event),
+        |out: Event| {
+            check_output_size(event_size(&out), limit)?;
+            // A transform reshapes the event; it must not pass it off as another event or
+            // move it to another tenant.
+            if out.id != event.id {
+                return Err(PluginError::InvalidOutput(
+                    "transform changed the event id".into(),
+                ));
+            }
+            if out.tenant != event.tenant {
+                return Err(PluginError::InvalidOutput(
+                    "transform changed the tenant".into(),
+                ));
+            }
+            if out.event_type.is_empty() {
+                return Err(PluginError::InvalidOutput(
+                    "transform returned an empty event type".into(),
+                ));
+            }
+            check_headers(&out.headers)?;
+            Ok(out)
+        },
+    )
+}
+
+pub(crate) fn authenticate(
+    sb: &Sandbox,
+    plugin: &LoadedPlugin,
+    config: &str,
+    request: &OutgoingRequest,
+    ctx: CallContext,
+) -> CallReport<Vec<Header>> {
+    let size = config.len()
+        + request.method.len()
+        + request.url.len()
+        + headers_size(&request.headers)
+        + request.body.len();
+    let limit = sb.config.max_output_bytes;
+    run(
+        sb,
+        plugin,
+        Hook::Authenticate,
+        size,
+        ctx,
+        (config, request),
+        |headers: Vec<Header>| {
+            check_output_size(headers_size(&headers), limit)?;
+            check_headers(&headers)?;
+            Ok(headers)
+        },
+    )
+}
+
+/// The common path of every hook: `Params` are the hook's arguments, the hook returns
+/// `result<T, string>`, and `check` vets a successful `T`.
+fn run<Params, T>(
+    sb: &Sandbox,
+    plugin: &LoadedPlugin,
+    hook: Hook,
+    input_size: usize,
+    ctx: CallContext,
+    params: Params,
+    check: impl FnOnce(T) -> Result<T, PluginError>,
+) -> CallReport<T>
+where
+    Params: ComponentNamedList + Lower,
+    (Result<T, String>,): ComponentNamedList + Lift,
+{
+    let start = Instant::now();
+    if input_size > sb.config.max_input_bytes {
+        let error = PluginError::InputTooLarge {
+            size: input_size,
+            limit: sb.config.max_input_bytes,
+        };
+        return CallReport::failed(error, start.elapsed());
+    }
+    let Some(export) = plugin.hooks[hook.index()] else {
+        return CallReport::failed(PluginError::NotExported(hook), start.elapsed());
+    };
+
+    let mut store = new_store(sb, ctx);
+    let instance = match plugin.pre.instantiate(&mut store) {
+        Ok(instance) => instance,
+        Err(err) => {
+            let error = instantiate_error(err, store_denied(&store));
+            return finish(store, Err(error), start, start.elapsed(), sb);
+        }
+    };
+    let instantiated = start.elapsed();
+
+    let outcome = instance
+        .get_typed_func::<Params, (Result<T, String>,)>(&mut store, export)
+        // Upload type-checked every hook, so this only fails if the contract changed under
+        // a cached artifact.
+        .map_err(|e| PluginError::Host(format!("{hook} has an unexpected signature: {e:#}")))
+        .and_then(|func| match func.call(&mut store, params) {
+            Ok((Ok(value),)) => check(value),
+            Ok((Err(reason),)) => Err(plugin_reason(reason, sb.config.max_output_bytes)),
+            Err(err) => Err(call_error(err, &store)),
+        });
+    finish(store, outcome, start, instantiated, sb)
+}
+
+fn new_store(sb: &Sandbox, ctx: CallContext) -> Store<CallState> {
+    let limits = CallLimits::new(sb.config.memory_limit_bytes, MAX_TABLE_ELEMENTS);
+    let mut store = Store::new(
+        &sb.engine,
+        CallState::new(ctx, limits, sb.config.max_log_bytes),
+    );
+    store.limiter(|state| &mut state.limits);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(sb.deadline_ticks);
+    if let Some(fuel) = sb.config.fuel_per_call {
+        // Cannot fail: fuel is enabled on the engine whenever a quota is configured.
+        let _ = store.set_fuel(fuel);
+    }
+    store
+}
+
+fn finish<T>(
+    store: Store<CallState>,
+    result: Result<T, PluginError>,
+    start: Instant,
+    instantiate: Duration,
+    sb: &Sandbox,
+) -> CallReport<T> {
+    let fuel_used = sb
+        .config
+        .fuel_per_call
+        .map(|quota| quota.saturating_sub(store.get_fuel().unwrap_or(0)));
+    let mut logs = store.into_data().logs.into_lines();
+    let result = result.map_err(|err| with_panic_message(err, &logs));
+    // Keep the reason of a trap next to the plugin's own lines in the log as well.
+    if let Err(err @ (PluginError::Trap(_) | PluginError::Timeout | PluginError::MemoryLimit)) =
+        &result
+    {
+        logs.push(LogLine {
+            level: LogLevel::Error,
+            message: err.to_string(),
+        });
+    }
+    CallReport {
+        result,
+        logs,
+        elapsed: start.elapsed(),
+        instantiate,
+        fuel_used,
+    }
+}
+
+fn store_denied(store: &Store<CallState>) -> bool {
+    store.data().limits.memory_denied
+}
+
+fn instantiate_error(err: wasmtime::Error, memory_denied: bool) -> PluginError {
+    if memory_denied {
+        return PluginError::MemoryLimit;
+    }
+    if err
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return PluginError::Busy;
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(trap) => trap_error(*trap),
+        None => PluginError::Host(format!("instantiation failed: {err:#}")),
+    }
+}
+
+fn call_error(err: wasmtime::Error, store: &Store<CallState>) -> PluginError {
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Timeout,
+        Some(Trap::OutOfFuel) => PluginError::FuelExhausted,
+        // A failed `memory.grow` makes allocators abort with `unreachable`: say why.
+        Some(_) if store_denied(store) => PluginError::MemoryLimit,
+        Some(trap) => trap_error(*trap),
+        None if store_denied(store) => PluginError::MemoryLimit,
+        // Not a trap: lifting the result failed (bad pointers, invalid UTF-8...).
+        None => PluginError::InvalidOutput(format!("{err:#}")),
+    }
+}
+
+fn trap_error(trap: Trap) -> PluginError {
+    match trap {
+        Trap::Interrupt => PluginError::Timeout,
+        Trap::OutOfFuel => PluginError::FuelExhausted,
+        other => PluginError::Trap(other.to_string()),
+    }
+}
+
+/// The SDK logs a panic's message just before the abort trap; put it in the reason.
+fn with_panic_message(err: PluginError, logs: &[LogLine]) -> PluginError {
+    match err {
+        PluginError::Trap(trap) => match logs
+            .iter()
+            .rev()
+            .find(|l| l.message.starts_with("plugin panicked"))
+        {
+            Some(line) => PluginError::Trap(format!("{trap} ({})", line.message)),
+            None => PluginError::Trap(trap),
+        },
+        other => other,
+    }
+}
+
+fn plugin_reason(mut reason: String, max_output: usize) -> PluginError {
+    if reason.len() > max_output {
+        return PluginError::OutputTooLarge {
+            size: reason.len(),
+            limit: max_output,
+        };
+    }
+    if reason.len() > MAX_REASON_BYTES {
+        let mut cut = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push('…');
+    }
+    PluginError::Plugin(reason)
+}
+
+fn check_output_size(size: usize, limit: usize) -> Result<(), PluginError> {
+    if size > limit {
+        Err(PluginError::OutputTooLarge { size, limit })
+    } else {
+        Ok(())
+    }
+}
+
+fn event_size(e: &Event) -> usize {
+    e.id.len() + e.tenant.len() + e.event_type.len() + 8 + headers_size(&e.headers) + e.body.len()
+}
+
+fn headers_size(headers: &[Header]) -> usize {
+    headers.iter().map(|h| h.name.len() + h.value.len()).sum()
+}
+
+/// Headers the gateway sets itself: a plugin changing them would corrupt the request.
+const RESERVED_HEADERS: &[&str] = &["content-length", "transfer-encoding", "host", "connection"];
+
+/// Header names must be HTTP tokens and values free of control characters, so that a
+/// plugin cannot smuggle extra headers or break the request framing.
+fn check_headers(headers: &[Header]) -> Result<(), PluginError> {
+    for h in headers {
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if h.name.is_empty() || h.name.len() > 256 || !h.name.bytes().all(token) {
+            return Err(PluginError::InvalidOutput(format!(
+                "invalid header name {:?}",
+                truncate(&h.name)
+            )));
+        }
+        if h.value
+            .bytes()
+            .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err(PluginError::InvalidOutput(format!(
+                "control character in header {}",
+                h.name
+            )));
+        }
+        if RESERVED_HEADERS
+            .iter()
+            .any(|r| h.name.eq_ignore_ascii_case(r))
+        {
+            return Err(PluginError::InvalidOutput(format!(
+                "header {} is set by the gateway",
+                h.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> &str {
+    let mut cut = s.len().min(64);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn header_checks() {
+        assert!(check_headers(&[header("X-Sig", "t=1,s=ab")]).is_ok());
+        assert!(check_headers(&[header("X-Sig", "a\r\nX-Evil: 1")]).is_err());
+        assert!(check_headers(&[header("Bad Name", "v")]).is_err());
+        assert!(check_headers(&[header("", "v")]).is_err());
+        assert!(check_headers(&[header("Content-Length", "0")]).is_err());
+    }
+
+    #[test]
+    fn long_plugin_reasons_are_cut() {
+        let PluginError::Plugin(reason) = plugin_reason("é".repeat(5000), 1 << 20) else {
+            panic!()
+        };
+        assert!(reason.len() <= MAX_REASON_BYTES + '…'.len_utf8());
+        assert!(matches!(
+            plugin_reason("x".repeat(100), 10),
+            PluginError::OutputTooLarge {
+                size: 100,
+                limit: 10
+            }
+        ));
+    }
+}

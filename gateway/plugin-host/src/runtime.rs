@@ -1,0 +1,468 @@
+//! `PluginRuntime`: the gateway's one handle on the sandbox. Owns the engine, the linker
+//! with the host imports, the on-disk cache, the map of loaded plugins and the slots that
+//! bound concurrent calls.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::bindings::{Event, Header, OutgoingRequest, hookgate};
+use crate::cache::{ArtifactCache, is_digest};
+use crate::call::{self, CallReport, Sandbox};
+use crate::engine::{self, EpochTicker};
+use crate::host::{CallContext, CallState};
+use crate::limits::CallLimits;
+use crate::{
+    Hook, LoadError, LoadedPlugin, PluginError, RuntimeConfig, UploadError, validate, wasi,
+};
+
+/// What [`PluginRuntime::compile`] made of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginArtifact {
+    /// Hex sha256 of the uploaded bytes: pass it to [`PluginRuntime::load`].
+    pub sha256: String,
+    /// Size of the upload in bytes.
+    pub size: usize,
+    /// Hooks the component exports (type-checked). Components built with the SDK export
+    /// all three; those it does not override behave neutrally.
+    pub exports: Vec<Hook>,
+}
+
+/// How often plugins were compiled versus taken from the compiled cache, since this
+/// runtime started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CacheStats {
+    /// Components compiled from WebAssembly (uploads, and loads whose cache was missing or
+    /// made by an incompatible engine).
+    pub compiled: u64,
+    /// Loads served by deserializing our cached compiled artifact.
+    pub cache_hits: u64,
+    /// Loads served from memory.
+    pub memory_hits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    compiled: AtomicU64,
+    cache_hits: AtomicU64,
+    memory_hits: AtomicU64,
+}
+
+/// Validates, compiles, caches and runs plugins. Create one per process and share it
+/// (`Arc<PluginRuntime>` or a clone: clones share everything).
+#[derive(Clone)]
+pub struct PluginRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sandbox: Sandbox,
+    linker: Linker<CallState>,
+    cache: ArtifactCache,
+    loaded: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
+    /// One permit per pool slot usable by calls; async calls wait for one.
+    permits: Arc<Semaphore>,
+    /// Upload probes use the one extra pool slot, one at a time.
+    probe_slot: Mutex<()>,
+    counters: Counters,
+    _ticker: EpochTicker,
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot use plugin cache directory: {0}")]
+    CacheDir(#[source] std::io::Error),
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot start the epoch ticker thread: {0}")]
+    Ticker(#[source] std::io::Error),
+}
+
+impl PluginRuntime {
+    /// Builds the engine, the host linker and the epoch ticker, and opens the cache.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let cache = ArtifactCache::open(&config.cache_dir).map_err(RuntimeError::CacheDir)?;
+        let mut pool_config = config.clone();
+        // One slot more than calls may use, reserved for upload probes.
+        pool_config.max_concurrent_calls = config.max_concurrent_calls.max(1) + 1;
+        let engine =
+            engine::build(&pool_config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        let link = |linker: &mut Linker<CallState>| -> wasmtime::Result<()> {
+            hookgate::plugin::host::add_to_linker::<_, HasSelf<CallState>>(linker, |state| state)?;
+            hookgate::plugin::types::add_to_linker::<_, HasSelf<CallState>>(linker, |state| state)?;
+            wasi::add_to_linker(linker)
+        };
+        link(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+
+        let (tick, deadline_ticks) = engine::epoch_schedule(config.call_timeout);
+        let ticker = EpochTicker::start(engine.clone(), tick).map_err(RuntimeError::Ticker)?;
+        let permits = Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize));
+        Ok(PluginRuntime {
+            inner: Arc::new(Inner {
+                sandbox: Sandbox {
+                    engine,
+                    config,
+                    deadline_ticks,
+                },
+                linker,
+                cache,
+                loaded: RwLock::new(HashMap::new()),
+                permits,
+                probe_slot: Mutex::new(()),
+                counters: Counters::default(),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.sandbox.config
+    }
+
+    /// Validates an uploaded component, compiles it, writes `{sha256}.wasm` and
+    /// `{sha256}.cwasm` to the cache and keeps it loaded. Blocking and CPU-heavy (tens to
+    /// hundreds of milliseconds): call it from `spawn_blocking`.
+    ///
+    /// Refuses, with a reason for the uploader: files over the size cap, anything that is
+    /// not a component (core modules included), imports outside the `hookgate:plugin`
+    /// world and the denied WASI subset, components not exporting
+    /// `hookgate:plugin/hooks@0.1.0` with correctly typed hooks, and components that
+    /// cannot even be instantiated within the call limits.
+    pub fn compile(&self, wasm: &[u8]) -> Result<PluginArtifact, UploadError> {
+        let inner = &self.inner;
+        validate::check_size(wasm, inner.sandbox.config.max_component_bytes)?;
+        validate::check_is_component(wasm)?;
+        let sha256 = hex::encode(Sha256::digest(wasm));
+
+        let started = Instant::now();
+        let component = Component::from_binary(&inner.sandbox.engine, wasm)
+            .map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
+        inner.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        validate::check_imports(&inner.sandbox.engine, &component)?;
+        let plugin = LoadedPlugin::link(&sha256, &inner.linker, &component)
+            .map_err(UploadError::WorldMismatch)?;
+        inner.probe(&plugin)?;
+
+        let compiled = component
+            .serialize()
+            .map_err(|e| UploadError::Cache(format!("{e:#}")))?;
+        inner
+            .cache
+            .write_source(&sha256, wasm)
+            .map_err(|e| UploadError::Cache(e.to_string()))?;
+        inner
+            .cache
+            .write_compiled(&sha256, &compiled)
+            .map_err(|e| UploadError::Cache(e.to_string()))?;
+        tracing::info!(%sha256, size = wasm.len(), ms = started.elapsed().as_millis() as u64, "compiled plugin");
+
+        let artifact = PluginArtifact {
+            sha256: sha256.clone(),
+            size: wasm.len(),
+            exports: plugin.exports(),
+        };
+        inner
+            .loaded
+            .write()
+            .expect("plugin map poisoned")
+            .insert(sha256, Arc::new(plugin));
+        Ok(artifact)
+    }
+
+    /// The plugin with this sha256, ready to call: from memory, else deserialized from our
+    /// cached `.cwasm`, else (cache missing, or written by an incompatible engine)
+    /// recompiled from the cached `.wasm`, which also rewrites the `.cwasm`. Blocking
+    /// (file I/O; a recompile takes as long as an upload): call at startup or from
+    /// `spawn_blocking`.
+    pub fn load(&self, sha256: &str) -> Result<Arc<LoadedPlugin>, LoadError> {
+        let inner = &self.inner;
+        if !is_digest(sha256) {
+            return Err(LoadError::BadDigest(sha256.to_owned()));
+        }
+        if let Some(plugin) = inner
+            .loaded
+            .read()
+            .expect("plugin map poisoned")
+            .get(sha256)
+        {
+            inner.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(plugin.clone());
+        }
+        let component = match inner.deserialize(sha256) {
+            Some(component) => {
+                inner.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%sha256, "loaded plugin from the compiled cache");
+                component
+            }
+            None => inner.recompile(sha256)?,
+        };
+        let invalid = |reason| LoadError::Invalid {
+            sha256: sha256.to_owned(),
+            reason,
+        };
+        let plugin =
+            Arc::new(LoadedPlugin::link(sha256, &inner.linker, &component).map_err(invalid)?);
+        let mut loaded = inner.loaded.write().expect("plugin map poisoned");
+        Ok(loaded.entry(sha256.to_owned()).or_insert(plugin).clone())
+    }
+
+    /// Forgets a loaded plugin and deletes its cached files (when its last version is
+    /// deleted). Calls holding an `Arc<LoadedPlugin>` finish normally.
+    pub fn remove(&self, sha256: &str) -> Result<(), LoadError> {
+        if !is_digest(sha256) {
+            return Err(LoadError::BadDigest(sha256.to_owned()));
+        }
+        self.inner
+            .loaded
+            .write()
+            .expect("plugin map poisoned")
+            .remove(sha256);
+        self.inner
+            .cache
+            .remove(sha256)
+            .map_err(|e| LoadError::Cache(e.to_string()))
+    }
+
+    /// Compile and cache counters, e.g. to show that a restart reused compiled plugins.
+    pub fn cache_stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        CacheStats {
+            compiled: c.compiled.load(Ordering::Relaxed),
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            memory_hits: c.memory_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs the plugin's `filter` hook on a blocking thread once a slot is free.
+    /// `Ok(false)` means drop the event for this webhook.
+    pub async fn call_filter(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        config: &str,
+        event: Event,
+        ctx: CallContext,
+    ) -> CallReport<bool> {
+        let config = config.to_owned();
+        self.on_blocking_thread(plugin, move |sb, plugin| {
+            call::filter(sb, plugin, &config, &event, ctx)
+        })
+        .await
+    }
+
+    /// Runs the plugin's `transform` hook on a blocking thread once a slot is free. The
+    /// result keeps the event's id and tenant (checked) and fits the output limit.
+    pub async fn call_transform(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        config: &str,
+        event: Event,
+        ctx: CallContext,
+    ) -> CallReport<Event> {
+        let config = config.to_owned();
+        self.on_blocking_thread(plugin, move |sb, plugin| {
+            call::transform(sb, plugin, &config, &event, ctx)
+        })
+        .await
+    }
+
+    /// Runs the plugin's `authenticate` hook on a blocking thread once a slot is free.
+    /// Returns headers to add to this attempt (names and values checked).
+    pub async fn call_authenticate(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        config: &str,
+        request: OutgoingRequest,
+        ctx: CallContext,
+    ) -> CallReport<Vec<Header>> {
+        let config = config.to_owned();
+        self.on_blocking_thread(plugin, move |sb, plugin| {
+            call::authenticate(sb, plugin, &config, &request, ctx)
+        })
+        .await
+    }
+
+    /// Like [`call_filter`](Self::call_filter) but on the current thread, which it may
+    /// occupy for up to the call timeout: for threads that may block (never an async
+    /// executor's). Does not wait for a slot: fails with [`PluginError::Busy`] when all
+    /// are taken.
+    pub fn call_filter_blocking(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &str,
+        event: &Event,
+        ctx: CallContext,
+    ) -> CallReport<bool> {
+        self.on_this_thread(|sb| call::filter(sb, plugin, config, event, ctx))
+    }
+
+    /// Blocking [`call_transform`](Self::call_transform); see
+    /// [`call_filter_blocking`](Self::call_filter_blocking).
+    pub fn call_transform_blocking(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &str,
+        event: &Event,
+        ctx: CallContext,
+    ) -> CallReport<Event> {
+        self.on_this_thread(|sb| call::transform(sb, plugin, config, event, ctx))
+    }
+
+    /// Blocking [`call_authenticate`](Self::call_authenticate); see
+    /// [`call_filter_blocking`](Self::call_filter_blocking).
+    pub fn call_authenticate_blocking(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &str,
+        request: &OutgoingRequest,
+        ctx: CallContext,
+    ) -> CallReport<Vec<Header>> {
+        self.on_this_thread(|sb| call::authenticate(sb, plugin, config, request, ctx))
+    }
+
+    /// A plugin may spin until its deadline, so calls never run on an async worker: they
+    /// wait for a slot (bounding instances and blocking threads alike), then run on
+    /// tokio's blocking pool.
+    async fn on_blocking_thread<T: Send + 'static>(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        run: impl FnOnce(&Sandbox, &LoadedPlugin) -> CallReport<T> + Send + 'static,
+    ) -> CallReport<T> {
+        let waited = Instant::now();
+        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+            return CallReport::failed(
+                PluginError::Host("plugin runtime is shutting down".into()),
+                waited.elapsed(),
+            );
+        };
+        let inner = self.inner.clone();
+        let plugin = plugin.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            run(&inner.sandbox, &plugin)
+        });
+        match task.await {
+            Ok(report) => report,
+            Err(err) => CallReport::failed(
+                PluginError::Host(format!("plugin call task failed: {err}")),
+                waited.elapsed(),
+            ),
+        }
+    }
+
+    fn on_this_thread<T>(&self, run: impl FnOnce(&Sandbox) -> CallReport<T>) -> CallReport<T> {
+        match self.inner.permits.try_acquire() {
+            Ok(_permit) => run(&self.inner.sandbox),
+            Err(_) => CallReport::failed(PluginError::Busy, std::time::Duration::ZERO),
+        }
+    }
+}
+
+impl Inner {
+    /// Instantiates a freshly linked plugin once, under the call limits, and type-checks
+    /// every exported hook. Runs only the component's own initializers, never a hook.
+    fn probe(&self, plugin: &LoadedPlugin) -> Result<(), UploadError> {
+        let _slot = self
+            .probe_slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let config = &self.sandbox.config;
+        let limits = CallLimits::new(config.memory_limit_bytes, 100_000);
+        let mut store = wasmtime::Store::new(
+            &self.sandbox.engine,
+            CallState::new(CallContext::default(), limits, 0),
+        );
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.sandbox.deadline_ticks);
+        if let Some(fuel) = config.fuel_per_call {
+            let _ = store.set_fuel(fuel);
+        }
+        let instance = plugin.pre.instantiate(&mut store).map_err(|e| {
+            UploadError::Invalid(format!(
+                "cannot be instantiated within the sandbox limits: {e:#}"
+            ))
+        })?;
+        for hook in Hook::ALL {
+            let Some(index) = plugin.hooks[hook.index()] else {
+                continue;
+            };
+            let typed = match hook {
+                Hook::Filter => instance
+                    .get_typed_func::<(&str, &Event), (Result<bool, String>,)>(&mut store, index)
+                    .map(drop),
+                Hook::Transform => instance
+                    .get_typed_func::<(&str, &Event), (Result<Event, String>,)>(&mut store, index)
+                    .map(drop),
+                Hook::Authenticate => instance
+                    .get_typed_func::<(&str, &OutgoingRequest), (Result<Vec<Header>, String>,)>(
+                        &mut store, index,
+                    )
+                    .map(drop),
+            };
+            typed.map_err(|e| {
+                UploadError::WorldMismatch(format!("hook {hook} has the wrong type: {e:#}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Our cached compiled artifact, if present and made by a compatible engine.
+    fn deserialize(&self, sha256: &str) -> Option<Component> {
+        let path = self.cache.compiled_path(sha256);
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: `deserialize_file` trusts the file to be a wasmtime artifact and maps it.
+        // The cache directory is the gateway's own; `.cwasm` files in it are only ever the
+        // output of `Component::serialize` on our engine (see cache.rs), written by atomic
+        // rename so a mapped file is never modified in place. Tenant bytes are never
+        // passed here. Wasmtime still checks version and engine settings and refuses a
+        // mismatch, in which case we recompile.
+        match unsafe { Component::deserialize_file(&self.sandbox.engine, &path) } {
+            Ok(component) => Some(component),
+            Err(err) => {
+                tracing::warn!(%sha256, error = %format!("{err:#}"), "compiled plugin unusable; recompiling");
+                None
+            }
+        }
+    }
+
+    /// Compiles the cached `.wasm` again and rewrites the `.cwasm`.
+    fn recompile(&self, sha256: &str) -> Result<Component, LoadError> {
+        let wasm = match self.cache.read_source(sha256) {
+            Ok(wasm) => wasm,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(LoadError::NotFound(sha256.to_owned()));
+            }
+            Err(e) => return Err(LoadError::Cache(e.to_string())),
+        };
+        let invalid = |reason: String| LoadError::Invalid {
+            sha256: sha256.to_owned(),
+            reason,
+        };
+        if hex::encode(Sha256::digest(&wasm)) != sha256 {
+            return Err(invalid("cached component does not match its digest".into()));
+        }
+        let started = Instant::now();
+        let component = Component::from_binary(&self.sandbox.engine, &wasm)
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        let compiled = component
+            .serialize()
+            .map_err(|e| LoadError::Cache(format!("{e:#}")))?;
+        self.cache
+            .write_compiled(sha256, &compiled)
+            .map_err(|e| LoadError::Cache(e.to_string()))?;
+        tracing::info!(%sha256, ms = started.elapsed().as_millis() as u64, "recompiled plugin into the cache");
+        Ok(component)
+    }
+}

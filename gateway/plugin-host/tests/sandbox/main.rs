@@ -1,0 +1,6 @@
+//! End-to-end tests of the plugin sandbox with real components built from `plugins/`.
+
+mod examples;
+mod hostile;
+mod lifecycle;
+mod support;
