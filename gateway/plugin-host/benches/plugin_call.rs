@@ -1,1 +1,222 @@
-fn main() {}
+//! Cost of plugin calls with a fresh store each (the production path), on a 1 KiB JSON
+//! event, against the same work in native Rust.
+//!
+//! For each hook the bench reports three figures from the same calls:
+//! `…/instantiate` (new store + instantiate), `…/call` (the hook itself: lowering the
+//! event, guest work, lifting the result, checks, dropping the store) and `…/total`.
+//! `filter+transform/total` runs both hooks back to back, as the pipeline does.
+//!
+//!     cargo bench -p hookgate-plugin-host --bench plugin_call
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hookgate_plugin_host::{CallContext, CallReport, Event, PluginRuntime};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[allow(dead_code)]
+#[path = "../tests/sandbox/support.rs"]
+mod support;
+
+const FILTER_CONFIG: &str = r#"[{"path": "/payload/total", "op": "gte", "value": 100},
+                                {"path": "/payload/status", "op": "in", "value": ["paid", "shipped"]}]"#;
+
+/// An order envelope of about 1 KiB.
+fn order_event() -> Event {
+    let lines: Vec<Value> = (0..6)
+        .map(|i| json!({"sku": format!("SKU-{i:04}"), "quantity": i + 1, "unit_price": 9.95, "title": "Widget, blue"}))
+        .collect();
+    let payload = json!({
+        "order_id": "SO-100234", "status": "paid", "total": 208.95, "currency": "EUR",
+        "customer": {"id": "C-77812", "email": "jane.doe@example.com", "name": "Jane Doe"},
+        "shipping": {"street": "Hauptstrasse 1", "city": "Berlin", "zip": "10115", "country": "DE"},
+        "lines": lines,
+    });
+    let event = support::envelope("order.created", payload);
+    assert!(
+        (900..1300).contains(&event.body.len()),
+        "event body is {} bytes",
+        event.body.len()
+    );
+    event
+}
+
+fn bench_hook<T>(c: &mut Criterion, name: &str, mut call: impl FnMut() -> CallReport<T>) {
+    let mut group = c.benchmark_group(name);
+    group.bench_function("instantiate", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| call().instantiate).sum())
+    });
+    group.bench_function("call", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let report = call();
+                    report.elapsed - report.instantiate
+                })
+                .sum()
+        })
+    });
+    group.bench_function("total", |b| b.iter(|| black_box(call())));
+    group.finish();
+}
+
+fn plugin_calls(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = PluginRuntime::new(support::test_config(dir.path())).unwrap();
+    let filter = rt
+        .load(&rt.compile(&support::wasm("field-filter")).unwrap().sha256)
+        .unwrap();
+    let transform = rt
+        .load(&rt.compile(&support::wasm("erp-transform")).unwrap().sha256)
+        .unwrap();
+    let event = order_event();
+    let ctx = CallContext::default().at(1_795_341_600_000);
+
+    // Sanity: the plugins do the work being measured.
+    assert_eq!(
+        rt.call_filter_blocking(&filter, FILTER_CONFIG, &event, ctx.clone())
+            .result,
+        Ok(true)
+    );
+    let out = rt
+        .call_transform_blocking(&transform, "", &event, ctx.clone())
+        .result
+        .unwrap();
+    assert_eq!(out.event_type, "ERP_ORDER_NEW");
+    assert_eq!(
+        out.body,
+        native_transform(&event).unwrap().body,
+        "native and plugin transforms agree"
+    );
+
+    bench_hook(c, "filter", || {
+        rt.call_filter_blocking(&filter, FILTER_CONFIG, &event, ctx.clone())
+    });
+    bench_hook(c, "transform", || {
+        rt.call_transform_blocking(&transform, "", &event, ctx.clone())
+    });
+    c.bench_function("filter+transform/total", |b| {
+        b.iter(|| {
+            let keep = rt.call_filter_blocking(&filter, FILTER_CONFIG, &event, ctx.clone());
+            assert_eq!(keep.result, Ok(true));
+            black_box(rt.call_transform_blocking(&transform, "", &event, ctx.clone()))
+        })
+    });
+
+    // The same work in native Rust (what the plugins do, minus the sandbox).
+    c.bench_function("native/filter+transform", |b| {
+        b.iter(|| {
+            let keep = native_filter(black_box(&event));
+            assert!(keep);
+            black_box(native_transform(black_box(&event)).unwrap())
+        })
+    });
+}
+
+/// `field-filter` with `FILTER_CONFIG`, natively: parse config and body, check both.
+fn native_filter(event: &Event) -> bool {
+    let conditions: Vec<Value> = serde_json::from_str(FILTER_CONFIG).unwrap();
+    let body: Value = serde_json::from_slice(&event.body).unwrap();
+    conditions.iter().all(|c| {
+        let field = body.pointer(c["path"].as_str().unwrap());
+        match (c["op"].as_str().unwrap(), field) {
+            ("gte", Some(v)) => v.as_f64() >= c["value"].as_f64(),
+            ("in", Some(v)) => c["value"].as_array().unwrap().contains(v),
+            _ => false,
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: String,
+    published_at: String,
+    payload: Order,
+}
+
+#[derive(Deserialize)]
+struct Order {
+    order_id: Value,
+    customer: Option<Customer>,
+    currency: Option<String>,
+    lines: Vec<OrderLine>,
+}
+
+#[derive(Deserialize)]
+struct Customer {
+    id: Value,
+}
+
+#[derive(Deserialize)]
+struct OrderLine {
+    sku: String,
+    quantity: f64,
+    unit_price: f64,
+}
+
+#[derive(Serialize)]
+struct ErpDocument<'a> {
+    record_type: &'a str,
+    source_event_id: &'a str,
+    records: Vec<ErpLine<'a>>,
+}
+
+#[derive(Serialize)]
+struct ErpLine<'a> {
+    order_no: String,
+    customer_no: Option<String>,
+    line_no: usize,
+    sku: &'a str,
+    quantity: f64,
+    unit_price: f64,
+    amount: f64,
+    currency: Option<&'a str>,
+    ordered_at: &'a str,
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
+/// `erp-transform` with its default config, natively.
+fn native_transform(event: &Event) -> serde_json::Result<Event> {
+    let envelope: Envelope = serde_json::from_slice(&event.body)?;
+    let order = &envelope.payload;
+    let records = order
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| ErpLine {
+            order_no: text(&order.order_id),
+            customer_no: order.customer.as_ref().map(|c| text(&c.id)),
+            line_no: i + 1,
+            sku: &line.sku,
+            quantity: line.quantity,
+            unit_price: line.unit_price,
+            amount: (line.quantity * line.unit_price * 100.0).round() / 100.0,
+            currency: order.currency.as_deref(),
+            ordered_at: &envelope.published_at,
+        })
+        .collect();
+    let document = ErpDocument {
+        record_type: "ERP_ORDER_NEW",
+        source_event_id: &envelope.id,
+        records,
+    };
+    let mut out = event.clone();
+    out.body = serde_json::to_vec(&document)?;
+    out.event_type = "ERP_ORDER_NEW".into();
+    Ok(out)
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(60)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = plugin_calls
+}
+criterion_main!(benches);
