@@ -89,6 +89,18 @@ impl MasterKey {
         (Self::from_bytes(bytes), STANDARD.encode(bytes))
     }
 
+    /// The gateway's master key: the base64 value from config (`master_key`) or the
+    /// environment ([`MASTER_KEY_ENV`]) when one is given, else the key file in the data
+    /// directory, created on first start by [`MasterKey::load_or_create`].
+    pub fn from_config_or_file(configured: Option<&str>, key_file: &Path) -> io::Result<Self> {
+        match configured {
+            Some(encoded) => Self::from_base64(encoded).map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("master_key: {e}"))
+            }),
+            None => Self::load_or_create(key_file),
+        }
+    }
+
     /// Reads the key file at `path` (base64 text, as written here), or creates it with a new
     /// random key and permissions 0600 when it does not exist.
     ///
@@ -257,6 +269,22 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn configured_key_wins_over_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let (configured, encoded) = MasterKey::generate();
+        let key = MasterKey::from_config_or_file(Some(&encoded), &path).unwrap();
+        assert_eq!(key.open(&configured.seal("x")).unwrap(), "x");
+        assert!(
+            !path.exists(),
+            "no file is written when the key is configured"
+        );
+        assert!(MasterKey::from_config_or_file(Some("short"), &path).is_err());
+        MasterKey::from_config_or_file(None, &path).unwrap();
+        assert!(path.exists());
     }
 
     #[test]

@@ -32,6 +32,9 @@ impl Resolve for GuardedResolver {
             // Port 0: reqwest substitutes the URL's port.
             let resolved: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if resolved.is_empty() {
+                return Err(format!("destination host `{host}` resolved to no address").into());
+            }
             let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
                 .into_iter()
                 .partition(|addr| check_ip(addr.ip(), &policy).is_ok());
