@@ -2,6 +2,11 @@
 //! its own temporary data directory and drives it over HTTP, like a user would.
 
 mod harness;
+mod receiver;
 
+mod delivery;
+mod delivery_crash;
+mod delivery_records;
+mod delivery_replay;
 mod durability;
 mod foundation;
