@@ -258,8 +258,9 @@ impl Figures<'_> {
             );
         }
         if missing > 0 {
-            eprintln!(
-                "warning: {missing} deliveries of {} did not arrive within --drain-timeout {:?}",
+            // On stdout, in the run's block: stderr would interleave with it in the scripts.
+            println!(
+                "  WARNING: {missing} deliveries of {} did not arrive within --drain-timeout {:?}",
                 self.expected, args.drain_timeout
             );
         }
