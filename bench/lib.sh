@@ -115,3 +115,12 @@ field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 # percent A B: A/B as a percentage, or n/a.
 percent() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f%%", 100 * a / b; else printf "n/a" }'; }
+
+# peak_rss_mib NAME: the process's peak resident set size (VmHWM, Linux), in MiB.
+peak_rss_mib() {
+    local i
+    for i in "${!NAMES[@]}"; do
+        [[ "${NAMES[$i]}" == "$1" ]] || continue
+        awk '/^VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/${PIDS[$i]}/status" 2>/dev/null || printf 'n/a'
+    done
+}

@@ -79,6 +79,7 @@ if [[ " $TARGETS " == *" gateway "* ]]; then
         key=$(create_tenant "$tenant")
         measure gateway "$webhooks" "$GW_URL" --tenant "$tenant" --key "$key"
     done
+    GATEWAY_RSS=$(peak_rss_mib gateway)
     stop gateway
 fi
 
@@ -100,4 +101,5 @@ for webhooks in $WEBHOOKS; do
 done
 echo "peak_del/s: deliveries/s at the receiver while ingesting as fast as accepted; latency is ingest-to-delivery;"
 echo "missing: deliveries of the half-peak and steady runs that never arrived (peak runs are not drained fully)."
+[[ -z "${GATEWAY_RSS:-}" ]] || echo "gateway peak RSS over all its runs: $GATEWAY_RSS MiB"
 echo "targets (issue 3): gateway >= 40% of forwarder deliveries/s; p99 < 50 ms at half of peak; p99 < 5 ms at 500 events/s"

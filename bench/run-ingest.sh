@@ -50,6 +50,7 @@ if [[ " $TARGETS " == *" gateway "* ]]; then
     start_gateway
     key=$(create_tenant bench)
     measure gateway "$GW_URL" "$key"
+    GATEWAY_RSS=$(peak_rss_mib gateway)
     stop gateway
 fi
 
@@ -66,4 +67,5 @@ for mode in single "batch-$BATCH"; do
             "${ERRORS[$server,$mode]}" "$ratio"
     done
 done
+[[ -z "${GATEWAY_RSS:-}" ]] || echo "gateway peak RSS over all its runs: $GATEWAY_RSS MiB"
 echo "targets (issue 2): single-event gateway >= 25% of ceiling; batch gateway >= 100000 events/s"
