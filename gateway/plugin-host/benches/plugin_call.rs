@@ -25,7 +25,7 @@ const FILTER_CONFIG: &str = r#"[{"path": "/payload/total", "op": "gte", "value":
 
 /// An order envelope of about 1 KiB.
 fn order_event() -> Event {
-    let lines: Vec<Value> = (0..6)
+    let lines: Vec<Value> = (0..9)
         .map(|i| json!({"sku": format!("SKU-{i:04}"), "quantity": i + 1, "unit_price": 9.95, "title": "Widget, blue"}))
         .collect();
     let payload = json!({

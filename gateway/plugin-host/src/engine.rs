@@ -8,7 +8,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 use crate::RuntimeConfig;
 
@@ -22,10 +24,13 @@ const TABLES_PER_COMPONENT: u32 = 16;
 /// Table elements per table: enough for large interpreters' function tables.
 const TABLE_ELEMENTS: usize = 100_000;
 
-/// Memory a freed pool slot keeps mapped and zeroes with memset instead of handing back
-/// to the kernel: a plugin call touches only a few pages, and memset of those beats an
-/// madvise + page faults on the next call.
-const KEEP_RESIDENT_BYTES: usize = 1 << 20;
+/// Memory a freed pool slot keeps mapped and resets with memset instead of handing back to
+/// the kernel: a plugin call dirties only a few pages, and resetting those beats madvise
+/// plus page faults on the next call. With PAGEMAP_SCAN (Linux 6.7+, used when available)
+/// only the dirty pages in this window are reset; without it the whole window is memset,
+/// so it stays small. Measured on the 1 KiB bench: 1 MiB without the scan made each call
+/// 46 µs (mostly memset); 2 MiB with the scan, 19 µs.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 pub(crate) fn build(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
     let slots = config.max_concurrent_calls.max(1);
@@ -46,7 +51,8 @@ pub(crate) fn build(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
         // denial is recorded and reported as MemoryLimit.
         .max_memory_size(config.memory_limit_bytes)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(64 << 10);
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
 
     let mut wasm = Config::new();
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
