@@ -1,4 +1,4 @@
-//! Write [Hookgate](https://github.com) webhook plugins in plain Rust.
+//! Write Hookgate webhook plugins in plain Rust.
 //!
 //! A plugin is a WebAssembly component that Hookgate runs in a sandbox for each event of a
 //! webhook it is attached to. It can implement up to three hooks, each with a neutral
