@@ -12,7 +12,8 @@
 //! filter 16.8 µs (instantiate 3.6 + call 13.2), transform 20.2 µs (3.4 + 15.4),
 //! filter then transform 37.1 µs, the same work natively 11.7 µs. The guests' JSON work
 //! (parse config and a 1 KiB body, serialize the result) is most of each call; the
-//! sandbox's own share (instantiate, copy in/out, reset) is about 5 µs a call.
+//! sandbox's own share (instantiate, copy in/out, reset) is, by estimate, about 5 µs a
+//! call (not measured apart from instantiation).
 
 use std::hint::black_box;
 use std::time::Duration;
