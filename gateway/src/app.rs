@@ -24,6 +24,8 @@ pub struct AppState {
     /// Serializes webhook creation so the per-tenant limit cannot be raced past.
     pub webhook_writes: tokio::sync::Mutex<()>,
     pub ready: AtomicBool,
+    pub delivery: crate::delivery::Dispatcher,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The OpenAPI document, generated from the router at startup.
     pub openapi: std::sync::OnceLock<String>,
 }
@@ -51,6 +53,8 @@ pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
         webhook_writes: tokio::sync::Mutex::new(()),
         ready: AtomicBool::new(true),
         openapi: Default::default(),
+        delivery: Default::default(),
+        metrics: Default::default(),
         config,
     }))
 }
@@ -95,6 +99,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = open(config)?;
     let router = crate::api::router(state.clone());
+    crate::delivery::Dispatcher::start(&state)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -105,6 +110,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .context("server error")?;
     tracing::info!("shutting down: flushing the store");
     state.ready.store(false, Ordering::Release);
+    state.delivery.shutdown().await;
     state.log.shutdown();
     state.store.flush().context("final flush failed")?;
     tracing::info!("stopped cleanly");

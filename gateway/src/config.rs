@@ -33,6 +33,10 @@ pub struct Config {
     /// How far back a restarted webhook catches up.
     pub backlog_window: IsoDuration,
     pub max_webhooks_per_tenant: usize,
+    /// A webhook failing this many times in a row is disabled (CloudBlue "out of order").
+    pub disable_after_failures: u64,
+    /// A webhook failing without a success for this long is disabled.
+    pub disable_after: IsoDuration,
     /// Ingest body limit in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
@@ -49,6 +53,8 @@ impl Default for Config {
             retention: "P90D".parse().expect("valid literal"),
             backlog_window: "P30D".parse().expect("valid literal"),
             max_webhooks_per_tenant: 25,
+            disable_after_failures: 1000,
+            disable_after: "P5D".parse().expect("valid literal"),
             max_body_bytes: 1024 * 1024,
             log_format: LogFormat::Text,
         }
@@ -77,6 +83,10 @@ pub struct ConfigArgs {
     pub backlog_window: Option<IsoDuration>,
     #[arg(long, env = "HOOKGATE_MAX_WEBHOOKS_PER_TENANT")]
     pub max_webhooks_per_tenant: Option<usize>,
+    #[arg(long, env = "HOOKGATE_DISABLE_AFTER_FAILURES")]
+    pub disable_after_failures: Option<u64>,
+    #[arg(long, env = "HOOKGATE_DISABLE_AFTER")]
+    pub disable_after: Option<IsoDuration>,
     #[arg(long, env = "HOOKGATE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
     #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum)]
@@ -128,6 +138,8 @@ impl ConfigArgs {
             retention,
             backlog_window,
             max_webhooks_per_tenant,
+            disable_after_failures,
+            disable_after,
             max_body_bytes,
             log_format
         );

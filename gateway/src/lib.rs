@@ -3,9 +3,11 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod delivery;
 pub mod ids;
 pub mod iso;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod schemas;
 pub mod store;

@@ -149,10 +149,9 @@ pub async fn envelope(request: Request, next: Next) -> Response {
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {
             let response = next.run(request).await;
-            if response.status().is_client_error() || response.status().is_server_error() {
-                if response.extensions().get::<Rendered>().is_none() {
-                    return rewrap(response).await;
-                }
+            let failed = response.status().is_client_error() || response.status().is_server_error();
+            if failed && response.extensions().get::<Rendered>().is_none() {
+                return rewrap(response).await;
             }
             response
         })

@@ -81,6 +81,7 @@ async fn ingest_one(
     let received_at = now_millis();
     let event = prepare(&state, &auth.tenant, event, received_at, "")?;
     let mut appended = state.log.append(&auth.tenant, vec![event]).await?;
+    state.metrics.ingested(1);
     let id = appended.pop().expect("one outcome per event").id;
     Ok((StatusCode::ACCEPTED, Json(Accepted { id })))
 }
@@ -120,6 +121,7 @@ async fn ingest_batch(
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let appended = state.log.append(&auth.tenant, events).await?;
+    state.metrics.ingested(appended.len() as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchAccepted {

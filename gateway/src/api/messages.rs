@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa_axum::routes;
 
+use super::delivery_views;
 use super::{
     Routes,
     error::{ApiError, ApiResult},
@@ -17,13 +18,19 @@ use super::{
 };
 use crate::{
     app::AppState,
+    delivery::records::{Delivery, MessageStatus},
     iso::{EpochMillis, format_millis, parse_time_param},
     log::StoredEvent,
     model::{problems::FieldError, webhook::is_event_type_name},
+    store::deliveries::WebhookKeys,
 };
 
 pub fn routes() -> Routes {
-    Routes::new().routes(routes!(messages_of_type))
+    Routes::new()
+        .routes(routes!(messages_of_type))
+        .routes(routes!(messages_of_type_and_webhook))
+        .routes(routes!(message))
+        .routes(routes!(message_attempts))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -51,17 +58,46 @@ fn time_bound(
     }
 }
 
-/// A message as the message routes show it.
-pub fn message_view(event: &StoredEvent) -> Value {
-    json!({
+/// The deliveries of one event to every webhook of the tenant that took it.
+fn deliveries_of(state: &AppState, tenant: &str, seq: u64) -> ApiResult<Vec<(String, Delivery)>> {
+    let mut found = Vec::new();
+    for webhook in state.store.all_webhooks_of(tenant)? {
+        let keys = WebhookKeys::new(tenant, &webhook.id);
+        if let Some(delivery) = state.store.delivery(&keys, seq)? {
+            found.push((webhook.id, delivery));
+        }
+    }
+    Ok(found)
+}
+
+/// An event with its delivery state: `status` sums up every webhook's outcome.
+fn event_message(
+    state: &AppState,
+    tenant: &str,
+    seq: u64,
+    event: &StoredEvent,
+) -> ApiResult<Value> {
+    let deliveries = deliveries_of(state, tenant, seq)?;
+    let records: Vec<Delivery> = deliveries.iter().map(|(_, d)| d.clone()).collect();
+    let updated = records
+        .iter()
+        .map(|d| d.updated_at)
+        .max()
+        .unwrap_or(event.received_at);
+    let views = deliveries
+        .iter()
+        .map(|(webhook, d)| delivery_views::message(state, tenant, webhook, d, false, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({
         "id": event.id,
         "event_type": event.event_type,
-        "status": "received",
+        "status": delivery_views::aggregate_status(&records),
         "published_at": format_millis(event.published_at),
         "created_at": format_millis(event.received_at),
-        "updated_at": format_millis(event.received_at),
+        "updated_at": format_millis(updated),
         "payload": event.payload,
-    })
+        "deliveries": views,
+    }))
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/events/{event_type}/messages", tag = "events",
@@ -104,9 +140,106 @@ async fn messages_of_type(
         query.iterator.as_deref(),
         limit,
     )?;
+    let data = page
+        .events
+        .iter()
+        .map(|(seq, e)| event_message(&state, &auth.tenant, *seq, e))
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(Page {
-        data: page.events.iter().map(|(_, e)| message_view(e)).collect(),
+        data,
         done: page.next.is_none(),
         iterator: page.next,
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct FailedToSendQuery {
+    /// true: failed or rejected messages; false: delivered ones; absent: all.
+    failed_to_send: Option<bool>,
+    limit: Option<usize>,
+    iterator: Option<String>,
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/events/{event_type}/webhook/{webhook_id}/messages", tag = "events",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("event_type" = String, Path), ("webhook_id" = String, Path), FailedToSendQuery),
+    responses((status = 200, description = "`{data: [message], iterator, done}`"), (status = 404)))]
+async fn messages_of_type_and_webhook(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, event_type, webhook_id)): Path<(String, String, String)>,
+    Query(query): Query<FailedToSendQuery>,
+) -> ApiResult<Json<Page<Value>>> {
+    super::webhooks::existing(&state, &auth.tenant, &webhook_id)?;
+    let limit = match query.limit {
+        None => 50,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::validation(vec![FieldError {
+                field: "limit".into(),
+                message: "must be between 1 and 1000".into(),
+            }]));
+        }
+    };
+    let failed_to_send = query.failed_to_send;
+    let page = super::webhook_messages::scan_deliveries(
+        &state,
+        (&auth.tenant, &webhook_id),
+        query.iterator.as_deref(),
+        limit,
+        |d| {
+            let failed = matches!(d.status, MessageStatus::Failed | MessageStatus::Rejected);
+            d.event_type == event_type
+                && match failed_to_send {
+                    None => true,
+                    Some(true) => failed,
+                    Some(false) => d.status == MessageStatus::Delivered,
+                }
+        },
+        super::webhook_messages::Detail {
+            payload: true,
+            runs: false,
+        },
+    )?;
+    Ok(Json(page))
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/messages/{event_id}", tag = "events", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("event_id" = String, Path)),
+    responses((status = 200, description = "The event with `status` and its `deliveries` per webhook"), (status = 404)))]
+async fn message(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, event_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (seq, event) = state
+        .log
+        .event_by_id(&auth.tenant, &event_id)?
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
+    Ok(Json(event_message(&state, &auth.tenant, seq, &event)?))
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/messages/{event_id}/attempts", tag = "events", security(("bearer" = [])),
+    params(("tenant" = String, Path), ("event_id" = String, Path)),
+    responses((status = 200, description = "`{data: [attempt]}` across webhooks, oldest first"), (status = 404)))]
+async fn message_attempts(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, event_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (seq, _) = state
+        .log
+        .event_by_id(&auth.tenant, &event_id)?
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
+    let mut attempts = Vec::new();
+    for webhook in state.store.all_webhooks_of(&auth.tenant)? {
+        attempts.extend(
+            state
+                .store
+                .attempts(&WebhookKeys::new(&auth.tenant, &webhook.id), seq)?,
+        );
+    }
+    attempts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
+    let data: Vec<Value> = attempts.iter().map(|a| a.view()).collect();
+    Ok(Json(json!({"data": data})))
 }

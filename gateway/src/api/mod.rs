@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 
+mod delivery_views;
 mod event_types;
 mod events;
 mod messages;
@@ -11,6 +12,7 @@ mod ops;
 mod secrets_view;
 mod subscriptions;
 mod tenants;
+mod webhook_messages;
 mod webhooks;
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(tenants::routes())
         .merge(event_types::routes())
         .merge(webhooks::routes())
+        .merge(webhook_messages::routes())
         .merge(subscriptions::routes())
         .merge(events::routes())
         .merge(messages::routes())

@@ -19,6 +19,7 @@ pub fn routes() -> Routes {
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(openapi_document))
+        .routes(routes!(metrics))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations",
@@ -48,5 +49,17 @@ async fn openapi_document(State(state): State<Arc<AppState>>) -> impl IntoRespon
     (
         [(header::CONTENT_TYPE, "application/json")],
         state.openapi.get().cloned().unwrap_or_default(),
+    )
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format")))]
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
     )
 }

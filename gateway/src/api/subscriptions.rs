@@ -100,7 +100,7 @@ async fn remove_subscribers(
 
 /// Adds or removes `event_type` on each listed webhook; checks them all before changing any.
 async fn change(
-    state: &AppState,
+    state: &Arc<AppState>,
     tenant: &str,
     event_type: &str,
     ids: &[String],
@@ -119,6 +119,7 @@ async fn change(
         }
         webhooks.push(webhook);
     }
+    let mut changed = Vec::new();
     for mut webhook in webhooks {
         let types = &mut webhook.spec.event_types;
         let present = types.iter().any(|t| t == event_type);
@@ -129,7 +130,12 @@ async fn change(
         }
         webhook.updated_at = now_millis();
         state.store.put_webhook(tenant, &webhook)?;
+        changed.push(webhook.id);
     }
     state.durable().await.map_err(LogError::from)?;
+    drop(_serialized);
+    for id in changed {
+        state.delivery.webhook_changed(state, tenant, &id).await;
+    }
     Ok(())
 }

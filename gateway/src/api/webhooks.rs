@@ -18,12 +18,15 @@ use super::{
 };
 use crate::{
     app::AppState,
+    delivery::records::LogEntry,
     ids,
     iso::now_millis,
     log::LogError,
     model::webhook::{
-        ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id, parse_spec,
+        IntegrationType, ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id,
+        parse_spec,
     },
+    store::deliveries::WebhookKeys,
 };
 
 pub fn routes() -> Routes {
@@ -106,7 +109,20 @@ async fn create_webhook(
             webhook.id
         )));
     }
+    let keys = WebhookKeys::new(&auth.tenant, &webhook.id);
+    // A permanent webhook receives what is ingested from now on; a temporary one replays
+    // its window from the start of the log.
+    let cursor = match webhook.spec.integration_type {
+        IntegrationType::Permanent => state.log.durable_seq(&auth.tenant)?,
+        IntegrationType::Temporary => 0,
+    };
+    state.store.set_cursor(&keys, cursor)?;
+    log_action(&state, &keys, "created", None);
     state.durable().await.map_err(LogError::from)?;
+    state
+        .delivery
+        .webhook_changed(&state, &auth.tenant, &webhook.id)
+        .await;
     Ok((StatusCode::CREATED, Json(view(&webhook))))
 }
 
@@ -140,7 +156,7 @@ async fn get_webhook(
 
 /// Stores a new spec for an existing webhook; masked secrets sent back keep their values.
 async fn update(
-    state: &AppState,
+    state: &Arc<AppState>,
     tenant: &str,
     current: Webhook,
     mut body: Value,
@@ -171,6 +187,10 @@ async fn update(
     };
     state.store.put_webhook(tenant, &webhook)?;
     state.durable().await.map_err(LogError::from)?;
+    state
+        .delivery
+        .webhook_changed(state, tenant, &webhook.id)
+        .await;
     Ok(Json(view(&webhook)))
 }
 
@@ -237,12 +257,17 @@ async fn delete_webhook(
     if !state.store.delete_webhook(&auth.tenant, &id)? {
         return Err(ApiError::not_found(format!("no webhook `{id}`")));
     }
+    // Only once the worker has recorded its last attempt can its records go.
+    state.delivery.stop_and_wait(&auth.tenant, &id).await;
+    state
+        .store
+        .forget_webhook(&WebhookKeys::new(&auth.tenant, &id))?;
     state.durable().await.map_err(LogError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn set_running(
-    state: &AppState,
+    state: &Arc<AppState>,
     tenant: &str,
     id: &str,
     running: bool,
@@ -261,8 +286,28 @@ async fn set_running(
     };
     webhook.updated_at = now_millis();
     state.store.put_webhook(tenant, &webhook)?;
+    let keys = WebhookKeys::new(tenant, id);
+    log_action(
+        state,
+        &keys,
+        if running { "started" } else { "stopped" },
+        None,
+    );
     state.durable().await.map_err(LogError::from)?;
+    state.delivery.webhook_changed(state, tenant, id).await;
     Ok(Json(view(&webhook)))
+}
+
+/// Appends to the integration log; a failure here must not fail the request.
+pub fn log_action(state: &AppState, keys: &WebhookKeys, action: &str, reason: Option<String>) {
+    let entry = LogEntry {
+        action: action.to_string(),
+        reason,
+        created_at: now_millis(),
+    };
+    if let Err(error) = state.store.append_log(keys, &entry) {
+        tracing::error!(%error, "could not write the integration log");
+    }
 }
 
 #[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/start", tag = "webhooks", security(("bearer" = [])),

@@ -312,6 +312,45 @@ impl EventLog {
         Ok(TimePage { events, next: None })
     }
 
+    /// The oldest events of a tenant received before `cutoff`, at most `limit`.
+    pub fn oldest_before(
+        &self,
+        tenant: &str,
+        cutoff: EpochMillis,
+        limit: usize,
+    ) -> Result<Vec<(u64, StoredEvent)>, LogError> {
+        let mut old = Vec::new();
+        for entry in self
+            .tree
+            .scan_prefix(keys::events_prefix(tenant))
+            .take(limit)
+        {
+            let (key, value) = entry?;
+            let event: StoredEvent = codec_decode(&value)?;
+            if event.received_at >= cutoff {
+                break;
+            }
+            old.push((keys::seq_of_event_key(&key), event));
+        }
+        Ok(old)
+    }
+
+    /// Removes one event and its index entries (retention).
+    pub fn remove(&self, tenant: &str, seq: u64, event: &StoredEvent) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        batch.remove(keys::event(tenant, seq));
+        batch.remove(keys::id(tenant, &event.id));
+        batch.remove(keys::by_type(
+            tenant,
+            &event.event_type,
+            event.published_at,
+            seq,
+        ));
+        batch.remove(keys::by_time(tenant, event.published_at, seq));
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
     /// Stops the group committer after a last flush (graceful shutdown).
     pub fn shutdown(&self) {
         self.commit.shutdown();

@@ -120,17 +120,12 @@ pub struct PluginAttachment {
     pub config: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Destination {
+    #[default]
     Http,
     S3(S3Destination),
-}
-
-impl Default for Destination {
-    fn default() -> Self {
-        Destination::Http
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! over `tenant \0` see exactly one tenant.
 
 mod codec;
+pub mod deliveries;
 pub mod event_types;
 pub mod tenants;
 pub mod webhooks;
@@ -32,6 +33,8 @@ pub struct Store {
     pub webhooks: sled::Tree,
     /// The event log: events, their id index and time/type indexes (see `crate::log`).
     pub log: sled::Tree,
+    /// Delivery state of every webhook (see `deliveries`).
+    pub deliveries: sled::Tree,
 }
 
 impl Store {
@@ -49,6 +52,7 @@ impl Store {
             event_types: db.open_tree("event_types")?,
             webhooks: db.open_tree("webhooks")?,
             log: db.open_tree("log")?,
+            deliveries: db.open_tree("deliveries")?,
             db,
         })
     }

@@ -69,7 +69,12 @@ impl Store {
             self.api_keys.remove(key.key_id.as_bytes())?;
         }
         let prefix = codec::tenant_prefix(id);
-        for tree in [&self.event_types, &self.webhooks, &self.log] {
+        for tree in [
+            &self.event_types,
+            &self.webhooks,
+            &self.log,
+            &self.deliveries,
+        ] {
             for key in tree.scan_prefix(&prefix).keys() {
                 tree.remove(key?)?;
             }

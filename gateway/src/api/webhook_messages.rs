@@ -1,0 +1,435 @@
+//! Messages of one webhook (Front Systems), resend and recover, the rejected list
+//! (NewStore), statistics and the integration log (CloudBlue, NewStore), and "Trigger Now".
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa_axum::routes;
+
+use super::{
+    Routes, delivery_views,
+    error::{ApiError, ApiResult},
+    extract::{ApiJson, ListQuery, Page, TenantAuth},
+    webhooks::existing,
+};
+use crate::{
+    app::AppState,
+    delivery::{SendError, records::MessageStatus},
+    iso::{EpochMillis, format_millis, now_millis, parse_rfc3339, parse_time_param},
+    log::LogError,
+    model::problems::FieldError,
+    store::{codec_encode, deliveries::WebhookKeys},
+};
+
+/// A filtered page scans at most this many records, then returns what it found with an
+/// iterator, so one request never walks a huge history.
+const SCAN_BUDGET: usize = 20_000;
+
+pub fn routes() -> Routes {
+    Routes::new()
+        .routes(routes!(webhook_messages))
+        .routes(routes!(resend))
+        .routes(routes!(recover))
+        .routes(routes!(rejected_list))
+        .routes(routes!(rejected_one, rejected_delete))
+        .routes(routes!(rejected_retry))
+        .routes(routes!(stats))
+        .routes(routes!(integration_log))
+        .routes(routes!(trigger_test))
+}
+
+fn send_error(error: SendError) -> ApiError {
+    match error {
+        SendError::NotFound(message) => ApiError::not_found(message),
+        SendError::Failed(message) => ApiError::conflict(message),
+    }
+}
+
+/// The seq of an event id, or 404.
+fn seq_of(state: &AppState, tenant: &str, event_id: &str) -> ApiResult<u64> {
+    state
+        .log
+        .event_by_id(tenant, event_id)?
+        .map(|(seq, _)| seq)
+        .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct MessageQuery {
+    /// RFC 3339 or epoch millis: messages created at or after.
+    from: Option<String>,
+    /// RFC 3339 or epoch millis: messages created at or before.
+    to: Option<String>,
+    /// true: delivered only; false: everything not delivered.
+    success: Option<bool>,
+    #[serde(default)]
+    include_payload: bool,
+    /// Include the attempts as `runs`.
+    #[serde(default)]
+    include_runs: bool,
+    limit: Option<usize>,
+    iterator: Option<String>,
+}
+
+/// What a message listing shows beyond the record itself.
+#[derive(Clone, Copy)]
+pub struct Detail {
+    pub payload: bool,
+    pub runs: bool,
+}
+
+/// Walks a webhook's deliveries in seq order, keeping those `keep` accepts.
+pub fn scan_deliveries(
+    state: &AppState,
+    (tenant, webhook_id): (&str, &str),
+    iterator: Option<&str>,
+    limit: usize,
+    keep: impl Fn(&crate::delivery::records::Delivery) -> bool,
+    detail: Detail,
+) -> ApiResult<Page<Value>> {
+    let after = match iterator {
+        None => None,
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("`iterator` is not one this API returned"))?,
+        ),
+    };
+    let keys = WebhookKeys::new(tenant, webhook_id);
+    let mut data = Vec::new();
+    let mut last_seen = None;
+    for (scanned, delivery) in state.store.deliveries_after(&keys, after).enumerate() {
+        let delivery = delivery?;
+        if data.len() == limit || scanned == SCAN_BUDGET {
+            return Ok(Page {
+                data,
+                iterator: last_seen.map(|s: u64| s.to_string()),
+                done: false,
+            });
+        }
+        last_seen = Some(delivery.seq);
+        if keep(&delivery) {
+            data.push(delivery_views::message(
+                state,
+                tenant,
+                webhook_id,
+                &delivery,
+                detail.payload,
+                detail.runs,
+            )?);
+        }
+    }
+    Ok(Page {
+        data,
+        iterator: None,
+        done: true,
+    })
+}
+
+fn bound(value: Option<&str>, field: &str, errors: &mut Vec<FieldError>) -> Option<EpochMillis> {
+    value.and_then(|text| match parse_time_param(text) {
+        Ok(ms) => Some(ms),
+        Err(message) => {
+            errors.push(FieldError {
+                field: field.into(),
+                message,
+            });
+            None
+        }
+    })
+}
+
+fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
+    ListQuery {
+        limit,
+        iterator: None,
+    }
+    .limit()
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/messages", tag = "events",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path), MessageQuery),
+    responses((status = 200, description = "`{data: [message], iterator, done}` in ingest order"), (status = 404)))]
+async fn webhook_messages(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+    Query(query): Query<MessageQuery>,
+) -> ApiResult<Json<Page<Value>>> {
+    existing(&state, &auth.tenant, &id)?;
+    let mut errors = Vec::new();
+    let from = bound(query.from.as_deref(), "from", &mut errors).unwrap_or(EpochMillis::MIN);
+    let to = bound(query.to.as_deref(), "to", &mut errors).unwrap_or(EpochMillis::MAX);
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let success = query.success;
+    let page = scan_deliveries(
+        &state,
+        (&auth.tenant, &id),
+        query.iterator.as_deref(),
+        page_limit(query.limit)?,
+        |d| {
+            (from..=to).contains(&d.created_at)
+                && success.is_none_or(|s| s == (d.status == MessageStatus::Delivered))
+        },
+        Detail {
+            payload: query.include_payload,
+            runs: query.include_runs,
+        },
+    )?;
+    Ok(Json(page))
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/messages/{event_id}/resend", tag = "events",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
+    responses((status = 200, description = "The attempt just made"), (status = 404), (status = 409)))]
+async fn resend(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id, event_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let webhook = existing(&state, &auth.tenant, &id)?;
+    let seq = seq_of(&state, &auth.tenant, &event_id)?;
+    let attempt = state
+        .delivery
+        .send_now(&state, &auth.tenant, &webhook, seq)
+        .await
+        .map_err(send_error)?;
+    Ok(Json(attempt.view()))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RecoverRequest {
+    /// RFC 3339: failed messages created at or after this time are re-queued.
+    since: String,
+    until: Option<String>,
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/recover", tag = "events",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path)), request_body = RecoverRequest,
+    responses((status = 202, description = "`{recovered: n}`: re-queued with a fresh retry schedule"), (status = 404)))]
+async fn recover(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RecoverRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    existing(&state, &auth.tenant, &id)?;
+    let mut errors = Vec::new();
+    let since = parse_rfc3339(&body.since).map_err(|message| {
+        errors.push(FieldError {
+            field: "since".into(),
+            message,
+        })
+    });
+    let until = match body.until.as_deref().map(parse_rfc3339) {
+        None => Ok(EpochMillis::MAX),
+        Some(result) => result.map_err(|message| {
+            errors.push(FieldError {
+                field: "until".into(),
+                message,
+            })
+        }),
+    };
+    let (Ok(since), Ok(until)) = (since, until) else {
+        return Err(ApiError::validation(errors));
+    };
+    let keys = WebhookKeys::new(&auth.tenant, &id);
+    let now = now_millis();
+    let mut recovered = 0u64;
+    let failed: Vec<_> = state
+        .store
+        .deliveries_after(&keys, None)
+        .filter_map(Result::ok)
+        .filter(|d| d.status == MessageStatus::Failed && (since..=until).contains(&d.created_at))
+        .collect();
+    for mut delivery in failed {
+        delivery.status = MessageStatus::Pending;
+        delivery.step = 0;
+        delivery.next_attempt_at = Some(now);
+        delivery.updated_at = now;
+        let mut batch = sled::Batch::default();
+        batch.insert(keys.delivery(delivery.seq), codec_encode(&delivery)?);
+        batch.insert(keys.due(now, delivery.seq), &[]);
+        state
+            .store
+            .deliveries
+            .apply_batch(batch)
+            .map_err(crate::store::StoreError::from)?;
+        recovered += 1;
+    }
+    super::webhooks::log_action(
+        &state,
+        &keys,
+        "recover",
+        Some(format!("{recovered} failed messages re-queued")),
+    );
+    state.durable().await.map_err(LogError::from)?;
+    state.delivery.wake(&auth.tenant, &id);
+    Ok((StatusCode::ACCEPTED, Json(json!({"recovered": recovered}))))
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/rejected", tag = "webhooks",
+    security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path), ListQuery),
+    responses((status = 200, description = "`{data: [{id, created_at}], iterator, done}`"), (status = 404)))]
+async fn rejected_list(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Page<Value>>> {
+    existing(&state, &auth.tenant, &id)?;
+    let keys = WebhookKeys::new(&auth.tenant, &id);
+    let after = query
+        .iterator
+        .as_deref()
+        .map(|t| {
+            t.parse::<u64>()
+                .map_err(|_| ApiError::bad_request("`iterator` is not one this API returned"))
+        })
+        .transpose()?;
+    let (seqs, done) = state.store.rejected_seqs(&keys, after, query.limit()?)?;
+    let mut data = Vec::new();
+    for seq in &seqs {
+        if let Some(d) = state.store.delivery(&keys, *seq)? {
+            data.push(json!({"id": d.event_id, "created_at": format_millis(d.updated_at)}));
+        }
+    }
+    Ok(Json(Page {
+        data,
+        iterator: if done {
+            None
+        } else {
+            seqs.last().map(u64::to_string)
+        },
+        done,
+    }))
+}
+
+/// The seq of a rejected event of this webhook, or 404.
+fn rejected_seq(state: &AppState, tenant: &str, id: &str, event_id: &str) -> ApiResult<u64> {
+    existing(state, tenant, id)?;
+    let seq = seq_of(state, tenant, event_id)?;
+    if !state
+        .store
+        .is_rejected(&WebhookKeys::new(tenant, id), seq)?
+    {
+        return Err(ApiError::not_found(format!(
+            "event `{event_id}` is not in the rejected list of `{id}`"
+        )));
+    }
+    Ok(seq)
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/rejected/{event_id}", tag = "webhooks",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
+    responses((status = 200, description = "`{id, tenant, event_type, published_at, payload}`"), (status = 404)))]
+async fn rejected_one(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id, event_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let seq = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
+    let event = state
+        .log
+        .event_by_seq(&auth.tenant, seq)?
+        .ok_or_else(|| ApiError::not_found("the event is no longer stored"))?;
+    Ok(Json(delivery_views::event(&auth.tenant, &event)))
+}
+
+#[utoipa::path(delete, path = "/{tenant}/v1/webhooks/{id}/rejected/{event_id}", tag = "webhooks",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
+    responses((status = 204), (status = 404)))]
+async fn rejected_delete(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id, event_id)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let seq = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
+    state
+        .store
+        .deliveries
+        .remove(WebhookKeys::new(&auth.tenant, &id).rejected(seq))
+        .map_err(crate::store::StoreError::from)?;
+    state.durable().await.map_err(LogError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/rejected/{event_id}/retry", tag = "webhooks",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
+    responses((status = 200, description = "The attempt; on 2xx the event leaves the list"), (status = 404)))]
+async fn rejected_retry(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id, event_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let seq = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
+    let webhook = existing(&state, &auth.tenant, &id)?;
+    let attempt = state
+        .delivery
+        .send_now(&state, &auth.tenant, &webhook, seq)
+        .await
+        .map_err(send_error)?;
+    Ok(Json(attempt.view()))
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/stats", tag = "webhooks",
+    security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "CloudBlue statistics"), (status = 404)))]
+async fn stats(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    existing(&state, &auth.tenant, &id)?;
+    let stats = state.store.stats(&WebhookKeys::new(&auth.tenant, &id))?;
+    Ok(Json(stats.view()))
+}
+
+#[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/log", tag = "webhooks",
+    security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "`{entries: [{action, reason, created_at}]}`, newest first"), (status = 404)))]
+async fn integration_log(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    existing(&state, &auth.tenant, &id)?;
+    let entries: Vec<Value> = state
+        .store
+        .log_entries(&WebhookKeys::new(&auth.tenant, &id))?
+        .into_iter()
+        .map(|e| json!({"action": e.action, "reason": e.reason, "created_at": format_millis(e.created_at)}))
+        .collect();
+    Ok(Json(json!({"entries": entries})))
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/test", tag = "webhooks",
+    security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "The attempt (event type `hookgate.test`)"), (status = 404)))]
+async fn trigger_test(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let webhook = existing(&state, &auth.tenant, &id)?;
+    let attempt = state
+        .delivery
+        .send_test(&auth.tenant, &webhook)
+        .await
+        .map_err(send_error)?;
+    Ok(Json(attempt.view()))
+}

@@ -1,0 +1,249 @@
+//! The delivery engine: turns the event log into HTTP deliveries.
+//!
+//! `Dispatcher` keeps one `worker::Worker` task per running webhook and is told by the API
+//! when a webhook changes. Modules: `policy` (classification, schedule, Retry-After; pure),
+//! `envelope` (the default body; pure), `target` (client and request parts of a webhook),
+//! `sender` (one HTTP attempt), `worker` (cursor, dispatch, outcome records),
+//! `records` (what is stored), `retention` (purging old data).
+
+pub mod envelope;
+pub mod policy;
+pub mod records;
+pub mod retention;
+pub mod sender;
+mod target;
+mod worker;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+pub use worker::Control;
+
+use crate::{
+    app::AppState,
+    ids,
+    iso::now_millis,
+    log::StoredEvent,
+    model::webhook::{Webhook, WebhookStatus},
+    store::deliveries::WebhookKeys,
+};
+use records::Attempt;
+
+struct Running {
+    control: mpsc::UnboundedSender<Control>,
+    task: JoinHandle<()>,
+}
+
+type WorkerKey = (String, String);
+
+#[derive(Default)]
+pub struct Dispatcher {
+    workers: Mutex<HashMap<WorkerKey, Running>>,
+    /// Delivery state was written since the last flush.
+    dirty: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Dispatcher {
+    /// Starts a worker for every running webhook and the background tasks.
+    pub fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
+        for tenant in state.store.tenants_page(None, usize::MAX)?.0 {
+            for webhook in state.store.all_webhooks_of(&tenant.id)? {
+                if webhook.status == WebhookStatus::Running {
+                    state.delivery.spawn(state, &tenant.id, Arc::new(webhook));
+                }
+            }
+        }
+        tokio::spawn(flush_delivery_state(state.clone()));
+        tokio::spawn(retention::run(state.clone()));
+        Ok(())
+    }
+
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    fn spawn(&self, state: &Arc<AppState>, tenant: &str, webhook: Arc<Webhook>) {
+        let key = (tenant.to_string(), webhook.id.clone());
+        let worker = match worker::Worker::new(state.clone(), tenant.to_string(), webhook) {
+            Ok(worker) => worker,
+            Err(error) => {
+                tracing::error!(tenant, webhook = %key.1, %error, "cannot start delivery");
+                return;
+            }
+        };
+        let (control, receiver) = mpsc::unbounded_channel();
+        let task = tokio::spawn(worker.run(receiver));
+        self.workers
+            .lock()
+            .expect("workers")
+            .insert(key, Running { control, task });
+    }
+
+    fn control(&self, tenant: &str, id: &str) -> Option<mpsc::UnboundedSender<Control>> {
+        let workers = self.workers.lock().expect("workers");
+        workers
+            .get(&(tenant.to_string(), id.to_string()))
+            .filter(|r| !r.task.is_finished())
+            .map(|r| r.control.clone())
+    }
+
+    /// Brings the worker in line with the stored webhook: started, reloaded or stopped.
+    pub async fn webhook_changed(&self, state: &Arc<AppState>, tenant: &str, id: &str) {
+        let stored = state.store.webhook(tenant, id).ok().flatten();
+        match stored {
+            Some(webhook) if webhook.status == WebhookStatus::Running => {
+                let webhook = Arc::new(webhook);
+                match self.control(tenant, id) {
+                    Some(control) => {
+                        let _ = control.send(Control::Reload(webhook));
+                    }
+                    None => {
+                        self.stop_and_wait(tenant, id).await;
+                        self.spawn(state, tenant, webhook);
+                    }
+                }
+            }
+            _ => self.stop_and_wait(tenant, id).await,
+        }
+    }
+
+    /// Stops a webhook's worker and waits until its in-flight attempts are recorded.
+    pub async fn stop_and_wait(&self, tenant: &str, id: &str) {
+        let running = self
+            .workers
+            .lock()
+            .expect("workers")
+            .remove(&(tenant.to_string(), id.to_string()));
+        if let Some(running) = running {
+            let _ = running.control.send(Control::Stop);
+            let _ = running.task.await;
+        }
+    }
+
+    /// Wakes a worker after someone else scheduled retries for it.
+    pub fn wake(&self, tenant: &str, id: &str) {
+        if let Some(control) = self.control(tenant, id) {
+            let _ = control.send(Control::Wake);
+        }
+    }
+
+    /// Sends one stored message of a webhook now and returns the recorded attempt. A
+    /// stopped webhook gets a short-lived worker for it, so one code path records outcomes.
+    pub async fn send_now(
+        &self,
+        state: &Arc<AppState>,
+        tenant: &str,
+        webhook: &Webhook,
+        seq: u64,
+    ) -> Result<Attempt, SendError> {
+        let keys = WebhookKeys::new(tenant, &webhook.id);
+        if state
+            .store
+            .delivery(&keys, seq)
+            .map_err(|e| SendError::Failed(e.to_string()))?
+            .is_none()
+        {
+            return Err(SendError::NotFound(format!(
+                "webhook `{}` has no message for this event",
+                webhook.id
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        let send = Control::SendNow { seq, reply };
+        match self.control(tenant, &webhook.id) {
+            Some(control) => control
+                .send(send)
+                .map_err(|_| SendError::Failed("the webhook is stopping".into()))?,
+            None => {
+                let worker = worker::Worker::new(
+                    state.clone(),
+                    tenant.to_string(),
+                    Arc::new(webhook.clone()),
+                )
+                .map_err(SendError::Failed)?;
+                let (control, receiver) = mpsc::unbounded_channel();
+                control.send(send).expect("receiver alive");
+                control.send(Control::Stop).expect("receiver alive");
+                tokio::spawn(worker.run_once(receiver));
+            }
+        }
+        answer
+            .await
+            .map_err(|_| SendError::Failed("the attempt was interrupted".into()))?
+            .map_err(SendError::Failed)
+    }
+
+    /// CloudBlue "Trigger Now": sends a test event right away; nothing is stored.
+    pub async fn send_test(&self, tenant: &str, webhook: &Webhook) -> Result<Attempt, SendError> {
+        let target = target::build(webhook).map_err(|e| SendError::Failed(e.to_string()))?;
+        let event = StoredEvent {
+            id: ids::generate("evt"),
+            event_type: "hookgate.test".into(),
+            published_at: now_millis(),
+            received_at: now_millis(),
+            payload: serde_json::value::RawValue::from_string(
+                r#"{"test":true,"message":"a test event sent by POST /webhooks/{id}/test"}"#.into(),
+            )
+            .expect("valid JSON"),
+        };
+        let body = envelope::body(tenant, &event, webhook.spec.additional_data.as_ref());
+        let sent = target
+            .send(
+                &webhook.id,
+                sender::Outgoing {
+                    event_id: &event.id,
+                    event_type: &event.event_type,
+                    tenant,
+                    body: body.into(),
+                    extra_headers: Vec::new(),
+                },
+            )
+            .await;
+        Ok(sent.attempt)
+    }
+
+    /// Stops every worker (graceful shutdown): in-flight attempts are recorded first.
+    pub async fn shutdown(&self) {
+        let running: Vec<_> = self.workers.lock().expect("workers").drain().collect();
+        for (_, running) in &running {
+            let _ = running.control.send(Control::Stop);
+        }
+        for (_, running) in running {
+            let _ = running.task.await;
+        }
+    }
+}
+
+/// Delivery records are written without waiting for a flush (a lost record only means a
+/// duplicate delivery after a crash); this task bounds that window to a fraction of a
+/// second by group-committing whenever something was written.
+async fn flush_delivery_state(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        if state.delivery.dirty.swap(false, Ordering::AcqRel)
+            && let Err(error) = state.durable().await
+        {
+            tracing::error!(%error, "flushing delivery state failed");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! What the delivery engine records: one `Delivery` per (event, webhook), every `Attempt`,
+//! per-webhook `Stats` and the integration log. Plain data; persistence is in
+//! `store::deliveries`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::iso::{EpochMillis, format_millis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Being attempted or waiting for its next retry.
+    Pending,
+    Delivered,
+    /// The receiver answered 400, 410 or 422: kept in the rejected list, not retried.
+    Rejected,
+    /// The retry schedule is exhausted (or manual mode): recoverable.
+    Failed,
+    /// A filter dropped it for this webhook.
+    Filtered,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Delivery {
+    pub seq: u64,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: MessageStatus,
+    pub status_code: Option<u16>,
+    /// Attempts made so far (Front Systems `runs_counter`).
+    pub runs: u32,
+    /// Index of the next retry step in the schedule; `recover` starts it over.
+    pub step: u32,
+    pub created_at: EpochMillis,
+    pub updated_at: EpochMillis,
+    pub next_attempt_at: Option<EpochMillis>,
+    /// Why it is filtered or failed without a response (plugin errors, purged event).
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The outgoing body when transform plugins produced it: stored so every retry sends
+    /// exactly the same bytes. `None`: the default envelope, rebuilt from the event.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+impl Delivery {
+    pub fn new(seq: u64, event_id: &str, event_type: &str, now: EpochMillis) -> Delivery {
+        Delivery {
+            seq,
+            event_id: event_id.to_string(),
+            event_type: event_type.to_string(),
+            status: MessageStatus::Pending,
+            status_code: None,
+            runs: 0,
+            step: 0,
+            created_at: now,
+            updated_at: now,
+            next_attempt_at: None,
+            reason: None,
+            body: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: String,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub at: EpochMillis,
+    pub duration_ms: u64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub response_headers: BTreeMap<String, String>,
+    pub response_body: String,
+}
+
+impl Attempt {
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "event_id": self.event_id,
+            "webhook_id": self.webhook_id,
+            "at": format_millis(self.at),
+            "duration_ms": self.duration_ms,
+            "status_code": self.status_code,
+            "error": self.error,
+            "response_headers": self.response_headers,
+            "response_body": self.response_body,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Mark {
+    pub at: EpochMillis,
+    pub attempt_id: String,
+}
+
+/// CloudBlue's webhook statistics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stats {
+    /// Events taken by this webhook (matched its types and filters).
+    pub events: u64,
+    /// Attempts made.
+    pub triggers: u64,
+    pub success_responses: u64,
+    pub failure_responses: u64,
+    pub failures_since_last_success: u64,
+    /// Start of the current run of failures (for disabling after a failing period).
+    pub failing_since: Option<EpochMillis>,
+    pub last_event_at: Option<EpochMillis>,
+    pub next_trigger_at: Option<EpochMillis>,
+    pub last_success: Option<Mark>,
+    pub last_failure: Option<Mark>,
+}
+
+impl Stats {
+    pub fn view(&self) -> serde_json::Value {
+        let mark = |m: &Option<Mark>| {
+            m.as_ref()
+                .map(|m| serde_json::json!({"at": format_millis(m.at), "attempt_id": m.attempt_id}))
+        };
+        serde_json::json!({
+            "events": self.events,
+            "triggers": self.triggers,
+            "success_responses": self.success_responses,
+            "failure_responses": self.failure_responses,
+            "failures_since_last_success": self.failures_since_last_success,
+            "last_event_at": self.last_event_at.map(format_millis),
+            "next_trigger_at": self.next_trigger_at.map(format_millis),
+            "last_success": mark(&self.last_success),
+            "last_failure": mark(&self.last_failure),
+        })
+    }
+}
+
+/// One line of the integration log (NewStore).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub action: String,
+    pub reason: Option<String>,
+    pub created_at: EpochMillis,
+}
+
+pub const LOG_ENTRIES_KEPT: usize = 50;

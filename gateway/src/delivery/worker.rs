@@ -1,0 +1,727 @@
+//! One task per running webhook. It alone writes that webhook's delivery state, so no
+//! locks are needed: attempts run as separate tasks and report back over a channel.
+//!
+//! The cursor: every event with seq ≤ cursor is resolved (delivered, rejected, failed,
+//! filtered, skipped) or has a delivery record that carries its retry. New events in flight
+//! hold the cursor back; retries do not (their record is already durable state).
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+
+use super::{
+    envelope,
+    policy::{self, Outcome},
+    records::{Attempt, Delivery, LogEntry, Mark, MessageStatus, Stats},
+    sender::{self, Outgoing, Sent, Target},
+    target,
+};
+use crate::{
+    app::AppState,
+    iso::{EpochMillis, now_millis},
+    log::StoredEvent,
+    model::{
+        filter,
+        webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
+    },
+    store::deliveries::{WebhookKeys, parse_due_key},
+};
+
+/// Events read from the log per batch.
+const READ_BATCH: usize = 256;
+
+pub enum Control {
+    /// The configuration changed; the webhook keeps running.
+    Reload(Arc<Webhook>),
+    /// Finish what is in flight, then exit.
+    Stop,
+    /// Send this delivery now (resend, retry from the rejected list).
+    SendNow {
+        seq: u64,
+        reply: oneshot::Sender<Result<Attempt, String>>,
+    },
+    /// New due retries were written by someone else (recover).
+    Wake,
+}
+
+struct Done {
+    delivery: Delivery,
+    first: bool,
+    sent: Sent,
+    reply: Option<oneshot::Sender<Result<Attempt, String>>>,
+}
+
+pub struct Worker {
+    state: Arc<AppState>,
+    tenant: String,
+    webhook: Arc<Webhook>,
+    keys: WebhookKeys,
+    target: Arc<Target>,
+    read_pos: u64,
+    saved_cursor: u64,
+    first_in_flight: BTreeSet<u64>,
+    in_flight: HashSet<u64>,
+    stats: Stats,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    stopping: bool,
+    /// Earliest time the rate limit allows the next send.
+    next_send_at: Option<Instant>,
+    skipped_for_backlog: u64,
+}
+
+impl Worker {
+    pub fn new(
+        state: Arc<AppState>,
+        tenant: String,
+        webhook: Arc<Webhook>,
+    ) -> Result<Worker, String> {
+        let keys = WebhookKeys::new(&tenant, &webhook.id);
+        let target = Arc::new(target::build(&webhook).map_err(|e| e.to_string())?);
+        let cursor = match state.store.cursor(&keys).map_err(|e| e.to_string())? {
+            Some(cursor) => cursor,
+            None => initial_cursor(&state, &tenant, &webhook)?,
+        };
+        let stats = state.store.stats(&keys).map_err(|e| e.to_string())?;
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Ok(Worker {
+            state,
+            tenant,
+            webhook,
+            keys,
+            target,
+            read_pos: cursor,
+            saved_cursor: cursor,
+            first_in_flight: BTreeSet::new(),
+            in_flight: HashSet::new(),
+            stats,
+            done_tx,
+            done_rx,
+            stopping: false,
+            next_send_at: None,
+            skipped_for_backlog: 0,
+        })
+    }
+
+    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        let mut log_changes = self.state.log.subscribe();
+        loop {
+            while let Ok(done) = self.done_rx.try_recv() {
+                self.record(done).await;
+            }
+            if self.stopping && self.in_flight.is_empty() {
+                break;
+            }
+            if !self.stopping {
+                if let Err(error) = self.dispatch() {
+                    tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "dispatch failed");
+                }
+                if self.window_finished() {
+                    self.complete().await;
+                    continue;
+                }
+            }
+            self.checkpoint();
+            let wake_at = self.next_wake();
+            tokio::select! {
+                Some(done) = self.done_rx.recv() => self.record(done).await,
+                message = control.recv() => match message {
+                    None | Some(Control::Stop) => self.stopping = true,
+                    Some(Control::Reload(webhook)) => self.reload(webhook),
+                    Some(Control::SendNow { seq, reply }) => self.send_now(seq, reply),
+                    Some(Control::Wake) => {}
+                },
+                changed = log_changes.changed() => {
+                    if changed.is_err() { self.stopping = true; }
+                }
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+        self.checkpoint();
+        if self.skipped_for_backlog > 0 {
+            tracing::info!(webhook = %self.webhook.id, skipped = self.skipped_for_backlog, "events outside the backlog window were skipped");
+        }
+    }
+
+    /// Serves only control messages (a `send_now` for a stopped webhook), then exits.
+    pub async fn run_once(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        self.stopping = true;
+        while let Some(message) = control.recv().await {
+            if let Control::SendNow { seq, reply } = message {
+                self.send_now(seq, reply);
+            }
+        }
+        while !self.in_flight.is_empty() {
+            match self.done_rx.recv().await {
+                Some(done) => self.record(done).await,
+                None => break,
+            }
+        }
+    }
+
+    fn reload(&mut self, webhook: Arc<Webhook>) {
+        match target::build(&webhook) {
+            Ok(target) => {
+                self.target = Arc::new(target);
+                self.webhook = webhook;
+            }
+            Err(error) => {
+                tracing::error!(webhook = %webhook.id, %error, "keeping the previous configuration");
+            }
+        }
+    }
+
+    fn max_in_flight(&self) -> usize {
+        match self.webhook.spec.ordering {
+            Ordering::Fifo => 1,
+            Ordering::Unordered => self.webhook.spec.max_in_flight as usize,
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.max_in_flight().saturating_sub(self.in_flight.len())
+    }
+
+    /// Whether the rate limit lets one more request go now; books it if so.
+    fn take_rate_token(&mut self) -> bool {
+        let Some(rate) = self.webhook.spec.rate_limit_per_second else {
+            return true;
+        };
+        let now = Instant::now();
+        let at = self.next_send_at.unwrap_or(now).max(now);
+        // Allow a burst of one second's worth, no more.
+        if at > now + Duration::from_secs(1) {
+            return false;
+        }
+        self.next_send_at = Some(at + Duration::from_secs_f64(1.0 / rate));
+        true
+    }
+
+    fn dispatch(&mut self) -> Result<(), crate::store::StoreError> {
+        self.dispatch_due_retries()?;
+        self.dispatch_new_events()
+    }
+
+    fn dispatch_due_retries(&mut self) -> Result<(), crate::store::StoreError> {
+        if self.room() == 0 {
+            return Ok(());
+        }
+        let now = now_millis();
+        let start = self.keys.due_prefix();
+        let end = self.keys.due(now + 1, 0);
+        let due: Vec<u64> = self
+            .state
+            .store
+            .deliveries
+            .range(start..end)
+            .keys()
+            .filter_map(Result::ok)
+            .map(|k| parse_due_key(&k).1)
+            .filter(|seq| !self.in_flight.contains(seq))
+            .take(self.room())
+            .collect();
+        for seq in due {
+            if !self.take_rate_token() {
+                break;
+            }
+            let Some(delivery) = self.state.store.delivery(&self.keys, seq)? else {
+                continue;
+            };
+            match self.state.log.event_by_seq(&self.tenant, seq) {
+                Ok(Some(event)) => self.launch(delivery, &event, false, None),
+                _ => self.give_up(delivery, "the event is no longer stored (retention)")?,
+            }
+        }
+        Ok(())
+    }
+
+    fn has_pending_retry(&self) -> bool {
+        self.state
+            .store
+            .deliveries
+            .scan_prefix(self.keys.due_prefix())
+            .next()
+            .is_some()
+    }
+
+    fn dispatch_new_events(&mut self) -> Result<(), crate::store::StoreError> {
+        let fifo = self.webhook.spec.ordering == Ordering::Fifo;
+        let schedule = &self.webhook.spec.retry.schedule;
+        let first_delay = schedule.first().map(|d| d.duration()).unwrap_or_default();
+        loop {
+            if self.room() == 0 || (fifo && self.has_pending_retry()) {
+                return Ok(());
+            }
+            let events = self
+                .state
+                .log
+                .read_after(&self.tenant, self.read_pos, READ_BATCH)
+                .map_err(|e| match e {
+                    crate::log::LogError::Store(s) => s,
+                    other => {
+                        crate::store::StoreError::Sled(sled::Error::Unsupported(other.to_string()))
+                    }
+                })?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            for (seq, event) in events {
+                if self.room() == 0 || (fifo && self.has_pending_retry()) {
+                    return Ok(());
+                }
+                if !self.takes(&event) {
+                    self.read_pos = seq;
+                    continue;
+                }
+                if let Some(reason) = self.filtered(&event) {
+                    self.read_pos = seq;
+                    self.write_filtered(seq, &event, reason)?;
+                    continue;
+                }
+                if !first_delay.is_zero() {
+                    self.read_pos = seq;
+                    self.schedule_first(seq, &event, first_delay)?;
+                    continue;
+                }
+                if !self.take_rate_token() {
+                    return Ok(());
+                }
+                self.read_pos = seq;
+                self.stats.events += 1;
+                self.stats.last_event_at = Some(now_millis());
+                let delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
+                self.launch(delivery, &event, true, None);
+            }
+        }
+    }
+
+    /// Subscription, replay window and backlog window: does this webhook take the event?
+    fn takes(&mut self, event: &StoredEvent) -> bool {
+        let spec = &self.webhook.spec;
+        if !spec.subscribes_to(&event.event_type) {
+            return false;
+        }
+        match spec.integration_type {
+            IntegrationType::Temporary => spec
+                .window()
+                .is_some_and(|(from, to)| (from..=to).contains(&event.published_at)),
+            IntegrationType::Permanent => {
+                let horizon = now_millis()
+                    - self.state.config.backlog_window.duration().as_millis() as EpochMillis;
+                if event.received_at < horizon {
+                    self.skipped_for_backlog += 1;
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    /// `Some(reason)` when the built-in filter drops the event.
+    fn filtered(&self, event: &StoredEvent) -> Option<String> {
+        let conditions = self.webhook.spec.filter_conditions.as_ref()?;
+        let envelope: serde_json::Value = serde_json::from_slice(&envelope::body(
+            &self.tenant,
+            event,
+            self.webhook.spec.additional_data.as_ref(),
+        ))
+        .ok()?;
+        (!filter::matches(conditions, &envelope)).then(|| "filter_conditions".to_string())
+    }
+
+    fn write_filtered(
+        &mut self,
+        seq: u64,
+        event: &StoredEvent,
+        reason: String,
+    ) -> Result<(), crate::store::StoreError> {
+        let mut delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
+        delivery.status = MessageStatus::Filtered;
+        delivery.reason = Some(reason);
+        self.state.store.deliveries.insert(
+            self.keys.delivery(seq),
+            crate::store::codec_encode(&delivery)?,
+        )?;
+        self.state.metrics.delivery_outcome("filtered");
+        Ok(())
+    }
+
+    /// A schedule whose first step is not PT0S: the first attempt waits like a retry.
+    fn schedule_first(
+        &mut self,
+        seq: u64,
+        event: &StoredEvent,
+        delay: Duration,
+    ) -> Result<(), crate::store::StoreError> {
+        let now = now_millis();
+        let mut delivery = Delivery::new(seq, &event.id, &event.event_type, now);
+        let due = sender::after(now, policy::jittered(delay));
+        delivery.next_attempt_at = Some(due);
+        self.stats.events += 1;
+        self.stats.last_event_at = Some(now);
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            self.keys.delivery(seq),
+            crate::store::codec_encode(&delivery)?,
+        );
+        batch.insert(self.keys.due(due, seq), &[]);
+        self.state.store.deliveries.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn give_up(
+        &mut self,
+        mut delivery: Delivery,
+        reason: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        let mut batch = sled::Batch::default();
+        if let Some(due) = delivery.next_attempt_at.take() {
+            batch.remove(self.keys.due(due, delivery.seq));
+        }
+        delivery.status = MessageStatus::Failed;
+        delivery.reason = Some(reason.to_string());
+        delivery.updated_at = now_millis();
+        batch.insert(
+            self.keys.delivery(delivery.seq),
+            crate::store::codec_encode(&delivery)?,
+        );
+        self.state.store.deliveries.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn launch(
+        &mut self,
+        delivery: Delivery,
+        event: &StoredEvent,
+        first: bool,
+        reply: Option<oneshot::Sender<Result<Attempt, String>>>,
+    ) {
+        let seq = delivery.seq;
+        self.in_flight.insert(seq);
+        if first {
+            self.first_in_flight.insert(seq);
+        }
+        let body = match &delivery.body {
+            Some(body) => Bytes::from(body.clone().into_bytes()),
+            None => Bytes::from(envelope::body(
+                &self.tenant,
+                event,
+                self.webhook.spec.additional_data.as_ref(),
+            )),
+        };
+        let target = self.target.clone();
+        let done = self.done_tx.clone();
+        let webhook_id = self.webhook.id.clone();
+        let tenant = self.tenant.clone();
+        let metrics = self.state.metrics.clone();
+        tokio::spawn(async move {
+            let sent = target
+                .send(
+                    &webhook_id,
+                    Outgoing {
+                        event_id: &delivery.event_id,
+                        event_type: &delivery.event_type,
+                        tenant: &tenant,
+                        body,
+                        extra_headers: Vec::new(),
+                    },
+                )
+                .await;
+            metrics.attempt_latency(sent.attempt.duration_ms);
+            let _ = done.send(Done {
+                delivery,
+                first,
+                sent,
+                reply,
+            });
+        });
+    }
+
+    fn send_now(&mut self, seq: u64, reply: oneshot::Sender<Result<Attempt, String>>) {
+        if self.in_flight.contains(&seq) {
+            let _ = reply.send(Err("this message is being sent right now".into()));
+            return;
+        }
+        let delivery = match self.state.store.delivery(&self.keys, seq) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                let _ = reply.send(Err("no such message for this webhook".into()));
+                return;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+                return;
+            }
+        };
+        match self.state.log.event_by_seq(&self.tenant, seq) {
+            Ok(Some(event)) => self.launch(delivery, &event, false, Some(reply)),
+            _ => {
+                let _ = reply.send(Err("the event is no longer stored (retention)".into()));
+            }
+        }
+    }
+
+    /// Stores the outcome of an attempt: the delivery record, the attempt, the retry index
+    /// and the rejected list change together in one batch.
+    async fn record(&mut self, done: Done) {
+        let Done {
+            mut delivery,
+            first,
+            sent,
+            reply,
+        } = done;
+        let seq = delivery.seq;
+        self.in_flight.remove(&seq);
+        if first {
+            self.first_in_flight.remove(&seq);
+        }
+        let now = now_millis();
+        let attempt = sent.attempt;
+        let mut batch = sled::Batch::default();
+        if let Some(due) = delivery.next_attempt_at.take() {
+            batch.remove(self.keys.due(due, seq));
+        }
+        delivery.runs += 1;
+        delivery.step += 1;
+        delivery.status_code = attempt.status_code;
+        delivery.updated_at = now;
+        delivery.reason = None;
+        self.stats.triggers += 1;
+        let mark = Mark {
+            at: attempt.at,
+            attempt_id: attempt.id.clone(),
+        };
+        let outcome = policy::classify(attempt.status_code);
+        let mut newly_failing = false;
+        match outcome {
+            Outcome::Delivered => {
+                delivery.status = MessageStatus::Delivered;
+                batch.remove(self.keys.rejected(seq));
+                self.stats.success_responses += 1;
+                self.stats.failures_since_last_success = 0;
+                self.stats.failing_since = None;
+                self.stats.last_success = Some(mark);
+                self.state.metrics.delivery_outcome("delivered");
+            }
+            Outcome::Rejected | Outcome::Retryable => {
+                self.stats.failure_responses += 1;
+                self.stats.failures_since_last_success += 1;
+                newly_failing = self.stats.failing_since.is_none();
+                self.stats.failing_since.get_or_insert(now);
+                self.stats.last_failure = Some(mark);
+                if outcome == Outcome::Rejected {
+                    delivery.status = MessageStatus::Rejected;
+                    batch.insert(self.keys.rejected(seq), &[]);
+                    self.state.metrics.delivery_outcome("rejected");
+                } else {
+                    self.schedule_retry(&mut delivery, &sent.retry_after, now, &mut batch);
+                }
+            }
+        }
+        self.stats.next_trigger_at = delivery.next_attempt_at;
+        let attempt_key = self.keys.attempt(seq, delivery.runs);
+        let encoded = (
+            crate::store::codec_encode(&delivery),
+            crate::store::codec_encode(&attempt),
+            crate::store::codec_encode(&self.stats),
+        );
+        let written = match encoded {
+            (Ok(d), Ok(a), Ok(s)) => {
+                batch.insert(self.keys.delivery(seq), d);
+                batch.insert(attempt_key, a);
+                batch.insert(self.keys.stats(), s);
+                self.state
+                    .store
+                    .deliveries
+                    .apply_batch(batch)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Err("record encoding failed".to_string()),
+        };
+        self.state.delivery.mark_dirty();
+        if let Err(error) = &written {
+            tracing::error!(webhook = %self.webhook.id, %error, "could not record an attempt");
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(written.map(|()| attempt.clone()));
+        }
+        if newly_failing {
+            let reason = match (&attempt.status_code, &attempt.error) {
+                (Some(code), _) => format!("HTTP {code} from the receiver"),
+                (None, Some(error)) => error.clone(),
+                (None, None) => "no response".into(),
+            };
+            self.log("retry_triggered", Some(reason));
+        }
+        self.check_disable().await;
+    }
+
+    fn schedule_retry(
+        &mut self,
+        delivery: &mut Delivery,
+        retry_after: &Option<String>,
+        now: EpochMillis,
+        batch: &mut sled::Batch,
+    ) {
+        let retry = &self.webhook.spec.retry;
+        let step = delivery.step as usize;
+        if retry.mode == RetryMode::Manual || step >= retry.schedule.len() {
+            delivery.status = MessageStatus::Failed;
+            self.state.metrics.delivery_outcome("failed");
+            return;
+        }
+        let mut delay = policy::jittered(retry.schedule[step].duration());
+        if let Some(code) = delivery.status_code
+            && let Some(after) = policy::retry_after(code, retry_after.as_deref(), now)
+        {
+            delay = delay.max(after);
+        }
+        let due = sender::after(now, delay);
+        delivery.status = MessageStatus::Pending;
+        delivery.next_attempt_at = Some(due);
+        batch.insert(self.keys.due(due, delivery.seq), &[]);
+        self.state.metrics.delivery_outcome("retry_scheduled");
+    }
+
+    /// CloudBlue "out of order": too long or too many failures in a row disable the webhook.
+    async fn check_disable(&mut self) {
+        let limits = &self.state.config;
+        let failing_for = self
+            .stats
+            .failing_since
+            .map(|since| now_millis() - since)
+            .unwrap_or(0);
+        let too_many = self.stats.failures_since_last_success >= limits.disable_after_failures;
+        let too_long = failing_for >= limits.disable_after.duration().as_millis() as EpochMillis;
+        if self.stopping || self.stats.failing_since.is_none() || !(too_many || too_long) {
+            return;
+        }
+        let reason = if too_many {
+            format!(
+                "{} failures in a row",
+                self.stats.failures_since_last_success
+            )
+        } else {
+            format!(
+                "failing since {}",
+                crate::iso::format_millis(self.stats.failing_since.unwrap_or(0))
+            )
+        };
+        self.set_status(WebhookStatus::Disabled).await;
+        self.log("disabled", Some(reason));
+        self.stopping = true;
+    }
+
+    fn window_finished(&self) -> bool {
+        let spec = &self.webhook.spec;
+        if spec.integration_type != IntegrationType::Temporary {
+            return false;
+        }
+        let Some((_, ends_at)) = spec.window() else {
+            return false;
+        };
+        now_millis() > ends_at
+            && self.in_flight.is_empty()
+            && self.read_pos >= self.state.log.durable_seq(&self.tenant).unwrap_or(0)
+            && !self.has_pending_retry()
+    }
+
+    async fn complete(&mut self) {
+        self.set_status(WebhookStatus::Completed).await;
+        self.log(
+            "completed",
+            Some("every event of the window was delivered or resolved".into()),
+        );
+        self.stopping = true;
+    }
+
+    async fn set_status(&self, status: WebhookStatus) {
+        let _serialized = self.state.webhook_writes.lock().await;
+        if let Ok(Some(mut webhook)) = self.state.store.webhook(&self.tenant, &self.webhook.id) {
+            webhook.status = status;
+            webhook.spec.enabled = false;
+            webhook.updated_at = now_millis();
+            if let Err(error) = self.state.store.put_webhook(&self.tenant, &webhook) {
+                tracing::error!(%error, "could not store the webhook status");
+            }
+        }
+    }
+
+    fn log(&self, action: &str, reason: Option<String>) {
+        let entry = LogEntry {
+            action: action.to_string(),
+            reason,
+            created_at: now_millis(),
+        };
+        if let Err(error) = self.state.store.append_log(&self.keys, &entry) {
+            tracing::error!(%error, "could not write the integration log");
+        }
+    }
+
+    /// Persists the cursor when it moved. New events in flight hold it back.
+    fn checkpoint(&mut self) {
+        let cursor = match self.first_in_flight.first() {
+            Some(first) => first - 1,
+            None => self.read_pos,
+        };
+        if cursor != self.saved_cursor {
+            match self.state.store.set_cursor(&self.keys, cursor) {
+                Ok(()) => {
+                    self.saved_cursor = cursor;
+                    self.state.delivery.mark_dirty();
+                }
+                Err(error) => tracing::error!(%error, "could not store the cursor"),
+            }
+        }
+        let head = self.state.log.durable_seq(&self.tenant).unwrap_or(0);
+        self.state
+            .metrics
+            .set_lag(&self.tenant, &self.webhook.id, head.saturating_sub(cursor));
+    }
+
+    /// When to look again without being told: the next due retry, the rate limit, the end
+    /// of a replay window, or a periodic safety tick.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut wake = now + Duration::from_secs(5);
+        if let Some(Ok(key)) = self
+            .state
+            .store
+            .deliveries
+            .scan_prefix(self.keys.due_prefix())
+            .keys()
+            .next()
+        {
+            let (due, _) = parse_due_key(&key);
+            let wait = (due - now_millis()).max(0) as u64;
+            wake = wake.min(now + Duration::from_millis(wait));
+        }
+        if let Some(at) = self.next_send_at
+            && at > now
+        {
+            wake = wake.min(at);
+        }
+        if let Some((_, ends_at)) = self.webhook.spec.window() {
+            let wait = (ends_at - now_millis()).max(0) as u64 + 1;
+            wake = wake.min(now + Duration::from_millis(wait));
+        }
+        wake
+    }
+}
+
+/// Where a webhook starts reading: a permanent one at the head (it receives what is
+/// ingested from now on); a temporary one at the beginning (its window decides).
+fn initial_cursor(state: &AppState, tenant: &str, webhook: &Webhook) -> Result<u64, String> {
+    match webhook.spec.integration_type {
+        IntegrationType::Temporary => Ok(0),
+        IntegrationType::Permanent => state.log.durable_seq(tenant).map_err(|e| e.to_string()),
+    }
+}
