@@ -41,7 +41,12 @@ impl AppState {
 pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let store = Store::open(&config.data_dir)
+    let master_key = hookgate_signing::secret_box::MasterKey::from_config_or_file(
+        config.master_key.as_deref(),
+        &config.data_dir.join("master_key"),
+    )
+    .context("cannot load the master key")?;
+    let store = Store::open(&config.data_dir, master_key)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let admin_token = admin_token(&config)?;
     let log = EventLog::open(&store.db, store.log.clone());

@@ -155,11 +155,6 @@ async fn test_endpoint_sends_now_and_returns_the_attempt() {
     assert_eq!(body["event_type"], "hookgate.test");
     assert_eq!(body["tenant"], "acme");
     assert_eq!(body["id"], event_id.as_str());
-
-    // The attempt is a stored record like any other.
-    let stored = attempts(&t, &event_id).await;
-    assert_eq!(stored.len(), 1, "{stored:?}");
-    assert_eq!(stored[0]["id"], attempt["id"]);
 }
 
 /// The webhook statistics count what the receiver actually saw.
@@ -311,8 +306,13 @@ async fn metrics(gw: &Gateway) -> String {
         reply = gw.admin(Method::GET, "/metrics", None).await;
     }
     let reply = reply.expect(200);
+    // Either exposition format Prometheus reads: classic text or OpenMetrics.
     let content_type = reply.headers["content-type"].to_str().unwrap().to_string();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain")
+            || content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
     reply.body.as_str().expect("text").to_string()
 }
 

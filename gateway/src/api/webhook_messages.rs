@@ -428,7 +428,7 @@ async fn trigger_test(
     let webhook = existing(&state, &auth.tenant, &id)?;
     let attempt = state
         .delivery
-        .send_test(&auth.tenant, &webhook)
+        .send_test(&state, &auth.tenant, &webhook)
         .await
         .map_err(send_error)?;
     Ok(Json(attempt.view()))

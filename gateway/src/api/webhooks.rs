@@ -16,12 +16,15 @@ use super::{
     extract::{ApiJson, ListQuery, Page, TenantAuth},
     secrets_view::{mask_all, restore_masked},
 };
+use hookgate_signing::{DestinationPolicy, transport::check_ip};
+
 use crate::{
     app::AppState,
     delivery::records::LogEntry,
     ids,
     iso::now_millis,
     log::LogError,
+    model::problems::FieldError,
     model::webhook::{
         IntegrationType, ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id,
         parse_spec,
@@ -40,6 +43,7 @@ pub fn routes() -> Routes {
         ))
         .routes(routes!(start_webhook))
         .routes(routes!(stop_webhook))
+        .routes(routes!(rotate_secret))
 }
 
 /// The API view of a webhook: flat fields, secrets masked.
@@ -49,12 +53,49 @@ pub fn view(webhook: &Webhook) -> Value {
     view
 }
 
-fn validate(state: &AppState, tenant: &str, spec: &WebhookSpec) -> ApiResult<()> {
+pub fn destination_policy(state: &AppState) -> DestinationPolicy {
+    DestinationPolicy {
+        allow_private: state.config.allow_private_destinations,
+    }
+}
+
+/// Validates the spec, then resolves the URL's host: a name that resolves to a refused
+/// address is a 400 now rather than a failed delivery later. (Each attempt checks again
+/// on the address it actually connects to, so a later DNS change cannot bypass this.)
+async fn validate(state: &AppState, tenant: &str, spec: &WebhookSpec) -> ApiResult<()> {
     let known_plugin = |name: &str| crate::api::plugin_exists(state, tenant, name);
+    let policy = destination_policy(state);
     spec.validate(&ValidationContext {
         known_plugin: &known_plugin,
+        policy,
     })
-    .map_err(ApiError::validation)
+    .map_err(ApiError::validation)?;
+    if policy.allow_private {
+        return Ok(());
+    }
+    let Some(url) = spec.url.as_deref().and_then(|u| url::Url::parse(u).ok()) else {
+        return Ok(());
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Ok(());
+    };
+    let lookup = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::net::lookup_host((host.trim_matches(['[', ']']), port)),
+    )
+    .await;
+    // A name that does not resolve yet is accepted: it may exist by the first delivery.
+    if let Ok(Ok(addresses)) = lookup {
+        for address in addresses {
+            if let Err(refused) = check_ip(address.ip(), &policy) {
+                return Err(ApiError::validation(vec![FieldError {
+                    field: "url".into(),
+                    message: format!("`{host}` resolves to {}: {refused}", address.ip()),
+                }]));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn existing(state: &AppState, tenant: &str, id: &str) -> ApiResult<Webhook> {
@@ -81,7 +122,9 @@ async fn create_webhook(
     }
     let id = spec.id.clone().unwrap_or_else(|| ids::generate("whk"));
     spec.id = Some(id.clone());
-    validate(&state, &auth.tenant, &spec)?;
+    // A standard_webhooks secret is generated when absent and shown in this answer only.
+    let generated_secret = spec.authentication.prepare_new();
+    validate(&state, &auth.tenant, &spec).await?;
     let _serialized = state.webhook_writes.lock().await;
     let limit = state.config.max_webhooks_per_tenant;
     if state.store.count_webhooks(&auth.tenant) >= limit {
@@ -123,7 +166,11 @@ async fn create_webhook(
         .delivery
         .webhook_changed(&state, &auth.tenant, &webhook.id)
         .await;
-    Ok((StatusCode::CREATED, Json(view(&webhook))))
+    let mut shown = view(&webhook);
+    if let Some(secret) = generated_secret {
+        shown["authentication"]["secret"] = Value::String(secret);
+    }
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
@@ -165,15 +212,13 @@ async fn update(
     restore_masked(&mut body, &current_json);
     let mut spec = parse_spec(body).map_err(ApiError::validation)?;
     if spec.id.as_deref().is_some_and(|id| id != current.id) {
-        return Err(ApiError::validation(vec![
-            crate::model::problems::FieldError {
-                field: "id".into(),
-                message: "must equal the id in the path (webhooks cannot be renamed)".into(),
-            },
-        ]));
+        return Err(ApiError::validation(vec![FieldError {
+            field: "id".into(),
+            message: "must equal the id in the path (webhooks cannot be renamed)".into(),
+        }]));
     }
     spec.id = Some(current.id.clone());
-    validate(state, tenant, &spec)?;
+    validate(state, tenant, &spec).await?;
     let status = match (current.status, spec.enabled) {
         (WebhookStatus::Completed | WebhookStatus::Disabled, _) => current.status,
         (_, true) => WebhookStatus::Running,
@@ -330,6 +375,39 @@ async fn stop_webhook(
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     set_running(&state, &auth.tenant, &id, false).await
+}
+
+#[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
+    security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path)),
+    responses((status = 200, description = "`{secret}`: the new secret, shown once. For standard_webhooks the old one stays valid for 24 hours"),
+              (status = 404), (status = 409, description = "The authentication type has no rotatable secret")))]
+async fn rotate_secret(
+    State(state): State<Arc<AppState>>,
+    auth: TenantAuth,
+    Path((_, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let serialized = state.webhook_writes.lock().await;
+    let mut webhook = existing(&state, &auth.tenant, &id)?;
+    let secret = webhook
+        .spec
+        .authentication
+        .rotate(jiff::Timestamp::now())
+        .map_err(|e| ApiError::conflict(e.to_string()))?;
+    webhook.updated_at = now_millis();
+    state.store.put_webhook(&auth.tenant, &webhook)?;
+    log_action(
+        &state,
+        &WebhookKeys::new(&auth.tenant, &id),
+        "secret_rotated",
+        None,
+    );
+    state.durable().await.map_err(LogError::from)?;
+    drop(serialized);
+    state
+        .delivery
+        .webhook_changed(&state, &auth.tenant, &id)
+        .await;
+    Ok(Json(serde_json::json!({"secret": secret})))
 }
 
 #[cfg(test)]

@@ -83,6 +83,20 @@ impl Dispatcher {
 
     fn spawn(&self, state: &Arc<AppState>, tenant: &str, webhook: Arc<Webhook>) {
         let key = (tenant.to_string(), webhook.id.clone());
+        // Webhooks with an s3 destination get the export worker (files, not requests).
+        if let crate::model::webhook::Destination::S3(_) = webhook.spec.destination {
+            let (control, receiver) = mpsc::unbounded_channel();
+            match crate::export::spawn(state.clone(), tenant.to_string(), webhook, receiver) {
+                Ok(task) => {
+                    let running = Running { control, task };
+                    self.workers.lock().expect("workers").insert(key, running);
+                }
+                Err(error) => {
+                    tracing::error!(tenant, webhook = %key.1, %error, "cannot start export")
+                }
+            }
+            return;
+        }
         let worker = match worker::Worker::new(state.clone(), tenant.to_string(), webhook) {
             Ok(worker) => worker,
             Err(error) => {
@@ -193,8 +207,14 @@ impl Dispatcher {
     }
 
     /// CloudBlue "Trigger Now": sends a test event right away; nothing is stored.
-    pub async fn send_test(&self, tenant: &str, webhook: &Webhook) -> Result<Attempt, SendError> {
-        let target = target::build(webhook).map_err(|e| SendError::Failed(e.to_string()))?;
+    pub async fn send_test(
+        &self,
+        state: &AppState,
+        tenant: &str,
+        webhook: &Webhook,
+    ) -> Result<Attempt, SendError> {
+        let target = target::build(webhook, state.config.allow_private_destinations)
+            .map_err(|e| SendError::Failed(e.to_string()))?;
         let event = StoredEvent {
             id: ids::generate("evt"),
             event_type: "hookgate.test".into(),

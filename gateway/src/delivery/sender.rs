@@ -9,6 +9,8 @@ use reqwest::{
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 
+use hookgate_signing::OutgoingRequest;
+
 use super::records::Attempt;
 use crate::{
     ids,
@@ -22,7 +24,8 @@ pub const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 
 /// The part of an outgoing request that does not depend on the event.
 pub struct Target {
-    pub client: reqwest::Client,
+    pub transport: hookgate_signing::Transport,
+    pub signer: hookgate_signing::Signer,
     pub url: url::Url,
     pub method: Method,
     pub headers: HeaderMap,
@@ -62,38 +65,53 @@ impl Target {
     pub async fn send(&self, webhook_id: &str, out: Outgoing<'_>) -> Sent {
         let started = Instant::now();
         let at = now_millis();
-        let mut request = self
-            .client
-            .request(self.method.clone(), self.url_for(&out))
-            .timeout(self.timeout)
-            .headers(self.headers.clone())
-            .header("user-agent", USER_AGENT)
-            .header("webhook-id", out.event_id);
-        for (name, value) in out.extra_headers {
-            request = request.header(name, value);
-        }
-        if self.method != Method::GET {
-            request = request
-                .header("content-type", "application/json")
-                .body(out.body);
-        }
-        let (status_code, response_headers, response_body, error, retry_after) =
-            match request.send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let headers = header_map(response.headers());
-                    let retry_after = headers.get("retry-after").cloned();
-                    let (body, error) = read_capped(response).await;
-                    (Some(status), headers, body, error, retry_after)
+        let url = self.url_for(&out);
+        let is_get = self.method == Method::GET;
+        // A GET carries no body; its JWT carries the event instead (CloudBlue).
+        let claims: Option<serde_json::Value> = if is_get {
+            serde_json::from_slice(&out.body).ok()
+        } else {
+            None
+        };
+        let signed_body: &[u8] = if is_get { &[] } else { &out.body };
+        let request = OutgoingRequest {
+            event_id: out.event_id,
+            method: &self.method,
+            url: &url,
+            body: signed_body,
+            now: jiff::Timestamp::now(),
+            get_claims: claims.as_ref(),
+        };
+        let result = match self.signer.sign(&request).await {
+            Err(e) => Err(format!("authentication failed: {e}")),
+            Ok(mut auth) => {
+                let mut result = self.dispatch(&url, &out, &auth).await;
+                // OAuth2: a 401 may mean our cached token was revoked; one fresh token,
+                // one more try, before the attempt counts as failed.
+                if matches!(&result, Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED)
+                    && self.signer.invalidate(&auth)
+                {
+                    match self.signer.sign(&request).await {
+                        Ok(fresh) => {
+                            auth = fresh;
+                            result = self.dispatch(&url, &out, &auth).await;
+                        }
+                        Err(e) => result = Err(format!("authentication failed: {e}")),
+                    }
                 }
-                Err(e) => (
-                    None,
-                    BTreeMap::new(),
-                    String::new(),
-                    Some(describe(&e)),
-                    None,
-                ),
-            };
+                result
+            }
+        };
+        let (status_code, response_headers, response_body, error, retry_after) = match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let headers = header_map(response.headers());
+                let retry_after = headers.get("retry-after").cloned();
+                let (body, error) = read_capped(response).await;
+                (Some(status), headers, body, error, retry_after)
+            }
+            Err(error) => (None, BTreeMap::new(), String::new(), Some(error), None),
+        };
         Sent {
             attempt: Attempt {
                 id: ids::generate("att"),
@@ -108,6 +126,32 @@ impl Target {
             },
             retry_after,
         }
+    }
+
+    /// One HTTP exchange; the SSRF guard checks the URL and every resolved address.
+    async fn dispatch(
+        &self,
+        url: &url::Url,
+        out: &Outgoing<'_>,
+        auth: &[(HeaderName, HeaderValue)],
+    ) -> Result<reqwest::Response, String> {
+        let mut request = self
+            .transport
+            .request(self.method.clone(), url)
+            .map_err(|refused| refused.to_string())?
+            .timeout(self.timeout)
+            .headers(self.headers.clone())
+            .header("user-agent", USER_AGENT)
+            .header("webhook-id", out.event_id);
+        for (name, value) in out.extra_headers.iter().chain(auth) {
+            request = request.header(name, value);
+        }
+        if self.method != Method::GET {
+            request = request
+                .header("content-type", "application/json")
+                .body(out.body.clone());
+        }
+        request.send().await.map_err(|e| describe(&e))
     }
 }
 
@@ -152,24 +196,15 @@ fn lossy(body: Vec<u8>) -> String {
     String::from_utf8(body).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// A one-line description with the whole cause chain ("error sending request: connection
-/// refused"), because reqwest's top-level message alone rarely says what happened.
+/// A one-line description with the whole cause chain; timeouts say so first, since
+/// reqwest's own text for them is easy to miss.
 pub fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
-        "timeout: no complete response within the webhook's timeout".to_string()
+    let text = hookgate_signing::transport::describe_error(error);
+    if error.is_timeout() {
+        format!("timeout: no complete response within the webhook's timeout ({text})")
     } else {
-        error.to_string()
-    };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
+        text
     }
-    text
 }
 
 /// Millis since epoch `delay` from now.

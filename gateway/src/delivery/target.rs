@@ -1,6 +1,8 @@
-//! Turns a webhook's configuration into what the sender needs: an HTTP client (pooled
-//! keep-alive connections), the URL with its `query_key`, method, headers and timeout.
+//! Turns a webhook's configuration into what the sender needs: its transport (pooled
+//! keep-alive client with the webhook's TLS settings and the SSRF guard), its signer, and
+//! the URL (with `query_key`), method, headers and timeout.
 
+use hookgate_signing::{Signer, Transport, TransportOptions};
 use reqwest::{
     Method,
     header::{HeaderMap, HeaderName, HeaderValue},
@@ -17,7 +19,7 @@ pub enum TargetError {
     Invalid(String),
 }
 
-pub fn build(webhook: &Webhook) -> Result<Target, TargetError> {
+pub fn build(webhook: &Webhook, allow_private: bool) -> Result<Target, TargetError> {
     let spec = &webhook.spec;
     let mut url = url::Url::parse(spec.url.as_deref().ok_or(TargetError::NoUrl)?)
         .map_err(|e| TargetError::Invalid(e.to_string()))?;
@@ -32,13 +34,18 @@ pub fn build(webhook: &Webhook) -> Result<Target, TargetError> {
             .map_err(|e| TargetError::Invalid(format!("header {name}: {e}")))?;
         headers.insert(name, value);
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(spec.max_in_flight as usize)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| TargetError::Invalid(format!("http client: {e}")))?;
+    let options = TransportOptions {
+        policy: hookgate_signing::DestinationPolicy { allow_private },
+        max_idle_per_host: spec.max_in_flight as usize,
+        ..TransportOptions::default()
+    };
+    let transport = Transport::new(&spec.tls.clone().unwrap_or_default(), &options)
+        .map_err(|e| TargetError::Invalid(format!("transport: {e}")))?;
+    let signer = Signer::new(&spec.authentication, &transport)
+        .map_err(|e| TargetError::Invalid(format!("authentication: {e}")))?;
     Ok(Target {
-        client,
+        transport,
+        signer,
         url,
         method: match spec.method {
             HttpMethod::Post => Method::POST,

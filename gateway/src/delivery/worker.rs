@@ -85,7 +85,10 @@ impl Worker {
         webhook: Arc<Webhook>,
     ) -> Result<Worker, String> {
         let keys = WebhookKeys::new(&tenant, &webhook.id);
-        let target = Arc::new(target::build(&webhook).map_err(|e| e.to_string())?);
+        let target = Arc::new(
+            target::build(&webhook, state.config.allow_private_destinations)
+                .map_err(|e| e.to_string())?,
+        );
         let cursor = match state.store.cursor(&keys).map_err(|e| e.to_string())? {
             Some(cursor) => cursor,
             None => initial_cursor(&state, &tenant, &webhook)?,
@@ -168,7 +171,7 @@ impl Worker {
     }
 
     fn reload(&mut self, webhook: Arc<Webhook>) {
-        match target::build(&webhook) {
+        match target::build(&webhook, self.state.config.allow_private_destinations) {
             Ok(target) => {
                 self.target = Arc::new(target);
                 self.webhook = webhook;

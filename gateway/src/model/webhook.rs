@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use hookgate_signing::{AuthConfig, DestinationPolicy, TlsConfig, transport::check_url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -190,10 +191,10 @@ pub struct WebhookSpec {
     pub starts_at: Option<String>,
     #[serde(default)]
     pub ends_at: Option<String>,
-    #[serde(default = "no_authentication")]
-    pub authentication: Value,
     #[serde(default)]
-    pub tls: Option<Value>,
+    pub authentication: AuthConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub retry: RetryPolicy,
     #[serde(default)]
@@ -206,10 +207,6 @@ pub struct WebhookSpec {
     pub plugins: Vec<PluginAttachment>,
     #[serde(default)]
     pub destination: Destination,
-}
-
-fn no_authentication() -> Value {
-    serde_json::json!({"type": "none"})
 }
 
 /// Fields a client may send back from a GET that are not configuration: accepted and
@@ -260,6 +257,8 @@ pub struct Webhook {
 /// What validation needs to know beyond the spec itself.
 pub struct ValidationContext<'a> {
     pub known_plugin: &'a dyn Fn(&str) -> bool,
+    /// Which destinations are allowed (the SSRF guard).
+    pub policy: DestinationPolicy,
 }
 
 impl WebhookSpec {
@@ -274,7 +273,25 @@ impl WebhookSpec {
             self.description.as_deref(),
             2000,
         );
-        self.validate_destination(&mut problems);
+        self.validate_destination(&mut problems, &ctx.policy);
+        let auth_problems = self
+            .authentication
+            .validate()
+            .and_then(|()| self.authentication.check_destinations(&ctx.policy));
+        if let Err(errors) = auth_problems {
+            problems.extend(errors.into_iter().map(|e| FieldError {
+                field: e.field,
+                message: e.message,
+            }));
+        }
+        if let Some(tls) = &self.tls
+            && let Err(errors) = tls.validate()
+        {
+            problems.extend(errors.into_iter().map(|e| FieldError {
+                field: e.field,
+                message: e.message,
+            }));
+        }
         for (i, event_type) in self.event_types.iter().enumerate() {
             if !is_event_type_name(event_type) {
                 problems.add(
@@ -330,15 +347,18 @@ impl WebhookSpec {
         problems.into_result()
     }
 
-    fn validate_destination(&self, problems: &mut Problems) {
+    fn validate_destination(&self, problems: &mut Problems, policy: &DestinationPolicy) {
         match &self.destination {
             Destination::Http => match &self.url {
                 None => problems.add("url", "is required for http destinations"),
-                Some(url) => {
-                    if let Err(message) = check_http_url(url) {
-                        problems.add("url", message);
+                Some(url) => match check_http_url(url) {
+                    Err(message) => problems.add("url", message),
+                    Ok(parsed) => {
+                        if let Err(refused) = check_url(&parsed, policy) {
+                            problems.add("url", refused.to_string());
+                        }
                     }
-                }
+                },
             },
             Destination::S3(s3) => {
                 if self.url.is_some() {
@@ -540,6 +560,9 @@ mod tests {
     fn ctx() -> ValidationContext<'static> {
         ValidationContext {
             known_plugin: &|name| name == "only-large",
+            policy: DestinationPolicy {
+                allow_private: false,
+            },
         }
     }
 
@@ -656,6 +679,36 @@ mod tests {
                 "{body} should report {field}, got {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn private_destinations_and_bad_auth_are_refused() {
+        for url in [
+            "http://127.0.0.1/h",
+            "http://10.0.0.1/h",
+            "http://169.254.169.254/",
+            "http://[::1]/",
+            "http://localhost:8080/",
+        ] {
+            assert!(
+                errors(json!({"url": url})).contains(&"url".to_string()),
+                "{url}"
+            );
+        }
+        let errs = errors(json!({"url": "https://x.io", "authentication": {"type": "hmac"}}));
+        assert!(
+            errs.iter().any(|f| f.starts_with("authentication")),
+            "{errs:?}"
+        );
+        let errs = errors(
+            json!({"url": "https://x.io", "authentication": {"type": "jwt", "algorithm": "RS256", "private_key": "nope", "iss": "a", "sub": "b"}}),
+        );
+        assert!(
+            errs.iter().any(|f| f.starts_with("authentication")),
+            "{errs:?}"
+        );
+        let errs = errors(json!({"url": "https://x.io", "tls": {"ca_pem": "not a pem"}}));
+        assert!(errs.iter().any(|f| f.starts_with("tls")), "{errs:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod codec;
 pub mod deliveries;
 pub mod event_types;
+pub mod plugins;
 pub mod tenants;
 pub mod webhooks;
 
@@ -21,6 +22,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record is unreadable: {0}")]
     Codec(#[from] serde_json::Error),
+    #[error("a stored secret cannot be opened with this master key: {0}")]
+    Secret(String),
 }
 
 /// Handles to every tree. Cloning is cheap (sled handles are reference counted).
@@ -35,10 +38,17 @@ pub struct Store {
     pub log: sled::Tree,
     /// Delivery state of every webhook (see `deliveries`).
     pub deliveries: sled::Tree,
+    /// Tenant plugins: names, versions and their secrets (see `plugins`).
+    pub plugin_heads: sled::Tree,
+    pub plugins: sled::Tree,
+    pub plugin_secrets: sled::Tree,
+    /// Seals secret fields on the way in and opens them on the way out: nothing outside
+    /// the store ever sees a sealed value, and nothing on disk is a plaintext secret.
+    pub master_key: std::sync::Arc<hookgate_signing::MasterKey>,
 }
 
 impl Store {
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path, master_key: hookgate_signing::MasterKey) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             // Durability comes from our own group commit (crate::log::commit); sled's
@@ -53,6 +63,10 @@ impl Store {
             webhooks: db.open_tree("webhooks")?,
             log: db.open_tree("log")?,
             deliveries: db.open_tree("deliveries")?,
+            plugin_heads: db.open_tree("plugin_heads")?,
+            plugins: db.open_tree("plugins")?,
+            plugin_secrets: db.open_tree("plugin_secrets")?,
+            master_key: std::sync::Arc::new(master_key),
             db,
         })
     }

@@ -1,0 +1,33 @@
+//! Export to object storage: webhooks whose `destination` is `s3` receive their events as
+//! NDJSON files in an S3-compatible bucket instead of HTTP calls (NewStore's S3
+//! integrations).
+//!
+//! Modules: `batcher` (file assembly and rotation; pure), `uploader` (the object_store S3
+//! client and one file's upload), `selection` (which events a webhook takes, shared rules
+//! with HTTP delivery), `worker` (cursor, retries and records of one webhook). The
+//! delivery `Dispatcher` starts an export worker instead of an HTTP worker for these
+//! webhooks and talks to it with the same `Control` messages.
+
+pub mod batcher;
+mod selection;
+pub mod uploader;
+mod worker;
+
+use std::sync::Arc;
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+pub use worker::ExportError;
+
+use crate::{app::AppState, delivery::Control, model::webhook::Webhook};
+
+/// Starts the export worker of a running s3 webhook.
+pub fn spawn(
+    state: Arc<AppState>,
+    tenant: String,
+    webhook: Arc<Webhook>,
+    control: mpsc::UnboundedReceiver<Control>,
+) -> Result<JoinHandle<()>, ExportError> {
+    let worker = worker::ExportWorker::new(state, tenant, webhook)?;
+    Ok(tokio::spawn(worker.run(control)))
+}

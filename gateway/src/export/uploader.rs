@@ -1,0 +1,283 @@
+//! The S3 side of an export webhook: an `object_store` S3 client built from the webhook's
+//! destination, and the upload of one sealed file — one PUT, or a multipart upload with
+//! parts sent in parallel above `MULTIPART_THRESHOLD`.
+//!
+//! object_store signs (SigV4) and retries transient failures itself; we keep its own
+//! retries short, because the webhook's retry schedule is what decides when a failed file
+//! is tried again, and an attempt should be recorded in seconds, not minutes.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU16, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
+    aws::{AmazonS3, AmazonS3Builder},
+    client::{HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService},
+    path::Path,
+};
+
+use crate::{delivery::sender::USER_AGENT, model::webhook::S3Destination};
+
+/// Files above this size go up as multipart uploads.
+pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
+/// S3 wants parts of at least 5 MiB (but the last).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one file in flight at once.
+const PARALLEL_PARTS: usize = 4;
+/// Error text kept on an attempt, like the response body of an HTTP attempt.
+const ERROR_CAP: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("destination.endpoint `{endpoint}`: {message}")]
+    Endpoint { endpoint: String, message: String },
+    #[error("destination.key_prefix: {0}")]
+    Key(#[from] object_store::path::Error),
+    #[error("s3 client: {0}")]
+    Client(#[from] object_store::Error),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Why an upload failed: the HTTP status S3 answered with, when it answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadFailure {
+    pub status: Option<u16>,
+    pub error: String,
+}
+
+pub struct Uploader {
+    store: AmazonS3,
+    bucket: String,
+    /// Status of the latest failed exchange (0: none, or no response). Uploads of one
+    /// `Uploader` run one at a time (the export worker sends one file at a time), so
+    /// after a failed upload this is that upload's status.
+    last_failure_status: Arc<AtomicU16>,
+}
+
+impl Uploader {
+    pub fn new(destination: &S3Destination, timeout: Duration) -> Result<Uploader, ConfigError> {
+        let last_failure_status = Arc::new(AtomicU16::new(0));
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&destination.bucket)
+            .with_region(&destination.region)
+            .with_access_key_id(&destination.access_key_id)
+            .with_secret_access_key(&destination.secret_access_key)
+            .with_virtual_hosted_style_request(!destination.path_style)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(1),
+                    base: 2.0,
+                },
+                max_retries: 2,
+                retry_timeout: timeout,
+            })
+            .with_http_connector(Connector {
+                client: http_client(destination, timeout)?,
+                last_failure_status: last_failure_status.clone(),
+            });
+        if let Some(endpoint) = &destination.endpoint {
+            builder = builder
+                .with_endpoint(bucket_endpoint(
+                    endpoint,
+                    &destination.bucket,
+                    destination.path_style,
+                )?)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        Ok(Uploader {
+            store: builder.build()?,
+            bucket: destination.bucket.clone(),
+            last_failure_status,
+        })
+    }
+
+    /// `s3://bucket/key`, for attempts and the log.
+    pub fn url_of(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// Uploads one file; returns its ETag.
+    pub async fn upload(&self, key: &str, body: Bytes) -> Result<Option<String>, UploadFailure> {
+        let location = Path::parse(key).map_err(|e| UploadFailure {
+            status: None,
+            error: format!("invalid object key `{key}`: {e}"),
+        })?;
+        self.last_failure_status.store(0, Ordering::Relaxed);
+        let result = if body.len() > MULTIPART_THRESHOLD {
+            self.multipart(&location, body).await
+        } else {
+            self.store
+                .put(&location, PutPayload::from_bytes(body))
+                .await
+                .map(|put| put.e_tag)
+        };
+        result.map_err(|error| {
+            let status = match self.last_failure_status.load(Ordering::Relaxed) {
+                0 => None,
+                code => Some(code),
+            };
+            let mut error = error.to_string();
+            truncate(&mut error, ERROR_CAP);
+            UploadFailure { status, error }
+        })
+    }
+
+    async fn multipart(
+        &self,
+        location: &Path,
+        body: Bytes,
+    ) -> Result<Option<String>, object_store::Error> {
+        let upload = self.store.put_multipart(location).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut offset = 0;
+        while offset < body.len() {
+            if let Err(error) = writer.wait_for_capacity(PARALLEL_PARTS).await {
+                // Best effort: S3 keeps parts of an unfinished upload until it is aborted.
+                let _ = writer.abort().await;
+                return Err(error);
+            }
+            let end = (offset + PART_SIZE).min(body.len());
+            writer.put(body.slice(offset..end));
+            offset = end;
+        }
+        // `finish` aborts the upload itself when a part or the completion fails.
+        Ok(writer.finish().await?.e_tag)
+    }
+}
+
+/// The endpoint object_store expects: with virtual-hosted addressing it must already name
+/// the bucket (`https://bucket.minio.example`), while our API takes the service endpoint
+/// in both styles.
+pub fn bucket_endpoint(
+    endpoint: &str,
+    bucket: &str,
+    path_style: bool,
+) -> Result<String, ConfigError> {
+    let invalid = |message: &str| ConfigError::Endpoint {
+        endpoint: endpoint.to_string(),
+        message: message.to_string(),
+    };
+    let mut url = url::Url::parse(endpoint).map_err(|e| invalid(&e.to_string()))?;
+    if path_style {
+        return Ok(endpoint.trim_end_matches('/').to_string());
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(host)) => host.to_string(),
+        Some(_) => {
+            return Err(invalid(
+                "an IP address cannot carry the bucket in its host name; set path_style: true",
+            ));
+        }
+        None => return Err(invalid("needs a host")),
+    };
+    url.set_host(Some(&format!("{bucket}.{host}")))
+        .map_err(|e| invalid(&e.to_string()))?;
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// The HTTP client under object_store. Like webhook delivery: no redirects (S3 answers
+/// 301 for a wrong region; following it would hide the misconfiguration) and no proxies
+/// from the environment.
+fn http_client(
+    destination: &S3Destination,
+    timeout: Duration,
+) -> Result<reqwest::Client, ConfigError> {
+    let plain_http = destination
+        .endpoint
+        .as_deref()
+        .is_some_and(|e| e.starts_with("http://"));
+    Ok(reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .pool_max_idle_per_host(PARALLEL_PARTS)
+        .https_only(!plain_http)
+        .build()?)
+}
+
+/// Hands object_store our client, wrapped so the status of a failed exchange is kept:
+/// object_store's error type does not expose it, and attempts record it.
+#[derive(Debug)]
+struct Connector {
+    client: reqwest::Client,
+    last_failure_status: Arc<AtomicU16>,
+}
+
+impl HttpConnector for Connector {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        Ok(HttpClient::new(StatusRecorder {
+            client: self.client.clone(),
+            last_failure_status: self.last_failure_status.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct StatusRecorder {
+    client: reqwest::Client,
+    last_failure_status: Arc<AtomicU16>,
+}
+
+#[async_trait]
+impl HttpService for StatusRecorder {
+    async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let result = HttpService::call(&self.client, request).await;
+        match &result {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => self
+                .last_failure_status
+                .store(response.status().as_u16(), Ordering::Relaxed),
+            Err(_) => self.last_failure_status.store(0, Ordering::Relaxed),
+        }
+        result
+    }
+}
+
+fn truncate(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_hosted_endpoints_carry_the_bucket() {
+        assert_eq!(
+            bucket_endpoint("https://minio.example:9000/", "logs", false).unwrap(),
+            "https://logs.minio.example:9000"
+        );
+        assert_eq!(
+            bucket_endpoint("http://127.0.0.1:9000/", "logs", true).unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(matches!(
+            bucket_endpoint("http://127.0.0.1:9000", "logs", false),
+            Err(ConfigError::Endpoint { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_are_capped_on_a_char_boundary() {
+        let mut text = "é".repeat(10);
+        truncate(&mut text, 5);
+        assert_eq!(text, "éé");
+    }
+}

@@ -1,0 +1,684 @@
+//! The export worker: one task per running webhook whose destination is s3. It reads the
+//! webhook's events from the log (durable events only, like HTTP delivery), writes them as
+//! NDJSON lines into files (`batcher`) and uploads each sealed file (`uploader`), one at a
+//! time, in log order.
+//!
+//! At-least-once: the stored cursor never passes an event whose file is not uploaded. It
+//! is the seq before the first event of the oldest file not yet uploaded, or the read
+//! position when no file is waiting. Files live only in memory: after a crash or a stop,
+//! the events after the cursor are read again into new files (duplicates are possible when
+//! a crash falls between an upload and the next flush of the cursor; losses are not).
+//! A failed file is retried with the same key on the webhook's retry schedule and never
+//! dropped: past the last step it keeps the last step's interval, and the disable rule
+//! (too many failures in a row) stops a hopeless webhook with its cursor in front of the
+//! file, so a later start sends it.
+//!
+//! Records: each file is one message of the webhook, kept as the `Delivery` of its first
+//! event, with one `Attempt` per upload; stats, metrics and the integration log as for HTTP.
+
+use std::{collections::BTreeMap, collections::VecDeque, sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+
+use super::{
+    batcher::{Batcher, FirstEvent, Naming, Rotation, Sealed},
+    selection::{self, Take},
+    uploader::{ConfigError, UploadFailure, Uploader},
+};
+use crate::{
+    app::AppState,
+    delivery::{
+        Control, envelope, policy,
+        records::{Attempt, Delivery, LogEntry, Mark, MessageStatus, Stats},
+    },
+    ids,
+    iso::{EpochMillis, format_millis, now_millis},
+    log::LogError,
+    model::webhook::{
+        Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
+    },
+    store::{StoreError, codec_encode, deliveries::WebhookKeys},
+};
+
+/// Events read from the log per batch.
+const READ_BATCH: usize = 1024;
+/// Batches read before the worker looks at its other inputs again.
+const READS_PER_TURN: usize = 16;
+/// Sealed files held while reading goes on: memory per webhook stays below about
+/// (MAX_SEALED + 1) × max_file_bytes.
+const MAX_SEALED: usize = 2;
+/// Look again at least this often without being told.
+const SAFETY_TICK: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("the webhook's destination is not s3")]
+    NotS3,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// A sealed file waiting for (another) upload.
+struct Waiting {
+    file: Sealed,
+    /// Attempts made for this file's record, including those of earlier runs of the
+    /// process (a re-sent file starts at the same event), so attempt keys do not collide.
+    runs: u32,
+    /// Failed uploads in a row: the step of the retry schedule.
+    failures: u32,
+    /// Not before this instant (`None`: now).
+    retry_at: Option<Instant>,
+    /// Manual retry mode: waits for a wake (`recover`), a reload or a restart.
+    held: bool,
+}
+
+struct Uploaded {
+    at: EpochMillis,
+    duration_ms: u64,
+    result: Result<Option<String>, UploadFailure>,
+}
+
+pub struct ExportWorker {
+    state: Arc<AppState>,
+    tenant: String,
+    webhook: Arc<Webhook>,
+    destination: S3Destination,
+    keys: WebhookKeys,
+    uploader: Arc<Uploader>,
+    batcher: Batcher,
+    /// Sealed files in log order; the first is being uploaded or waits for its retry.
+    sealed: VecDeque<Waiting>,
+    in_flight: Option<JoinHandle<Uploaded>>,
+    read_pos: u64,
+    saved_cursor: u64,
+    stats: Stats,
+    stopping: bool,
+    skipped_for_backlog: u64,
+}
+
+fn s3_of(webhook: &Webhook) -> Result<&S3Destination, ExportError> {
+    match &webhook.spec.destination {
+        Destination::S3(destination) => Ok(destination),
+        Destination::Http => Err(ExportError::NotS3),
+    }
+}
+
+fn rotation(destination: &S3Destination) -> Rotation {
+    Rotation {
+        max_bytes: usize::try_from(destination.max_file_bytes).unwrap_or(usize::MAX),
+        flush_interval: destination.flush_interval.duration(),
+    }
+}
+
+fn build_uploader(webhook: &Webhook, tenant: &str) -> Result<Uploader, ExportError> {
+    let destination = s3_of(webhook)?;
+    // A bad key prefix shows up now rather than at the first upload.
+    let sample = Naming::new(&destination.key_prefix, tenant).key(0, "0");
+    object_store::path::Path::parse(&sample).map_err(ConfigError::from)?;
+    Ok(Uploader::new(destination, webhook.spec.timeout.duration())?)
+}
+
+impl ExportWorker {
+    pub fn new(
+        state: Arc<AppState>,
+        tenant: String,
+        webhook: Arc<Webhook>,
+    ) -> Result<ExportWorker, ExportError> {
+        let destination = s3_of(&webhook)?.clone();
+        let uploader = build_uploader(&webhook, &tenant)?;
+        let keys = WebhookKeys::new(&tenant, &webhook.id);
+        // The API stores the cursor when it creates a webhook; this is the same rule for a
+        // record that has none (as `delivery::worker::initial_cursor`).
+        let cursor = match state.store.cursor(&keys)? {
+            Some(cursor) => cursor,
+            None => match webhook.spec.integration_type {
+                IntegrationType::Temporary => 0,
+                IntegrationType::Permanent => state.log.durable_seq(&tenant)?,
+            },
+        };
+        let stats = state.store.stats(&keys)?;
+        let batcher = Batcher::new(
+            rotation(&destination),
+            Naming::new(&destination.key_prefix, &tenant),
+        );
+        Ok(ExportWorker {
+            state,
+            tenant,
+            webhook,
+            destination,
+            keys,
+            uploader: Arc::new(uploader),
+            batcher,
+            sealed: VecDeque::new(),
+            in_flight: None,
+            read_pos: cursor,
+            saved_cursor: cursor,
+            stats,
+            stopping: false,
+            skipped_for_backlog: 0,
+        })
+    }
+
+    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        let mut log_changes = self.state.log.subscribe();
+        loop {
+            // An upload in flight always finishes and is recorded, also when stopping.
+            if self.stopping && self.in_flight.is_none() {
+                break;
+            }
+            let mut more = false;
+            if !self.stopping {
+                more = match self.fill() {
+                    Ok(more) => more,
+                    Err(error) => {
+                        tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "export: reading the log failed");
+                        false
+                    }
+                };
+                self.seal_due();
+                if self.window_done() {
+                    self.complete().await;
+                    continue;
+                }
+                self.start_upload();
+            }
+            self.checkpoint();
+            // With more to read, only look at the other inputs and come straight back.
+            let wake_at = if more {
+                Instant::now()
+            } else {
+                self.next_wake()
+            };
+            tokio::select! {
+                uploaded = finished(&mut self.in_flight) => self.record(uploaded).await,
+                message = control.recv() => match message {
+                    None | Some(Control::Stop) => self.stopping = true,
+                    Some(Control::Reload(webhook)) => self.reload(webhook),
+                    Some(Control::SendNow { reply, .. }) => {
+                        let _ = reply.send(Err("not supported for s3 destinations: files are uploaded as a whole".into()));
+                    }
+                    Some(Control::Wake) => self.retry_now(),
+                },
+                changed = log_changes.changed() => {
+                    if changed.is_err() { self.stopping = true; }
+                }
+                _ = tokio::time::sleep_until(wake_at) => {}
+            }
+        }
+        self.checkpoint();
+        if self.skipped_for_backlog > 0 {
+            tracing::info!(webhook = %self.webhook.id, skipped = self.skipped_for_backlog, "events outside the backlog window were skipped");
+        }
+    }
+
+    /// Reads events into files until the log is exhausted, enough files wait, or this
+    /// turn's budget is spent. Returns whether more could be read right away.
+    fn fill(&mut self) -> Result<bool, ExportError> {
+        let spec = self.webhook.spec.clone();
+        let horizon =
+            now_millis() - self.state.config.backlog_window.duration().as_millis() as EpochMillis;
+        for _ in 0..READS_PER_TURN {
+            if self.sealed.len() >= MAX_SEALED {
+                return Ok(false);
+            }
+            let events = self
+                .state
+                .log
+                .read_after(&self.tenant, self.read_pos, READ_BATCH)?;
+            if events.is_empty() {
+                return Ok(false);
+            }
+            let now = Instant::now();
+            let now_ms = now_millis();
+            for (seq, event) in events {
+                if self.sealed.len() >= MAX_SEALED {
+                    return Ok(false);
+                }
+                self.read_pos = seq;
+                match selection::takes(&spec, &event, horizon) {
+                    Take::Yes => {}
+                    Take::No => continue,
+                    Take::TooOld => {
+                        self.skipped_for_backlog += 1;
+                        continue;
+                    }
+                }
+                let line = envelope::body(&self.tenant, &event, spec.additional_data.as_ref());
+                if let Some(reason) = selection::filtered(&spec, &line) {
+                    self.write_filtered(seq, &event.id, &event.event_type, reason)?;
+                    continue;
+                }
+                self.stats.events += 1;
+                self.stats.last_event_at = Some(now_ms);
+                let first = FirstEvent {
+                    seq,
+                    id: event.id,
+                    event_type: event.event_type,
+                };
+                if let Some(full) = self.batcher.push(first, &line, now, now_ms) {
+                    self.enqueue(full)?;
+                }
+                if let Some(full) = self.batcher.take_due(now) {
+                    self.enqueue(full)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn enqueue(&mut self, file: Sealed) -> Result<(), ExportError> {
+        let runs = self
+            .state
+            .store
+            .delivery(&self.keys, file.first.seq)?
+            .map_or(0, |d| d.runs);
+        self.sealed.push_back(Waiting {
+            file,
+            runs,
+            failures: 0,
+            retry_at: None,
+            held: false,
+        });
+        Ok(())
+    }
+
+    /// Seals the open file when its time is up, and at the end of a replay window as soon
+    /// as everything of the window has been read.
+    fn seal_due(&mut self) {
+        let due = match self.batcher.take_due(Instant::now()) {
+            Some(file) => Some(file),
+            None if self.window_over() && self.caught_up() => self.batcher.seal_now(),
+            None => None,
+        };
+        if let Some(file) = due
+            && let Err(error) = self.enqueue(file)
+        {
+            // Only the attempt numbering needed the store; it is not worth losing the file.
+            tracing::error!(webhook = %self.webhook.id, %error, "export: reading the file record failed");
+        }
+    }
+
+    fn start_upload(&mut self) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let Some(head) = self.sealed.front() else {
+            return;
+        };
+        if head.held || head.retry_at.is_some_and(|at| at > Instant::now()) {
+            return;
+        }
+        let uploader = self.uploader.clone();
+        let key = head.file.key.clone();
+        let body = head.file.body.clone();
+        let metrics = self.state.metrics.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let at = now_millis();
+            let started = std::time::Instant::now();
+            let result = uploader.upload(&key, body).await;
+            let duration_ms = started.elapsed().as_millis() as u64;
+            metrics.attempt_latency(duration_ms);
+            Uploaded {
+                at,
+                duration_ms,
+                result,
+            }
+        }));
+    }
+
+    /// Stores the outcome of an upload: the file's record, the attempt and the stats in
+    /// one batch, as HTTP delivery does.
+    async fn record(&mut self, uploaded: Uploaded) {
+        let Some(waiting) = self.sealed.front_mut() else {
+            return;
+        };
+        let now = now_millis();
+        waiting.runs += 1;
+        let file = &waiting.file;
+        let url = self.uploader.url_of(&file.key);
+        let mut attempt = Attempt {
+            id: ids::generate("att"),
+            event_id: file.first.id.clone(),
+            webhook_id: self.webhook.id.clone(),
+            at: uploaded.at,
+            duration_ms: uploaded.duration_ms,
+            status_code: None,
+            error: None,
+            response_headers: BTreeMap::new(),
+            response_body: String::new(),
+        };
+        let mut delivery = Delivery::new(
+            file.first.seq,
+            &file.first.id,
+            &file.first.event_type,
+            file.created_at,
+        );
+        delivery.runs = waiting.runs;
+        delivery.updated_at = now;
+        let mark = Mark {
+            at: attempt.at,
+            attempt_id: attempt.id.clone(),
+        };
+        self.stats.triggers += 1;
+        let mut newly_failing = None;
+        let delivered = uploaded.result.is_ok();
+        match uploaded.result {
+            Ok(e_tag) => {
+                // S3 answers 200 to a PUT and to completing a multipart upload.
+                attempt.status_code = Some(200);
+                if let Some(e_tag) = e_tag {
+                    attempt.response_headers.insert("etag".into(), e_tag);
+                }
+                attempt.response_body = format!(
+                    "uploaded {url}: {} events, {} bytes",
+                    file.events,
+                    file.body.len()
+                );
+                delivery.status = MessageStatus::Delivered;
+                delivery.status_code = Some(200);
+                delivery.step = waiting.failures;
+                self.stats.success_responses += 1;
+                self.stats.failures_since_last_success = 0;
+                self.stats.failing_since = None;
+                self.stats.last_success = Some(mark);
+                self.state.metrics.delivery_outcome("delivered");
+            }
+            Err(failure) => {
+                let reason = match failure.status {
+                    Some(code) => format!("upload of {url} failed: HTTP {code} from S3"),
+                    None => format!("upload of {url} failed: {}", failure.error),
+                };
+                attempt.status_code = failure.status;
+                attempt.error = Some(failure.error);
+                waiting.failures += 1;
+                delivery.status = MessageStatus::Pending;
+                delivery.status_code = failure.status;
+                delivery.step = waiting.failures;
+                match retry_delay(&self.webhook.spec.retry, waiting.failures) {
+                    Some(delay) => {
+                        waiting.retry_at = Some(Instant::now() + delay);
+                        delivery.next_attempt_at = Some(now + delay.as_millis() as EpochMillis);
+                        self.state.metrics.delivery_outcome("retry_scheduled");
+                    }
+                    None => {
+                        waiting.held = true;
+                        delivery.reason =
+                            Some("manual retry mode: waiting for recover or a restart".into());
+                        self.state.metrics.delivery_outcome("failed");
+                    }
+                }
+                self.stats.failure_responses += 1;
+                self.stats.failures_since_last_success += 1;
+                if self.stats.failing_since.is_none() {
+                    newly_failing = Some(reason);
+                }
+                self.stats.failing_since.get_or_insert(now);
+                self.stats.last_failure = Some(mark);
+            }
+        }
+        self.stats.next_trigger_at = delivery.next_attempt_at;
+        let written = self.write_record(&delivery, &attempt);
+        if let Err(error) = written {
+            tracing::error!(webhook = %self.webhook.id, %error, "export: could not record an upload");
+        }
+        self.state.delivery.mark_dirty();
+        if delivered {
+            self.sealed.pop_front();
+        }
+        if let Some(reason) = newly_failing {
+            self.log("retry_triggered", Some(reason));
+        }
+        self.check_disable().await;
+    }
+
+    fn write_record(&self, delivery: &Delivery, attempt: &Attempt) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(self.keys.delivery(delivery.seq), codec_encode(delivery)?);
+        batch.insert(
+            self.keys.attempt(delivery.seq, delivery.runs),
+            codec_encode(attempt)?,
+        );
+        batch.insert(self.keys.stats(), codec_encode(&self.stats)?);
+        self.state.store.deliveries.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn write_filtered(
+        &self,
+        seq: u64,
+        event_id: &str,
+        event_type: &str,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        let mut delivery = Delivery::new(seq, event_id, event_type, now_millis());
+        delivery.status = MessageStatus::Filtered;
+        delivery.reason = Some(reason);
+        self.state
+            .store
+            .deliveries
+            .insert(self.keys.delivery(seq), codec_encode(&delivery)?)?;
+        self.state.metrics.delivery_outcome("filtered");
+        Ok(())
+    }
+
+    fn reload(&mut self, webhook: Arc<Webhook>) {
+        let Ok(destination) = s3_of(&webhook).cloned() else {
+            // The dispatcher reloads a running worker in place; a webhook that moved to
+            // http needs the other worker, which the next change will start.
+            tracing::warn!(webhook = %webhook.id, "the destination is no longer s3: export stops");
+            self.stopping = true;
+            return;
+        };
+        if destination != self.destination || webhook.spec.timeout != self.webhook.spec.timeout {
+            match build_uploader(&webhook, &self.tenant) {
+                Ok(uploader) => self.uploader = Arc::new(uploader),
+                Err(error) => {
+                    tracing::error!(webhook = %webhook.id, %error, "export: keeping the previous configuration");
+                    return;
+                }
+            }
+        }
+        self.batcher.configure(
+            rotation(&destination),
+            Naming::new(&destination.key_prefix, &self.tenant),
+        );
+        self.destination = destination;
+        self.webhook = webhook;
+        // A changed configuration (new credentials, say) deserves a try right away.
+        self.retry_now();
+    }
+
+    /// `recover` and reloads: the waiting file is tried again now.
+    fn retry_now(&mut self) {
+        if let Some(head) = self.sealed.front_mut() {
+            head.held = false;
+            head.retry_at = None;
+        }
+    }
+
+    fn window_over(&self) -> bool {
+        let spec = &self.webhook.spec;
+        spec.integration_type == IntegrationType::Temporary
+            && spec.window().is_some_and(|(_, ends)| now_millis() > ends)
+    }
+
+    fn caught_up(&self) -> bool {
+        self.read_pos >= self.state.log.durable_seq(&self.tenant).unwrap_or(0)
+    }
+
+    /// A replay window is done once it is over, read to the end and every file is up.
+    fn window_done(&self) -> bool {
+        self.window_over()
+            && self.caught_up()
+            && self.batcher.is_empty()
+            && self.sealed.is_empty()
+            && self.in_flight.is_none()
+    }
+
+    async fn complete(&mut self) {
+        self.set_status(WebhookStatus::Completed).await;
+        self.log(
+            "completed",
+            Some("every event of the window was exported".into()),
+        );
+        self.stopping = true;
+    }
+
+    /// CloudBlue "out of order", as for HTTP delivery (duplicated from
+    /// `delivery::worker::Worker::check_disable`, private there).
+    async fn check_disable(&mut self) {
+        let limits = &self.state.config;
+        let Some(since) = self.stats.failing_since else {
+            return;
+        };
+        let too_many = self.stats.failures_since_last_success >= limits.disable_after_failures;
+        let too_long =
+            now_millis() - since >= limits.disable_after.duration().as_millis() as EpochMillis;
+        if self.stopping || !(too_many || too_long) {
+            return;
+        }
+        let reason = if too_many {
+            format!(
+                "{} failures in a row",
+                self.stats.failures_since_last_success
+            )
+        } else {
+            format!("failing since {}", format_millis(since))
+        };
+        self.set_status(WebhookStatus::Disabled).await;
+        self.log("disabled", Some(reason));
+        self.stopping = true;
+    }
+
+    async fn set_status(&self, status: WebhookStatus) {
+        let _serialized = self.state.webhook_writes.lock().await;
+        if let Ok(Some(mut webhook)) = self.state.store.webhook(&self.tenant, &self.webhook.id) {
+            webhook.status = status;
+            webhook.spec.enabled = false;
+            webhook.updated_at = now_millis();
+            if let Err(error) = self.state.store.put_webhook(&self.tenant, &webhook) {
+                tracing::error!(%error, "could not store the webhook status");
+            }
+        }
+    }
+
+    fn log(&self, action: &str, reason: Option<String>) {
+        let entry = LogEntry {
+            action: action.to_string(),
+            reason,
+            created_at: now_millis(),
+        };
+        if let Err(error) = self.state.store.append_log(&self.keys, &entry) {
+            tracing::error!(%error, "could not write the integration log");
+        }
+    }
+
+    /// Persists the cursor when it moved: just before the first event of the oldest file
+    /// that is not uploaded yet.
+    fn checkpoint(&mut self) {
+        let oldest = self
+            .sealed
+            .front()
+            .map(|w| w.file.first.seq)
+            .or(self.batcher.first_seq());
+        let cursor = match oldest {
+            Some(first) => first - 1,
+            None => self.read_pos,
+        };
+        if cursor != self.saved_cursor {
+            match self.state.store.set_cursor(&self.keys, cursor) {
+                Ok(()) => {
+                    self.saved_cursor = cursor;
+                    self.state.delivery.mark_dirty();
+                }
+                Err(error) => tracing::error!(%error, "could not store the cursor"),
+            }
+        }
+        let head = self.state.log.durable_seq(&self.tenant).unwrap_or(0);
+        self.state
+            .metrics
+            .set_lag(&self.tenant, &self.webhook.id, head.saturating_sub(cursor));
+    }
+
+    /// When to look again without being told: the open file's deadline, the waiting file's
+    /// retry, the end of a replay window, or the safety tick.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut wake = now + SAFETY_TICK;
+        if let Some(deadline) = self.batcher.deadline() {
+            wake = wake.min(deadline);
+        }
+        if let Some(head) = self.sealed.front()
+            && !head.held
+            && let Some(at) = head.retry_at
+        {
+            wake = wake.min(at);
+        }
+        if let Some((_, ends_at)) = self.webhook.spec.window() {
+            let wait = (ends_at - now_millis()).max(0) as u64 + 1;
+            wake = wake.min(now + Duration::from_millis(wait));
+        }
+        wake
+    }
+}
+
+/// Waits for the upload in flight, if any (never resolves otherwise).
+async fn finished(task: &mut Option<JoinHandle<Uploaded>>) -> Uploaded {
+    let Some(handle) = task.as_mut() else {
+        return std::future::pending().await;
+    };
+    let joined = handle.await;
+    *task = None;
+    joined.unwrap_or_else(|error| Uploaded {
+        at: now_millis(),
+        duration_ms: 0,
+        result: Err(UploadFailure {
+            status: None,
+            error: format!("the upload task failed: {error}"),
+        }),
+    })
+}
+
+/// The wait before the next try after `failures` failed uploads in a row; `None` in
+/// manual mode. Past the schedule's end the last step repeats: a file is never dropped.
+fn retry_delay(retry: &RetryPolicy, failures: u32) -> Option<Duration> {
+    if retry.mode == RetryMode::Manual {
+        return None;
+    }
+    let last = retry.schedule.len().checked_sub(1)?;
+    let step = (failures as usize).min(last);
+    Some(policy::jittered(retry.schedule[step].duration()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(mode: RetryMode, steps: &[&str]) -> RetryPolicy {
+        RetryPolicy {
+            mode,
+            schedule: steps.iter().map(|s| s.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn retries_follow_the_schedule_then_repeat_its_last_step() {
+        let retry = policy(RetryMode::Auto, &["PT0S", "PT10S", "PT100S"]);
+        let around = |d: Option<Duration>, secs: f64| {
+            let d = d.unwrap().as_secs_f64();
+            assert!((secs * 0.8..=secs * 1.2).contains(&d), "{d} vs {secs}");
+        };
+        around(retry_delay(&retry, 1), 10.0);
+        around(retry_delay(&retry, 2), 100.0);
+        around(retry_delay(&retry, 9), 100.0);
+    }
+
+    #[test]
+    fn manual_mode_holds_the_file() {
+        assert_eq!(retry_delay(&policy(RetryMode::Manual, &["PT1S"]), 1), None);
+    }
+}

@@ -1,0 +1,360 @@
+//! Tenant plugins: the versions of each named plugin and the secrets a tenant stored for
+//! it. The compiled code itself lives in the plugin runtime's cache (`{data_dir}/plugins`),
+//! keyed by sha256; these records say which tenant calls which digest by which name.
+//!
+//! Trees and keys (tenant-scoped, `tenant \0 rest`; plugin names match
+//! `^[a-z0-9-]{1,50}$`, so `\0` never occurs inside one):
+//! - `plugin_heads`: `tenant \0 name` → [`PluginHead`], one per plugin name. Its counter
+//!   hands out version numbers, so a number is never reused while the name exists, even
+//!   after its version was deleted.
+//! - `plugins`: `tenant \0 name \0 version` (u32 big-endian, so a prefix scan yields
+//!   versions in order and the last one is the latest) → [`PluginVersion`].
+//! - `plugin_secrets`: `tenant \0 name \0 key` → [`PluginSecret`], the value sealed with the
+//!   master key. Only [`Store::plugin_secret_value`] ever opens one.
+//!
+//! Invariant: a head exists exactly while its name has at least one version (uploading
+//! creates both in one transaction; deleting the last version deletes the name).
+
+use std::collections::BTreeSet;
+
+use hookgate_plugin_host::Hook;
+use serde::{Deserialize, Serialize};
+use sled::{
+    Transactional,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
+
+use super::{Store, StoreError, codec};
+use crate::iso::EpochMillis;
+
+/// One name a tenant uploaded plugins under.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginHead {
+    pub name: String,
+    /// The highest version number ever given under this name.
+    pub last_version: u32,
+    pub created_at: EpochMillis,
+    pub updated_at: EpochMillis,
+}
+
+/// One uploaded component under a name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginVersion {
+    pub name: String,
+    pub version: u32,
+    /// Hex sha256 of the component: its identity in the runtime's compiled cache.
+    pub sha256: String,
+    pub size: u64,
+    pub exports: Vec<Hook>,
+    pub created_at: EpochMillis,
+}
+
+/// A secret a plugin may read with `secret(key)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PluginSecret {
+    pub key: String,
+    /// Sealed with the master key (`enc:v1:…`); never returned by the API.
+    pub value: String,
+    pub created_at: EpochMillis,
+    pub updated_at: EpochMillis,
+}
+
+/// `tenant \0 name \0`: the prefix of one plugin's versions or secrets.
+fn name_prefix(tenant: &str, name: &str) -> Vec<u8> {
+    let mut key = codec::tenant_key(tenant, name);
+    key.push(0);
+    key
+}
+
+fn version_key(tenant: &str, name: &str, version: u32) -> Vec<u8> {
+    let mut key = name_prefix(tenant, name);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn secret_key(tenant: &str, name: &str, key: &str) -> Vec<u8> {
+    let mut k = name_prefix(tenant, name);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// Unwraps a multi-tree transaction's error into ours.
+fn transaction_error(error: TransactionError<StoreError>) -> StoreError {
+    match error {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+fn abort(error: serde_json::Error) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(StoreError::Codec(error))
+}
+
+impl Store {
+    /// Records a new version of `name` (creating the name on its first upload) and returns
+    /// it. The version number and both records are written in one transaction.
+    pub fn add_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        exports: Vec<Hook>,
+        now: EpochMillis,
+    ) -> Result<PluginVersion, StoreError> {
+        let head_key = codec::tenant_key(tenant, name);
+        (&self.plugin_heads, &self.plugins)
+            .transaction(|(heads, versions)| {
+                let mut head = match heads.get(&head_key)? {
+                    Some(bytes) => serde_json::from_slice::<PluginHead>(&bytes).map_err(abort)?,
+                    None => PluginHead {
+                        name: name.to_string(),
+                        last_version: 0,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                };
+                head.last_version += 1;
+                head.updated_at = now;
+                let version = PluginVersion {
+                    name: name.to_string(),
+                    version: head.last_version,
+                    sha256: sha256.to_string(),
+                    size,
+                    exports: exports.clone(),
+                    created_at: now,
+                };
+                heads.insert(
+                    head_key.as_slice(),
+                    serde_json::to_vec(&head).map_err(abort)?,
+                )?;
+                versions.insert(
+                    version_key(tenant, name, version.version),
+                    serde_json::to_vec(&version).map_err(abort)?,
+                )?;
+                Ok(version)
+            })
+            .map_err(transaction_error)
+    }
+
+    pub fn plugin_head(&self, tenant: &str, name: &str) -> Result<Option<PluginHead>, StoreError> {
+        codec::get(&self.plugin_heads, &codec::tenant_key(tenant, name))
+    }
+
+    /// The tenant's plugin names after `after`, in name order.
+    pub fn plugin_heads_page(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<PluginHead>, bool), StoreError> {
+        codec::page(
+            &self.plugin_heads,
+            &codec::tenant_prefix(tenant),
+            after,
+            limit,
+        )
+    }
+
+    /// Every version of `name`, oldest first.
+    pub fn plugin_versions(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<PluginVersion>, StoreError> {
+        self.plugins
+            .scan_prefix(name_prefix(tenant, name))
+            .values()
+            .map(|value| codec::decode(&value?))
+            .collect()
+    }
+
+    pub fn plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<PluginVersion>, StoreError> {
+        codec::get(&self.plugins, &version_key(tenant, name, version))
+    }
+
+    /// The highest existing version of `name`: what an attachment without a pinned version
+    /// runs. `None` when the tenant has no plugin of that name.
+    pub fn latest_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<PluginVersion>, StoreError> {
+        self.plugins
+            .scan_prefix(name_prefix(tenant, name))
+            .values()
+            .next_back()
+            .transpose()?
+            .map(|value| codec::decode(&value))
+            .transpose()
+    }
+
+    /// Removes one version. The caller deletes the whole name instead when this is its
+    /// last version (see the module invariant).
+    pub fn delete_plugin_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<PluginVersion>, StoreError> {
+        self.plugins
+            .remove(version_key(tenant, name, version))?
+            .map(|value| codec::decode(&value))
+            .transpose()
+    }
+
+    /// Removes a plugin name with all its versions and secrets, in one transaction. Returns
+    /// the removed versions (empty when the name did not exist).
+    pub fn delete_plugin(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<PluginVersion>, StoreError> {
+        let prefix = name_prefix(tenant, name);
+        let removed = self.plugin_versions(tenant, name)?;
+        let version_keys: Vec<sled::IVec> = self
+            .plugins
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        let secret_keys: Vec<sled::IVec> = self
+            .plugin_secrets
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<_, _>>()?;
+        let head_key = codec::tenant_key(tenant, name);
+        (&self.plugin_heads, &self.plugins, &self.plugin_secrets)
+            .transaction(|(heads, versions, secrets)| {
+                heads.remove(head_key.as_slice())?;
+                for key in &version_keys {
+                    versions.remove(key)?;
+                }
+                for key in &secret_keys {
+                    secrets.remove(key)?;
+                }
+                Ok(())
+            })
+            .map_err(transaction_error)?;
+        Ok(removed)
+    }
+
+    /// Removes every plugin record of a tenant (when the tenant is deleted). Returns the
+    /// digests those records used, for the caller to release from the runtime.
+    pub fn delete_tenant_plugins(&self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
+        let prefix = codec::tenant_prefix(tenant);
+        let mut digests = BTreeSet::new();
+        for value in self.plugins.scan_prefix(&prefix).values() {
+            digests.insert(codec::decode::<PluginVersion>(&value?)?.sha256);
+        }
+        for tree in [&self.plugin_heads, &self.plugins, &self.plugin_secrets] {
+            for key in tree.scan_prefix(&prefix).keys() {
+                tree.remove(key?)?;
+            }
+        }
+        Ok(digests)
+    }
+
+    /// Every digest some version of some tenant uses: what the runtime loads at startup.
+    pub fn all_plugin_digests(&self) -> Result<BTreeSet<String>, StoreError> {
+        let mut digests = BTreeSet::new();
+        for value in self.plugins.iter().values() {
+            digests.insert(codec::decode::<PluginVersion>(&value?)?.sha256);
+        }
+        Ok(digests)
+    }
+
+    /// Whether any version of any tenant still uses this digest. Identical uploads share one
+    /// compiled artifact, so it may only leave the cache when this is false. A full scan:
+    /// it runs only on deletes, and plugin versions number in the hundreds, not millions.
+    pub fn plugin_digest_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+        for value in self.plugins.iter().values() {
+            if codec::decode::<PluginVersion>(&value?)?.sha256 == sha256 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Stores (or replaces) a secret, sealing the value. Returns the record and whether it
+    /// was created.
+    pub fn put_plugin_secret(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+        now: EpochMillis,
+    ) -> Result<(PluginSecret, bool), StoreError> {
+        let db_key = secret_key(tenant, name, key);
+        let created_at =
+            codec::get::<PluginSecret>(&self.plugin_secrets, &db_key)?.map(|s| s.created_at);
+        let secret = PluginSecret {
+            key: key.to_string(),
+            value: self.master_key.seal(value),
+            created_at: created_at.unwrap_or(now),
+            updated_at: now,
+        };
+        self.plugin_secrets
+            .insert(db_key, codec::encode(&secret)?)?;
+        Ok((secret, created_at.is_none()))
+    }
+
+    /// The record of a secret; its `value` stays sealed.
+    pub fn plugin_secret(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<PluginSecret>, StoreError> {
+        codec::get(&self.plugin_secrets, &secret_key(tenant, name, key))
+    }
+
+    /// The plaintext of a secret, for the plugin `name` of `tenant` only: the one place a
+    /// plugin secret is opened.
+    pub fn plugin_secret_value(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(secret) = self.plugin_secret(tenant, name, key)? else {
+            return Ok(None);
+        };
+        self.master_key
+            .open(&secret.value)
+            .map(Some)
+            .map_err(|e| StoreError::Secret(e.to_string()))
+    }
+
+    pub fn plugin_secrets_page(
+        &self,
+        tenant: &str,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<PluginSecret>, bool), StoreError> {
+        codec::page(
+            &self.plugin_secrets,
+            &name_prefix(tenant, name),
+            after,
+            limit,
+        )
+    }
+
+    pub fn delete_plugin_secret(
+        &self,
+        tenant: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .plugin_secrets
+            .remove(secret_key(tenant, name, key))?
+            .is_some())
+    }
+}
