@@ -26,6 +26,9 @@ pub struct AppState {
     pub ready: AtomicBool,
     pub delivery: crate::delivery::Dispatcher,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The WebAssembly sandbox for tenant plugins; compiled plugins are cached in
+    /// `{data_dir}/plugins`. Called through `crate::pipeline`.
+    pub plugins: hookgate_plugin_host::PluginRuntime,
     /// The OpenAPI document, generated from the router at startup.
     pub openapi: std::sync::OnceLock<String>,
 }
@@ -50,6 +53,11 @@ pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let admin_token = admin_token(&config)?;
     let log = EventLog::open(&store.db, store.log.clone());
+    let plugins = hookgate_plugin_host::PluginRuntime::new(
+        hookgate_plugin_host::RuntimeConfig::new(config.data_dir.join("plugins")),
+    )
+    .context("cannot start the plugin runtime")?;
+    crate::pipeline::load_stored_plugins(&store, &plugins)?;
     Ok(Arc::new(AppState {
         admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
         store,
@@ -60,6 +68,7 @@ pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
         openapi: Default::default(),
         delivery: Default::default(),
         metrics: Default::default(),
+        plugins,
         config,
     }))
 }

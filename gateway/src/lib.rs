@@ -10,5 +10,6 @@ pub mod iso;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod schemas;
 pub mod store;

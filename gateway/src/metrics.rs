@@ -20,6 +20,12 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginCallLabel {
+    hook: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookLabel {
     tenant: String,
     webhook: String,
@@ -31,6 +37,8 @@ pub struct Metrics {
     deliveries: Family<OutcomeLabel, Counter>,
     attempt_seconds: Histogram,
     lag: Family<WebhookLabel, Gauge>,
+    plugin_calls: Family<PluginCallLabel, Counter>,
+    plugin_call_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -40,6 +48,9 @@ impl Default for Metrics {
         // 1 ms .. ~33 s
         let attempt_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let lag = Family::<WebhookLabel, Gauge>::default();
+        let plugin_calls = Family::<PluginCallLabel, Counter>::default();
+        // 10 µs .. ~330 ms: a call is tens of µs; the time limit is 100 ms.
+        let plugin_call_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
         let mut registry = Registry::with_prefix("hookgate");
         registry.register(
             "ingested_events",
@@ -61,12 +72,24 @@ impl Default for Metrics {
             "Events in the log not yet taken by the webhook's cursor (queue depth)",
             lag.clone(),
         );
+        registry.register(
+            "plugin_calls",
+            "Plugin hook calls made for deliveries, by hook and outcome (ok or the failure code)",
+            plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Duration of plugin hook calls, instantiation included",
+            plugin_call_seconds.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             ingested,
             deliveries,
             attempt_seconds,
             lag,
+            plugin_calls,
+            plugin_call_seconds,
         }
     }
 }
@@ -95,6 +118,18 @@ impl Metrics {
                 webhook: webhook.to_string(),
             })
             .set(lag as i64);
+    }
+
+    /// One plugin call: `hook` is filter/transform/authenticate, `outcome` is `ok` or the
+    /// sandbox's error code.
+    pub fn plugin_call(&self, hook: &str, outcome: &str, micros: u64) {
+        self.plugin_calls
+            .get_or_create(&PluginCallLabel {
+                hook: hook.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.plugin_call_seconds.observe(micros as f64 / 1e6);
     }
 
     pub fn render(&self) -> String {

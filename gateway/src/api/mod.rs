@@ -9,6 +9,7 @@ mod event_types;
 mod events;
 mod messages;
 mod ops;
+mod plugins;
 mod secrets_view;
 mod subscriptions;
 mod tenants;
@@ -35,6 +36,7 @@ use crate::app::AppState;
         (name = "event-types", description = "Event type catalog and JSON Schemas"),
         (name = "webhooks", description = "Webhooks (integrations) and their lifecycle"),
         (name = "events", description = "Ingest and message queries"),
+        (name = "plugins", description = "WebAssembly plugins: versions, secrets, dry runs"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]
@@ -62,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(subscriptions::routes())
         .merge(events::routes())
         .merge(messages::routes())
+        .merge(plugins::routes())
         .merge(ops::routes())
         .split_for_parts();
     let document = openapi.to_json().expect("the OpenAPI document serializes");
@@ -76,7 +79,6 @@ pub fn router(state: Arc<AppState>) -> Router {
 type Routes = OpenApiRouter<Arc<AppState>>;
 
 /// Whether the tenant has uploaded a plugin of this name (webhooks may only attach those).
-/// No plugin store exists yet, so no name is known.
-pub(crate) fn plugin_exists(_state: &AppState, _tenant: &str, _name: &str) -> bool {
-    false
+pub(crate) fn plugin_exists(state: &AppState, tenant: &str, name: &str) -> bool {
+    plugins::exists(state, tenant, name)
 }
