@@ -9,4 +9,5 @@ mod delivery_crash;
 mod delivery_records;
 mod delivery_replay;
 mod durability;
+mod export;
 mod foundation;

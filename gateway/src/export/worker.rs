@@ -428,6 +428,13 @@ impl ExportWorker {
         self.state.delivery.mark_dirty();
         if delivered {
             self.sealed.pop_front();
+            // Files are few, so the cursor is made durable after each one at once rather
+            // than by the periodic flush: a crash then re-sends only a file whose upload
+            // it interrupted, not the last ones uploaded.
+            self.checkpoint();
+            if let Err(error) = self.state.durable().await {
+                tracing::error!(webhook = %self.webhook.id, %error, "export: flushing the cursor failed");
+            }
         }
         if let Some(reason) = newly_failing {
             self.log("retry_triggered", Some(reason));
