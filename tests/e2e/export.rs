@@ -848,3 +848,47 @@ async fn kill_9_mid_batch_loses_nothing() {
         seen.files.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_endpoint_is_refused_unless_allowed() {
+    let moto = Moto::start().await;
+    moto.create_bucket().await;
+    let gw = Gateway::start_with(&[("HOOKGATE_ALLOW_PRIVATE_DESTINATIONS", "false")]).await;
+    let t = Client::new(&gw, "acme").await;
+    let reply = t
+        .post(
+            "/webhooks",
+            s3_webhook("private", &moto.url(), "p", json!({})),
+        )
+        .await;
+    if reply.status == 400 {
+        // Refused when the webhook is created: as good as refusing every upload.
+        assert!(
+            reply.body.to_string().contains("destination.endpoint"),
+            "{}",
+            reply.body
+        );
+        return;
+    }
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    ingest(&t, orders(&ids("p", 0..3))).await;
+    let run = eventually(
+        &gw,
+        Duration::from_secs(20),
+        "a refused upload",
+        async || {
+            let messages = webhook_messages(&t, "private", "&include_runs=true").await;
+            messages
+                .iter()
+                .flat_map(|m| m["runs"].as_array().cloned().unwrap_or_default())
+                .find(|run| run["error"].is_string())
+                .ok_or_else(|| format!("{messages:?}"))
+        },
+    )
+    .await;
+    assert!(run["error"].as_str().unwrap().contains("refused"), "{run}");
+    assert!(
+        moto.list("p").await.is_empty(),
+        "nothing reached the server"
+    );
+}

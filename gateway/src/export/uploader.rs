@@ -16,10 +16,15 @@ use std::{
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use hookgate_signing::{
+    DestinationPolicy, TlsConfig, Transport, TransportOptions, transport::check_url,
+};
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStoreExt, PutPayload, RetryConfig, WriteMultipart,
     aws::{AmazonS3, AmazonS3Builder},
-    client::{HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService},
+    client::{
+        HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,
+    },
     path::Path,
 };
 
@@ -43,7 +48,7 @@ pub enum ConfigError {
     #[error("s3 client: {0}")]
     Client(#[from] object_store::Error),
     #[error("http client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(#[from] hookgate_signing::TransportError),
 }
 
 /// Why an upload failed: the HTTP status S3 answered with, when it answered.
@@ -56,6 +61,9 @@ pub struct UploadFailure {
 pub struct Uploader {
     store: AmazonS3,
     bucket: String,
+    /// Why the endpoint may not be contacted (SSRF policy), reported on every attempt like
+    /// a refused HTTP destination, so it shows in attempts and the log.
+    refused: Option<String>,
     /// Status of the latest failed exchange (0: none, or no response). Uploads of one
     /// `Uploader` run one at a time (the export worker sends one file at a time), so
     /// after a failed upload this is that upload's status.
@@ -63,7 +71,11 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    pub fn new(destination: &S3Destination, timeout: Duration) -> Result<Uploader, ConfigError> {
+    pub fn new(
+        destination: &S3Destination,
+        timeout: Duration,
+        policy: DestinationPolicy,
+    ) -> Result<Uploader, ConfigError> {
         let last_failure_status = Arc::new(AtomicU16::new(0));
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&destination.bucket)
@@ -81,10 +93,19 @@ impl Uploader {
                 retry_timeout: timeout,
             })
             .with_http_connector(Connector {
-                client: http_client(destination, timeout)?,
+                client: http_client(policy)?,
+                timeout,
                 last_failure_status: last_failure_status.clone(),
             });
+        let mut refused = None;
         if let Some(endpoint) = &destination.endpoint {
+            // Host names are checked again by the transport's resolver at connect time;
+            // IP literals never reach a resolver.
+            if let Ok(url) = url::Url::parse(endpoint)
+                && let Err(refusal) = check_url(&url, &policy)
+            {
+                refused = Some(format!("destination.endpoint refused: {refusal}"));
+            }
             builder = builder
                 .with_endpoint(bucket_endpoint(
                     endpoint,
@@ -96,6 +117,7 @@ impl Uploader {
         Ok(Uploader {
             store: builder.build()?,
             bucket: destination.bucket.clone(),
+            refused,
             last_failure_status,
         })
     }
@@ -111,6 +133,12 @@ impl Uploader {
             status: None,
             error: format!("invalid object key `{key}`: {e}"),
         })?;
+        if let Some(refused) = &self.refused {
+            return Err(UploadFailure {
+                status: None,
+                error: refused.clone(),
+            });
+        }
         self.last_failure_status.store(0, Ordering::Relaxed);
         let result = if body.len() > MULTIPART_THRESHOLD {
             self.multipart(&location, body).await
@@ -125,7 +153,7 @@ impl Uploader {
                 0 => None,
                 code => Some(code),
             };
-            let mut error = error.to_string();
+            let mut error = describe(&error);
             truncate(&mut error, ERROR_CAP);
             UploadFailure { status, error }
         })
@@ -184,26 +212,35 @@ pub fn bucket_endpoint(
     Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
-/// The HTTP client under object_store. Like webhook delivery: no redirects (S3 answers
-/// 301 for a wrong region; following it would hide the misconfiguration) and no proxies
-/// from the environment.
-fn http_client(
-    destination: &S3Destination,
-    timeout: Duration,
-) -> Result<reqwest::Client, ConfigError> {
-    let plain_http = destination
-        .endpoint
-        .as_deref()
-        .is_some_and(|e| e.starts_with("http://"));
-    Ok(reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(timeout)
-        .pool_max_idle_per_host(PARALLEL_PARTS)
-        .https_only(!plain_http)
-        .build()?)
+/// The HTTP client under object_store: the same guarded transport as webhook delivery
+/// (SSRF policy checked on the resolved address, no redirects — S3 answers 301 for a wrong
+/// region and following it would hide that — and no proxies from the environment).
+fn http_client(policy: DestinationPolicy) -> Result<reqwest::Client, ConfigError> {
+    let options = TransportOptions {
+        policy,
+        max_idle_per_host: PARALLEL_PARTS,
+        user_agent: USER_AGENT.to_string(),
+        ..TransportOptions::default()
+    };
+    Ok(Transport::new(&TlsConfig::default(), &options)?
+        .client()
+        .clone())
+}
+
+/// The error and its causes on one line: object_store's message stops at "error sending
+/// request", while the cause (refused, reset, refused by the SSRF policy) is further down.
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Hands object_store our client, wrapped so the status of a failed exchange is kept:
@@ -211,6 +248,8 @@ fn http_client(
 #[derive(Debug)]
 struct Connector {
     client: reqwest::Client,
+    /// Per request; the transport has only a connect timeout.
+    timeout: Duration,
     last_failure_status: Arc<AtomicU16>,
 }
 
@@ -218,6 +257,7 @@ impl HttpConnector for Connector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
         Ok(HttpClient::new(StatusRecorder {
             client: self.client.clone(),
+            timeout: self.timeout,
             last_failure_status: self.last_failure_status.clone(),
         }))
     }
@@ -226,13 +266,18 @@ impl HttpConnector for Connector {
 #[derive(Debug)]
 struct StatusRecorder {
     client: reqwest::Client,
+    timeout: Duration,
     last_failure_status: Arc<AtomicU16>,
 }
 
 #[async_trait]
 impl HttpService for StatusRecorder {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let result = HttpService::call(&self.client, request).await;
+        let call = HttpService::call(&self.client, request);
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result,
+            Err(elapsed) => Err(HttpError::new(HttpErrorKind::Timeout, elapsed)),
+        };
         match &result {
             Ok(response) if response.status().is_success() => {}
             Ok(response) => self

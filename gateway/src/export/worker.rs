@@ -18,6 +18,7 @@
 
 use std::{collections::BTreeMap, collections::VecDeque, sync::Arc, time::Duration};
 
+use hookgate_signing::DestinationPolicy;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 use super::{
@@ -107,6 +108,12 @@ fn s3_of(webhook: &Webhook) -> Result<&S3Destination, ExportError> {
     }
 }
 
+fn policy(state: &AppState) -> DestinationPolicy {
+    DestinationPolicy {
+        allow_private: state.config.allow_private_destinations,
+    }
+}
+
 fn rotation(destination: &S3Destination) -> Rotation {
     Rotation {
         max_bytes: usize::try_from(destination.max_file_bytes).unwrap_or(usize::MAX),
@@ -114,12 +121,20 @@ fn rotation(destination: &S3Destination) -> Rotation {
     }
 }
 
-fn build_uploader(webhook: &Webhook, tenant: &str) -> Result<Uploader, ExportError> {
+fn build_uploader(
+    webhook: &Webhook,
+    tenant: &str,
+    policy: DestinationPolicy,
+) -> Result<Uploader, ExportError> {
     let destination = s3_of(webhook)?;
     // A bad key prefix shows up now rather than at the first upload.
     let sample = Naming::new(&destination.key_prefix, tenant).key(0, "0");
     object_store::path::Path::parse(&sample).map_err(ConfigError::from)?;
-    Ok(Uploader::new(destination, webhook.spec.timeout.duration())?)
+    Ok(Uploader::new(
+        destination,
+        webhook.spec.timeout.duration(),
+        policy,
+    )?)
 }
 
 impl ExportWorker {
@@ -129,7 +144,7 @@ impl ExportWorker {
         webhook: Arc<Webhook>,
     ) -> Result<ExportWorker, ExportError> {
         let destination = s3_of(&webhook)?.clone();
-        let uploader = build_uploader(&webhook, &tenant)?;
+        let uploader = build_uploader(&webhook, &tenant, policy(&state))?;
         let keys = WebhookKeys::new(&tenant, &webhook.id);
         // The API stores the cursor when it creates a webhook; this is the same rule for a
         // record that has none (as `delivery::worker::initial_cursor`).
@@ -481,7 +496,7 @@ impl ExportWorker {
             return;
         };
         if destination != self.destination || webhook.spec.timeout != self.webhook.spec.timeout {
-            match build_uploader(&webhook, &self.tenant) {
+            match build_uploader(&webhook, &self.tenant, policy(&self.state)) {
                 Ok(uploader) => self.uploader = Arc::new(uploader),
                 Err(error) => {
                     tracing::error!(webhook = %webhook.id, %error, "export: keeping the previous configuration");
