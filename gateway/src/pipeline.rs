@@ -435,3 +435,322 @@ pub fn load_stored_plugins(store: &Store, runtime: &PluginRuntime) -> Result<(),
     );
     Ok(())
 }
+
+/// `prepare` and `authenticate` with real components from `plugins/` (built once per test
+/// process, as the plugin host's tests do) on a real `AppState`, without the worker.
+#[cfg(test)]
+mod tests {
+    use std::{
+        path::{Path, PathBuf},
+        sync::OnceLock,
+    };
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::{
+        config::Config,
+        model::webhook::{Webhook, WebhookStatus, parse_spec},
+    };
+
+    fn plugin_dir() -> &'static Path {
+        static BUILT: OnceLock<PathBuf> = OnceLock::new();
+        BUILT.get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target_dir = root.join("plugins/target");
+            let output = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            )
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .arg("--manifest-path")
+            .arg(root.join("plugins/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_TARGET")
+            .output()
+            .expect("run cargo build for plugins/");
+            assert!(
+                output.status.success(),
+                "building plugins/ failed (is the wasm32-wasip2 target installed?):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            target_dir.join("wasm32-wasip2/release")
+        })
+    }
+
+    struct Fixture {
+        state: Arc<AppState>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            admin_token: Some("test-admin-token".into()),
+            ..Config::default()
+        };
+        Fixture {
+            state: crate::app::open(config).unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// Uploads the plugin crate `crate_name` as `name` of tenant `acme`, as the API does.
+    fn upload(state: &AppState, name: &str, crate_name: &str) -> PluginVersion {
+        let path = plugin_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
+        let artifact = state
+            .plugins
+            .compile(&std::fs::read(path).unwrap())
+            .unwrap();
+        state
+            .store
+            .add_plugin_version(
+                "acme",
+                name,
+                &artifact.sha256,
+                artifact.size as u64,
+                artifact.exports,
+                0,
+            )
+            .unwrap()
+    }
+
+    fn webhook(plugins: Value) -> Webhook {
+        let spec =
+            parse_spec(json!({"url": "https://example.com/hook", "plugins": plugins})).unwrap();
+        Webhook {
+            id: "w1".into(),
+            status: WebhookStatus::Running,
+            created_at: 0,
+            updated_at: 0,
+            spec,
+        }
+    }
+
+    fn event(total: f64) -> StoredEvent {
+        let payload = json!({"order_id": "SO-1", "currency": "EUR", "total": total,
+                             "lines": [{"sku": "A-1", "quantity": 2, "unit_price": 9.5}]});
+        StoredEvent {
+            id: "e-1".into(),
+            event_type: "order.created".into(),
+            published_at: 1_795_341_600_000,
+            received_at: 1_795_341_600_000,
+            payload: serde_json::value::to_raw_value(&payload).unwrap(),
+        }
+    }
+
+    async fn prepare_for(state: &AppState, plugins: Value, total: f64) -> Prepared {
+        let event = event(total);
+        let body = crate::delivery::envelope::body("acme", &event, None);
+        prepare(state, "acme", &webhook(plugins), &event, body).await
+    }
+
+    #[tokio::test]
+    async fn no_plugins_send_the_envelope_unchanged() {
+        let f = fixture();
+        let prepared = prepare_for(&f.state, json!([]), 1.0).await;
+        assert_eq!(
+            prepared,
+            Prepared::Send {
+                body: None,
+                headers: vec![]
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn filters_then_transforms_in_order() {
+        let f = fixture();
+        upload(&f.state, "large", "field-filter");
+        upload(&f.state, "erp", "erp-transform");
+        let plugins = json!([
+            {"plugin": "large", "config": [{"path": "/payload/total", "op": "gte", "value": 100}]},
+            {"plugin": "erp"},
+        ]);
+        assert_eq!(
+            prepare_for(&f.state, plugins.clone(), 50.0).await,
+            Prepared::Filtered {
+                reason: "plugin `large` v1 dropped it".into()
+            }
+        );
+        let Prepared::Send { body, headers } = prepare_for(&f.state, plugins, 250.0).await else {
+            panic!("expected Send");
+        };
+        let body: Value = serde_json::from_str(&body.expect("the transform changed it")).unwrap();
+        assert_eq!(body["record_type"], "ERP_ORDER_NEW");
+        assert_eq!(body["records"][0]["amount"], 19.0);
+        assert_eq!(
+            headers,
+            [("X-ERP-Record-Type".to_string(), "ERP_ORDER_NEW".to_string())]
+        );
+
+        // A plugin whose transform is the identity leaves the body to the envelope.
+        let unchanged =
+            prepare_for(&f.state, json!([{"plugin": "large", "config": []}]), 1.0).await;
+        assert_eq!(
+            unchanged,
+            Prepared::Send {
+                body: None,
+                headers: vec![]
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_later_transform_sees_the_earlier_ones_event() {
+        let f = fixture();
+        upload(&f.state, "erp", "erp-transform");
+        // Maps only the renamed type: it acts (and fails on the ERP body) only if it sees
+        // the event type the first transform set.
+        let plugins = json!([
+            {"plugin": "erp"},
+            {"plugin": "erp", "config": {"event_types": {"ERP_ORDER_NEW": "AGAIN"}}},
+        ]);
+        let Prepared::Failed { reason } = prepare_for(&f.state, plugins, 1.0).await else {
+            panic!("expected Failed");
+        };
+        assert!(
+            reason.starts_with("plugin `erp` v1 (transform): plugin_error: "),
+            "{reason}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_name_plugin_version_hook_and_code() {
+        let f = fixture();
+        upload(&f.state, "ok", "field-filter");
+        upload(&f.state, "loop", "hostile-infinite-loop");
+        upload(&f.state, "loop", "hostile-infinite-loop");
+        let plugins = json!([{"plugin": "ok", "config": []}, {"plugin": "loop", "version": 2}]);
+        let started = Instant::now();
+        let Prepared::Failed { reason } = prepare_for(&f.state, plugins, 1.0).await else {
+            panic!("expected Failed");
+        };
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            reason,
+            "plugin `loop` v2 (filter): timeout: plugin exceeded its time limit"
+        );
+
+        let missing = prepare_for(&f.state, json!([{"plugin": "gone"}]), 1.0).await;
+        assert_eq!(
+            missing,
+            Prepared::Failed {
+                reason: "plugin `gone` does not exist".into()
+            }
+        );
+        let missing = prepare_for(&f.state, json!([{"plugin": "ok", "version": 4}]), 1.0).await;
+        assert_eq!(
+            missing,
+            Prepared::Failed {
+                reason: "plugin `ok` v4 does not exist".into()
+            }
+        );
+        let text = f.state.metrics.render();
+        assert!(
+            text.contains(r#"hookgate_plugin_calls_total{hook="filter",outcome="timeout"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn unpinned_attachments_follow_the_latest_version() {
+        let f = fixture();
+        upload(&f.state, "shape", "erp-transform");
+        upload(&f.state, "shape", "stateful-counter");
+        let latest = prepare_for(
+            &f.state,
+            json!([{"plugin": "shape", "config": {"a": 1}}]),
+            1.0,
+        )
+        .await;
+        let Prepared::Send {
+            body: Some(body), ..
+        } = latest
+        else {
+            panic!("expected a transformed body: {latest:?}");
+        };
+        assert_eq!(body, r#"{"calls":1,"config":"{\"a\":1}"}"#);
+        let pinned = prepare_for(&f.state, json!([{"plugin": "shape", "version": 1}]), 1.0).await;
+        let Prepared::Send {
+            body: Some(body), ..
+        } = pinned
+        else {
+            panic!("expected a transformed body: {pinned:?}");
+        };
+        assert!(body.contains("ERP_ORDER_NEW"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn authenticate_collects_headers_with_scoped_secrets() {
+        let f = fixture();
+        upload(&f.state, "signer", "custom-signer");
+        upload(&f.state, "echo", "stateful-counter");
+        f.state
+            .store
+            .put_plugin_secret("acme", "signer", "key", "s3cret", 0)
+            .unwrap();
+        let request = || OutgoingRequest {
+            method: "POST".into(),
+            url: "https://example.com/hook".into(),
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
+        let hook = webhook(json!([
+            {"plugin": "signer", "config": {"secret": "key"}},
+            {"plugin": "echo", "config": "key"},
+        ]));
+        let headers = authenticate(&f.state, "acme", &hook, request())
+            .await
+            .unwrap();
+        let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "X-Acme-Signature",
+                "x-calls",
+                "x-secret",
+                "x-sha256",
+                "x-now-ms"
+            ]
+        );
+        let signature = &headers[0].1;
+        let (t, s) = signature
+            .strip_prefix("t=")
+            .and_then(|r| r.split_once(",s="))
+            .unwrap();
+        let mut signed = format!("{t}.").into_bytes();
+        signed.extend_from_slice(b"{}");
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
+        mac.update(&signed);
+        assert_eq!(s, hex::encode(mac.finalize().into_bytes()));
+        // `echo` asked for the same key name: it sees only its own secrets.
+        assert_eq!(headers[2], ("x-secret".into(), "<none>".into()));
+
+        let unsigned = webhook(json!([{"plugin": "signer", "config": {"secret": "nope"}}]));
+        let error = authenticate(&f.state, "acme", &unsigned, request())
+            .await
+            .unwrap_err();
+        assert!(
+            error.starts_with("plugin `signer` v1 (authenticate): plugin_error: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn plugins_cannot_set_headers_the_gateway_owns() {
+        let header = |name: &str| Header {
+            name: name.into(),
+            value: "x".into(),
+        };
+        assert!(check_plugin_headers(&[header("X-Custom"), header("Authorization")]).is_ok());
+        for name in ["Webhook-Id", "webhook-signature", "Host", "Content-Length"] {
+            let error = check_plugin_headers(&[header(name)]).unwrap_err();
+            assert_eq!(error.code(), "invalid_output", "{name}");
+        }
+    }
+}

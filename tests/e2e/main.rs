@@ -11,3 +11,4 @@ mod delivery_replay;
 mod durability;
 mod export;
 mod foundation;
+mod plugins;
