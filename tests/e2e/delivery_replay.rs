@@ -63,13 +63,8 @@ async fn stop_freezes_and_start_catches_up() {
         .expect(200)
         .body;
     assert_eq!(started["status"], "running");
-    rx.wait_for(
-        &gw,
-        secs(30),
-        "the 100 events ingested while stopped",
-        |_| rx.delivered_count() >= 101,
-    )
-    .await;
+    // The event from before the stop, and the 100 ingested while stopped.
+    rx.wait_delivered(&gw, 101, secs(30)).await;
     // Time for a stray duplicate to show up.
     tokio::time::sleep(secs(1)).await;
     let mut expected = ids.clone();
@@ -160,10 +155,7 @@ async fn fifo_keeps_ingest_order_despite_random_failures() {
         ingest_batch(&t, chunk).await;
     }
 
-    rx.wait_for(&gw, secs(55), "all 500 fifo events delivered", |_| {
-        rx.delivered_count() >= ids.len()
-    })
-    .await;
+    rx.wait_delivered(&gw, ids.len(), secs(55)).await;
     assert_eq!(
         rx.first_success_order(),
         ids,

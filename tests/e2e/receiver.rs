@@ -233,18 +233,10 @@ impl Receiver {
         self.shared.book().max_in_flight
     }
 
-    /// Polls `done` over the recorded requests until it holds or `within` passes.
+    /// Polls `done` over the recorded requests until it holds or `within` passes. `done`
+    /// runs under the receiver's lock, so it must not call the receiver's methods.
     pub async fn try_wait(&self, within: Duration, done: impl Fn(&[Recorded]) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if done(&self.shared.book().requests) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        poll_until(within, || done(&self.shared.book().requests)).await
     }
 
     /// Like [`Receiver::try_wait`], but a timeout fails the test with what was received
@@ -271,6 +263,19 @@ impl Receiver {
         }
     }
 
+    /// Waits until `n` distinct events were answered 2xx.
+    pub async fn wait_delivered(&self, gw: &Gateway, n: usize, within: Duration) {
+        if !poll_until(within, || self.delivered_count() >= n).await {
+            panic!(
+                "receiver: not within {within:?}: {n} events answered 2xx, only {}\nreceived ({}): {}\ngateway log tail:\n{}",
+                self.delivered_count(),
+                self.shared.book().requests.len(),
+                summary(&self.requests()),
+                log_tail(gw)
+            );
+        }
+    }
+
     /// Waits until `n` requests arrived.
     pub async fn wait_requests(&self, gw: &Gateway, n: usize, within: Duration) -> Vec<Recorded> {
         let what = format!("{n} requests");
@@ -293,6 +298,20 @@ pub fn summary(requests: &[Recorded]) -> String {
         format!("{} … and {more} more", shown.join(", "))
     } else {
         shown.join(", ")
+    }
+}
+
+/// Polls `done` every 50 ms until it holds (true) or `within` passes (false).
+pub async fn poll_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -415,11 +434,29 @@ async fn handle(
 // Gateway-side helpers shared by the delivery tests.
 // ---------------------------------------------------------------------------------------
 
-/// The last lines of the gateway's log, for failure messages.
+/// The last lines of the gateway's log, for failure messages, without colour codes.
 pub fn log_tail(gw: &Gateway) -> String {
-    let log = gw.log();
+    let log = strip_ansi(&gw.log());
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Removes terminal escape sequences (`ESC [ … letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Polls `probe` until it returns `Some` or `within` passes; a timeout fails the test
