@@ -34,10 +34,11 @@ use crate::{
     },
     ids,
     iso::{EpochMillis, format_millis, now_millis},
-    log::LogError,
+    log::{LogError, StoredEvent},
     model::webhook::{
         Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
     },
+    pipeline::{self, Prepared},
     store::{StoreError, codec_encode, deliveries::WebhookKeys},
 };
 
@@ -187,7 +188,7 @@ impl ExportWorker {
             }
             let mut more = false;
             if !self.stopping {
-                more = match self.fill() {
+                more = match self.fill().await {
                     Ok(more) => more,
                     Err(error) => {
                         tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "export: reading the log failed");
@@ -232,7 +233,7 @@ impl ExportWorker {
 
     /// Reads events into files until the log is exhausted, enough files wait, or this
     /// turn's budget is spent. Returns whether more could be read right away.
-    fn fill(&mut self) -> Result<bool, ExportError> {
+    async fn fill(&mut self) -> Result<bool, ExportError> {
         let spec = self.webhook.spec.clone();
         let horizon =
             now_millis() - self.state.config.backlog_window.duration().as_millis() as EpochMillis;
@@ -262,10 +263,22 @@ impl ExportWorker {
                         continue;
                     }
                 }
-                let line = envelope::body(&self.tenant, &event, spec.additional_data.as_ref());
+                let mut line = envelope::body(&self.tenant, &event, spec.additional_data.as_ref());
                 if let Some(reason) = selection::filtered(&spec, &line) {
-                    self.write_filtered(seq, &event.id, &event.event_type, reason)?;
+                    self.write_resolved(seq, &event, MessageStatus::Filtered, reason)?;
                     continue;
+                }
+                if !spec.plugins.is_empty() {
+                    match self.run_plugins(&event, line).await {
+                        Ok(transformed) => line = transformed,
+                        Err((status, reason)) => {
+                            if status == MessageStatus::Failed {
+                                self.log("plugin_failed", Some(reason.clone()));
+                            }
+                            self.write_resolved(seq, &event, status, reason)?;
+                            continue;
+                        }
+                    }
                 }
                 self.stats.events += 1;
                 self.stats.last_event_at = Some(now_ms);
@@ -469,21 +482,53 @@ impl ExportWorker {
         Ok(())
     }
 
-    fn write_filtered(
+    /// The webhook's filter and transform plugins on one line (`pipeline::prepare`, as
+    /// for HTTP). A transformed body becomes the line; headers set by transforms have no
+    /// place in a file and are dropped. `Err`: the event is filtered or failed, with why.
+    async fn run_plugins(
+        &self,
+        event: &StoredEvent,
+        line: Vec<u8>,
+    ) -> Result<Vec<u8>, (MessageStatus, String)> {
+        match pipeline::prepare(
+            &self.state,
+            &self.tenant,
+            &self.webhook,
+            event,
+            line.clone(),
+        )
+        .await
+        {
+            Prepared::Send { body: None, .. } => Ok(line),
+            Prepared::Send {
+                body: Some(body), ..
+            } => one_line(body).map_err(|reason| (MessageStatus::Failed, reason)),
+            Prepared::Filtered { reason } => Err((MessageStatus::Filtered, reason)),
+            Prepared::Failed { reason } => Err((MessageStatus::Failed, reason)),
+        }
+    }
+
+    /// Records an event this webhook resolved without sending it (filtered, or failed by
+    /// a plugin), as the HTTP worker does.
+    fn write_resolved(
         &self,
         seq: u64,
-        event_id: &str,
-        event_type: &str,
+        event: &StoredEvent,
+        status: MessageStatus,
         reason: String,
     ) -> Result<(), StoreError> {
-        let mut delivery = Delivery::new(seq, event_id, event_type, now_millis());
-        delivery.status = MessageStatus::Filtered;
+        let mut delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
+        delivery.status = status;
         delivery.reason = Some(reason);
         self.state
             .store
             .deliveries
             .insert(self.keys.delivery(seq), codec_encode(&delivery)?)?;
-        self.state.metrics.delivery_outcome("filtered");
+        let outcome = match status {
+            MessageStatus::Filtered => "filtered",
+            _ => "failed",
+        };
+        self.state.metrics.delivery_outcome(outcome);
         Ok(())
     }
 
@@ -648,6 +693,24 @@ impl ExportWorker {
     }
 }
 
+/// A transformed body as one NDJSON line. It must be JSON: a line break in valid JSON is
+/// whitespace between tokens (inside strings it is escaped), so it becomes a space.
+fn one_line(body: String) -> Result<Vec<u8>, String> {
+    if serde_json::from_str::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(
+            "a transform produced a body that is not JSON; s3 files hold one JSON document per line"
+                .into(),
+        );
+    }
+    let mut line = body.into_bytes();
+    for byte in &mut line {
+        if matches!(*byte, b'\n' | b'\r') {
+            *byte = b' ';
+        }
+    }
+    Ok(line)
+}
+
 /// Waits for the upload in flight, if any (never resolves otherwise).
 async fn finished(task: &mut Option<JoinHandle<Uploaded>>) -> Uploaded {
     let Some(handle) = task.as_mut() else {
@@ -697,6 +760,15 @@ mod tests {
         around(retry_delay(&retry, 1), 10.0);
         around(retry_delay(&retry, 2), 100.0);
         around(retry_delay(&retry, 9), 100.0);
+    }
+
+    #[test]
+    fn transformed_bodies_become_one_line_or_fail() {
+        assert_eq!(
+            one_line("{\n  \"a\": \"x\\ny\"\r\n}".into()).unwrap(),
+            b"{   \"a\": \"x\\ny\"  }"
+        );
+        assert!(one_line("plain text".into()).is_err());
     }
 
     #[test]
