@@ -892,3 +892,89 @@ async fn a_private_endpoint_is_refused_unless_allowed() {
         "nothing reached the server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_start_and_replay_windows_apply() {
+    let moto = Moto::start().await;
+    moto.create_bucket().await;
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+
+    // Stopped: nothing is exported; started again: the backlog follows.
+    create(&t, s3_webhook("paused", &moto.url(), "paused", json!({}))).await;
+    t.post("/webhooks/paused/stop", json!({})).await.expect(200);
+    let backlog = ids("b", 0..40);
+    ingest(&t, orders(&backlog)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(moto.list("paused").await.is_empty(), "stopped: no files");
+    t.post("/webhooks/paused/start", json!({}))
+        .await
+        .expect(200);
+    let mut paused = Seen::default();
+    wait_exported(
+        &gw,
+        &moto,
+        &mut paused,
+        ("paused", "acme"),
+        &backlog,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // A temporary webhook replays the events published inside its window, then completes.
+    let iso = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .unwrap()
+            .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+    let day = 24 * 3600 * 1000;
+    let old = now_ms() - 10 * day;
+    let mut events = Vec::new();
+    for (i, published) in [old - day, old, old + 1000, old + day].iter().enumerate() {
+        events.push(
+            json!({"event_type": "order.created", "id": format!("w-{i}"),
+            "published_at": iso(*published), "payload": {}}),
+        );
+    }
+    ingest(&t, events).await;
+    create(
+        &t,
+        s3_webhook(
+            "replay",
+            &moto.url(),
+            "replay",
+            json!({"integration_type": "temporary",
+                   "starts_at": iso(old - 1), "ends_at": iso(old + 2000),
+                   "destination": {"flush_interval": "PT1M"}}),
+        ),
+    )
+    .await;
+    let inside = vec!["w-1".to_string(), "w-2".to_string()];
+    let mut replay = Seen::default();
+    // The window is over and read to its end: the file goes at once, not after PT1M.
+    wait_exported(
+        &gw,
+        &moto,
+        &mut replay,
+        ("replay", "acme"),
+        &inside,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(replay.counts().len(), 2, "only the window's events");
+    eventually(
+        &gw,
+        Duration::from_secs(20),
+        "the replay completes",
+        async || {
+            let w = t.get("/webhooks/replay").await.expect(200).body;
+            if w["status"] == "completed" {
+                Ok(())
+            } else {
+                Err(w["status"].to_string())
+            }
+        },
+    )
+    .await;
+}
