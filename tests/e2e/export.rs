@@ -275,6 +275,28 @@ else:
         }
     }
 
+    /// The ETags under `prefix` (unsigned mode): a multipart upload's ends in `-<parts>`.
+    async fn etags(&self, prefix: &str) -> Vec<String> {
+        let url = url::Url::parse_with_params(
+            &format!("{}/{BUCKET}", self.url()),
+            &[("list-type", "2"), ("prefix", prefix)],
+        )
+        .unwrap();
+        let xml = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        xml.split("<Contents>")
+            .skip(1)
+            .map(|c| between(c, "<ETag>", "</ETag>").expect("ETag").to_string())
+            .collect()
+    }
+
     async fn get(&self, key: &str) -> Vec<u8> {
         if self.signed.is_some() {
             return self.boto3("get", key).remove(0).2;
@@ -1215,4 +1237,65 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_go_up_in_parts() {
+    let moto = Moto::start().await;
+    moto.create_bucket().await;
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    create(
+        &t,
+        s3_webhook(
+            "big",
+            &moto.url(),
+            "big",
+            json!({"destination": {"max_file_bytes": 64 * 1024 * 1024, "flush_interval": "PT3S"}}),
+        ),
+    )
+    .await;
+    // ~10 MiB in one file (sealed by time): above the 8 MiB multipart threshold.
+    let all = ids("m", 0..1000);
+    let pad = "y".repeat(10 * 1024);
+    for batch in all.chunks(50) {
+        ingest(
+            &t,
+            batch
+                .iter()
+                .map(|id| json!({"event_type": "order.created", "id": id, "payload": {"n": id, "pad": pad}}))
+                .collect(),
+        )
+        .await;
+    }
+    let mut seen = Seen::default();
+    wait_exported(
+        &gw,
+        &moto,
+        &mut seen,
+        ("big", "acme"),
+        &all,
+        Duration::from_secs(60),
+    )
+    .await;
+    let counts = seen.counts();
+    assert!(counts.values().all(|&n| n == 1), "each event once");
+    let biggest = seen.files.values().map(|f| f.size).max().unwrap();
+    assert!(
+        biggest > 8 * 1024 * 1024,
+        "a file above the threshold: {biggest} bytes"
+    );
+    let etags = moto.etags("big").await;
+    assert!(
+        etags.iter().any(|e| e.trim_matches('"').contains('-')),
+        "a multipart upload's ETag ends in -<parts>: {etags:?}"
+    );
+    for file in seen.files.values() {
+        for line in &file.lines {
+            assert_eq!(
+                line["payload"]["pad"].as_str().map(str::len),
+                Some(10 * 1024)
+            );
+        }
+    }
 }
