@@ -41,9 +41,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use hookgate_plugin_host::OutgoingRequest;
+pub use hookgate_plugin_host::{Header, OutgoingRequest};
 use hookgate_plugin_host::{
-    CallContext, Event, Header, Hook, LoadedPlugin, PluginError, PluginRuntime, SecretSource,
+    CallContext, Event, Hook, LoadedPlugin, PluginError, PluginRuntime, SecretSource,
 };
 
 use crate::{

@@ -252,10 +252,12 @@ impl Receiver {
         let caller = std::panic::Location::caller();
         async move {
             if !self.try_wait(within, done).await {
+                // Copy first: formatting must not hold the receiver's lock.
+                let received = self.requests();
                 panic!(
                     "{caller}: receiver: not within {within:?}: {what}\nreceived ({}): {}\ngateway log tail:\n{}",
-                    self.shared.book().requests.len(),
-                    summary(&self.requests()),
+                    received.len(),
+                    summary(&received),
                     log_tail(gw)
                 );
             }

@@ -178,9 +178,21 @@ async fn delete_tenant(
     _: Admin,
     Path(tenant): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if !state.store.delete_tenant(&tenant)? {
+    if state.store.tenant(&tenant)?.is_none() {
         return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
     }
+    // Workers first, so no attempt writes records of a tenant being removed.
+    for webhook in state.store.all_webhooks_of(&tenant)? {
+        state.delivery.stop_and_wait(&tenant, &webhook.id).await;
+    }
+    for digest in state.store.delete_tenant_plugins(&tenant)? {
+        if !state.store.plugin_digest_in_use(&digest)?
+            && let Err(error) = state.plugins.remove(&digest)
+        {
+            tracing::warn!(%error, "could not remove a compiled plugin");
+        }
+    }
+    state.store.delete_tenant(&tenant)?;
     state.schemas.invalidate_tenant(&tenant);
     state.durable().await.map_err(crate::log::LogError::from)?;
     Ok(StatusCode::NO_CONTENT)

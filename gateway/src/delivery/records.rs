@@ -43,6 +43,9 @@ pub struct Delivery {
     /// exactly the same bytes. `None`: the default envelope, rebuilt from the event.
     #[serde(default)]
     pub body: Option<String>,
+    /// Headers transform plugins set, stored with the body for the same reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
 }
 
 impl Delivery {
@@ -60,6 +63,7 @@ impl Delivery {
             next_attempt_at: None,
             reason: None,
             body: None,
+            headers: Vec::new(),
         }
     }
 }

@@ -135,21 +135,36 @@ impl Target {
         out: &Outgoing<'_>,
         auth: &[(HeaderName, HeaderValue)],
     ) -> Result<reqwest::Response, String> {
+        // Later layers replace earlier ones: defaults, the webhook's headers, plugin
+        // headers, then authentication (which must win).
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+        if let Ok(id) = HeaderValue::from_str(out.event_id) {
+            headers.insert("webhook-id", id);
+        }
+        if self.method != Method::GET {
+            headers.insert(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        for (name, value) in self.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in out.extra_headers.iter().chain(auth) {
+            headers.insert(name.clone(), value.clone());
+        }
         let mut request = self
             .transport
             .request(self.method.clone(), url)
             .map_err(|refused| refused.to_string())?
             .timeout(self.timeout)
-            .headers(self.headers.clone())
-            .header("user-agent", USER_AGENT)
-            .header("webhook-id", out.event_id);
-        for (name, value) in out.extra_headers.iter().chain(auth) {
-            request = request.header(name, value);
-        }
+            .headers(headers);
         if self.method != Method::GET {
-            request = request
-                .header("content-type", "application/json")
-                .body(out.body.clone());
+            request = request.body(out.body.clone());
         }
         request.send().await.map_err(|e| describe(&e))
     }

@@ -32,6 +32,7 @@ use crate::{
         filter,
         webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
     },
+    pipeline::{self, Prepared},
     store::deliveries::{WebhookKeys, parse_due_key},
 };
 
@@ -55,8 +56,18 @@ pub enum Control {
 struct Done {
     delivery: Delivery,
     first: bool,
-    sent: Sent,
+    finished: Finished,
     reply: Option<oneshot::Sender<Result<Attempt, String>>>,
+}
+
+/// How a launched delivery ended.
+enum Finished {
+    /// A request went out (or failed to): an attempt to record.
+    Sent(Sent),
+    /// A filter plugin dropped the event for this webhook.
+    Filtered(String),
+    /// A plugin failed: the event fails for this webhook, nothing was sent.
+    PluginFailed(String),
 }
 
 pub struct Worker {
@@ -420,29 +431,23 @@ impl Worker {
                 self.webhook.spec.additional_data.as_ref(),
             )),
         };
-        let target = self.target.clone();
+        let with_plugins = !self.webhook.spec.plugins.is_empty();
+        // Plugins need the event only on the first attempt; retries reuse the stored result.
+        let event = (first && with_plugins).then(|| event.clone());
+        let task = Attempting {
+            state: self.state.clone(),
+            webhook: self.webhook.clone(),
+            target: self.target.clone(),
+            tenant: self.tenant.clone(),
+        };
         let done = self.done_tx.clone();
-        let webhook_id = self.webhook.id.clone();
-        let tenant = self.tenant.clone();
-        let metrics = self.state.metrics.clone();
         tokio::spawn(async move {
-            let sent = target
-                .send(
-                    &webhook_id,
-                    Outgoing {
-                        event_id: &delivery.event_id,
-                        event_type: &delivery.event_type,
-                        tenant: &tenant,
-                        body,
-                        extra_headers: Vec::new(),
-                    },
-                )
-                .await;
-            metrics.attempt_latency(sent.attempt.duration_ms);
+            let mut delivery = delivery;
+            let finished = task.run(&mut delivery, event, body).await;
             let _ = done.send(Done {
                 delivery,
                 first,
-                sent,
+                finished,
                 reply,
             });
         });
@@ -478,7 +483,7 @@ impl Worker {
         let Done {
             mut delivery,
             first,
-            sent,
+            finished,
             reply,
         } = done;
         let seq = delivery.seq;
@@ -486,6 +491,18 @@ impl Worker {
         if first {
             self.first_in_flight.remove(&seq);
         }
+        let sent = match finished {
+            Finished::Sent(sent) => sent,
+            Finished::Filtered(reason) => {
+                self.resolve_without_attempt(delivery, MessageStatus::Filtered, reason, reply);
+                return;
+            }
+            Finished::PluginFailed(reason) => {
+                self.log("plugin_failed", Some(reason.clone()));
+                self.resolve_without_attempt(delivery, MessageStatus::Failed, reason, reply);
+                return;
+            }
+        };
         let now = now_millis();
         let attempt = sent.attempt;
         let mut batch = sled::Batch::default();
@@ -565,6 +582,44 @@ impl Worker {
             self.log("retry_triggered", Some(reason));
         }
         self.check_disable().await;
+    }
+
+    /// A delivery that ends before any request: dropped by a filter plugin or failed by one.
+    fn resolve_without_attempt(
+        &mut self,
+        mut delivery: Delivery,
+        status: MessageStatus,
+        reason: String,
+        reply: Option<oneshot::Sender<Result<Attempt, String>>>,
+    ) {
+        let mut batch = sled::Batch::default();
+        if let Some(due) = delivery.next_attempt_at.take() {
+            batch.remove(self.keys.due(due, delivery.seq));
+        }
+        delivery.status = status;
+        delivery.reason = Some(reason.clone());
+        delivery.updated_at = now_millis();
+        let written = crate::store::codec_encode(&delivery)
+            .map_err(|e| e.to_string())
+            .and_then(|value| {
+                batch.insert(self.keys.delivery(delivery.seq), value);
+                self.state
+                    .store
+                    .deliveries
+                    .apply_batch(batch)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(error) = written {
+            tracing::error!(webhook = %self.webhook.id, %error, "could not record a delivery");
+        }
+        self.state.delivery.mark_dirty();
+        self.state.metrics.delivery_outcome(match status {
+            MessageStatus::Filtered => "filtered",
+            _ => "failed",
+        });
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(reason));
+        }
     }
 
     fn schedule_retry(
@@ -717,6 +772,105 @@ impl Worker {
             wake = wake.min(now + Duration::from_millis(wait));
         }
         wake
+    }
+}
+
+/// What one launched delivery needs, moved into its task.
+struct Attempting {
+    state: Arc<AppState>,
+    webhook: Arc<Webhook>,
+    target: Arc<Target>,
+    tenant: String,
+}
+
+impl Attempting {
+    /// Plugins (transform on the first attempt, authenticate on every one), then the request.
+    async fn run(
+        self,
+        delivery: &mut Delivery,
+        first_event: Option<StoredEvent>,
+        mut body: Bytes,
+    ) -> Finished {
+        if let Some(event) = first_event {
+            match pipeline::prepare(
+                &self.state,
+                &self.tenant,
+                &self.webhook,
+                &event,
+                body.to_vec(),
+            )
+            .await
+            {
+                Prepared::Filtered { reason } => return Finished::Filtered(reason),
+                Prepared::Failed { reason } => return Finished::PluginFailed(reason),
+                Prepared::Send {
+                    body: transformed,
+                    headers,
+                } => {
+                    if let Some(transformed) = transformed {
+                        body = Bytes::from(transformed.clone().into_bytes());
+                        delivery.body = Some(transformed);
+                    }
+                    delivery.headers = headers;
+                }
+            }
+        }
+        let mut extra: Vec<(String, String)> = delivery.headers.clone();
+        if !self.webhook.spec.plugins.is_empty() {
+            let outgoing = Outgoing {
+                event_id: &delivery.event_id,
+                event_type: &delivery.event_type,
+                tenant: &self.tenant,
+                body: body.clone(),
+                extra_headers: Vec::new(),
+            };
+            let request = pipeline::OutgoingRequest {
+                method: self.target.method.to_string(),
+                url: self.target.url_for(&outgoing).to_string(),
+                headers: self
+                    .target
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.as_str().to_string(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .chain(extra.iter().cloned())
+                    .map(|(name, value)| pipeline::Header { name, value })
+                    .collect(),
+                body: body.to_vec(),
+            };
+            match pipeline::authenticate(&self.state, &self.tenant, &self.webhook, request).await {
+                Ok(headers) => extra.extend(headers),
+                Err(reason) => return Finished::PluginFailed(reason),
+            }
+        }
+        let extra_headers = extra
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    reqwest::header::HeaderValue::from_str(value).ok()?,
+                ))
+            })
+            .collect();
+        let sent = self
+            .target
+            .send(
+                &self.webhook.id,
+                Outgoing {
+                    event_id: &delivery.event_id,
+                    event_type: &delivery.event_type,
+                    tenant: &self.tenant,
+                    body,
+                    extra_headers,
+                },
+            )
+            .await;
+        self.state.metrics.attempt_latency(sent.attempt.duration_ms);
+        Finished::Sent(sent)
     }
 }
 

@@ -44,6 +44,9 @@ pub struct GroupCommit {
     progress: watch::Sender<Progress>,
     flushes: watch::Sender<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Total time spent in flushes and their number (exported as metrics).
+    pub flush_micros: AtomicU64,
+    pub flush_count: AtomicU64,
 }
 
 impl GroupCommit {
@@ -56,6 +59,8 @@ impl GroupCommit {
             progress: watch::channel(Progress::default()).0,
             flushes: watch::channel(0).0,
             thread: Mutex::new(None),
+            flush_micros: AtomicU64::new(0),
+            flush_count: AtomicU64::new(0),
         });
         let flusher = commit.clone();
         let handle = std::thread::Builder::new()
@@ -112,7 +117,12 @@ impl GroupCommit {
                 break;
             }
             let inserted = registry.snapshot_inserted();
-            match db.flush() {
+            let started = std::time::Instant::now();
+            let flushed = db.flush();
+            self.flush_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.flush_count.fetch_add(1, Ordering::Relaxed);
+            match flushed {
                 Ok(_) => {
                     for (log, seq) in inserted {
                         log.durable.fetch_max(seq, Ordering::AcqRel);
