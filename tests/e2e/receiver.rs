@@ -268,11 +268,13 @@ impl Receiver {
     /// Waits until `n` distinct events were answered 2xx.
     pub async fn wait_delivered(&self, gw: &Gateway, n: usize, within: Duration) {
         if !poll_until(within, || self.delivered_count() >= n).await {
+            // Copy first: a lock guard living through the panic's arguments would deadlock
+            // against the next one.
+            let (delivered, received) = (self.delivered_count(), self.requests());
             panic!(
-                "receiver: not within {within:?}: {n} events answered 2xx, only {}\nreceived ({}): {}\ngateway log tail:\n{}",
-                self.delivered_count(),
-                self.shared.book().requests.len(),
-                summary(&self.requests()),
+                "receiver: not within {within:?}: {n} events answered 2xx, only {delivered}\nreceived ({}): {}\ngateway log tail:\n{}",
+                received.len(),
+                summary(&received),
                 log_tail(gw)
             );
         }
