@@ -224,7 +224,15 @@ async fn recover(
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RecoverRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    existing(&state, &auth.tenant, &id)?;
+    let webhook = existing(&state, &auth.tenant, &id)?;
+    if matches!(
+        webhook.spec.destination,
+        crate::model::webhook::Destination::S3(_)
+    ) {
+        return Err(ApiError::conflict(
+            "recover applies to http webhooks; an s3 webhook retries its file until it is uploaded",
+        ));
+    }
     let mut errors = Vec::new();
     let since = parse_rfc3339(&body.since).map_err(|message| {
         errors.push(FieldError {

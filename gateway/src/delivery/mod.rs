@@ -43,6 +43,8 @@ use records::Attempt;
 struct Running {
     control: mpsc::UnboundedSender<Control>,
     task: JoinHandle<()>,
+    /// An export worker (s3 destination) rather than an HTTP one.
+    export: bool,
 }
 
 type WorkerKey = (String, String);
@@ -88,7 +90,11 @@ impl Dispatcher {
             let (control, receiver) = mpsc::unbounded_channel();
             match crate::export::spawn(state.clone(), tenant.to_string(), webhook, receiver) {
                 Ok(task) => {
-                    let running = Running { control, task };
+                    let running = Running {
+                        control,
+                        task,
+                        export: true,
+                    };
                     self.workers.lock().expect("workers").insert(key, running);
                 }
                 Err(error) => {
@@ -106,18 +112,27 @@ impl Dispatcher {
         };
         let (control, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(worker.run(receiver));
-        self.workers
-            .lock()
-            .expect("workers")
-            .insert(key, Running { control, task });
+        self.workers.lock().expect("workers").insert(
+            key,
+            Running {
+                control,
+                task,
+                export: false,
+            },
+        );
     }
 
     fn control(&self, tenant: &str, id: &str) -> Option<mpsc::UnboundedSender<Control>> {
+        self.running(tenant, id).map(|(control, _)| control)
+    }
+
+    /// The control channel of a live worker, and whether it is an export worker.
+    fn running(&self, tenant: &str, id: &str) -> Option<(mpsc::UnboundedSender<Control>, bool)> {
         let workers = self.workers.lock().expect("workers");
         workers
             .get(&(tenant.to_string(), id.to_string()))
             .filter(|r| !r.task.is_finished())
-            .map(|r| r.control.clone())
+            .map(|r| (r.control.clone(), r.export))
     }
 
     /// Brings the worker in line with the stored webhook: started, reloaded or stopped.
@@ -125,12 +140,17 @@ impl Dispatcher {
         let stored = state.store.webhook(tenant, id).ok().flatten();
         match stored {
             Some(webhook) if webhook.status == WebhookStatus::Running => {
+                let export = matches!(
+                    webhook.spec.destination,
+                    crate::model::webhook::Destination::S3(_)
+                );
                 let webhook = Arc::new(webhook);
-                match self.control(tenant, id) {
-                    Some(control) => {
+                match self.running(tenant, id) {
+                    // Same kind of destination: the worker reloads its configuration.
+                    Some((control, running_export)) if running_export == export => {
                         let _ = control.send(Control::Reload(webhook));
                     }
-                    None => {
+                    _ => {
                         self.stop_and_wait(tenant, id).await;
                         self.spawn(state, tenant, webhook);
                     }

@@ -231,24 +231,33 @@ impl Worker {
         let now = now_millis();
         let start = self.keys.due_prefix();
         let end = self.keys.due(now + 1, 0);
-        let due: Vec<u64> = self
+        let due: Vec<(EpochMillis, u64)> = self
             .state
             .store
             .deliveries
             .range(start..end)
             .keys()
             .filter_map(Result::ok)
-            .map(|k| parse_due_key(&k).1)
-            .filter(|seq| !self.in_flight.contains(seq))
+            .map(|k| parse_due_key(&k))
+            .filter(|(_, seq)| !self.in_flight.contains(seq))
             .take(self.room())
             .collect();
-        for seq in due {
+        for (due_at, seq) in due {
+            let delivery = self.state.store.delivery(&self.keys, seq)?;
+            // A due key is live only while its record is pending for exactly this time;
+            // anything else (a crash between writes, a resolved message) is stale.
+            let Some(delivery) = delivery.filter(|d| {
+                d.status == MessageStatus::Pending && d.next_attempt_at == Some(due_at)
+            }) else {
+                self.state
+                    .store
+                    .deliveries
+                    .remove(self.keys.due(due_at, seq))?;
+                continue;
+            };
             if !self.take_rate_token() {
                 break;
             }
-            let Some(delivery) = self.state.store.delivery(&self.keys, seq)? else {
-                continue;
-            };
             match self.state.log.event_by_seq(&self.tenant, seq) {
                 Ok(Some(event)) => self.launch(delivery, &event, false, None),
                 _ => self.give_up(delivery, "the event is no longer stored (retention)")?,
@@ -291,7 +300,9 @@ impl Worker {
                 if self.room() == 0 || (fifo && self.has_pending_retry()) {
                     return Ok(());
                 }
-                if !self.takes(&event) {
+                // After a crash the saved cursor may be a little behind: events that already
+                // have a record were handled (or carry their own retry) and are not new.
+                if !self.takes(&event) || self.state.store.delivery(&self.keys, seq)?.is_some() {
                     self.read_pos = seq;
                     continue;
                 }

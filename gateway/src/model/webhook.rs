@@ -379,10 +379,25 @@ impl WebhookSpec {
                 if s3.secret_access_key.is_empty() {
                     problems.add("destination.secret_access_key", "is required");
                 }
-                if let Some(endpoint) = &s3.endpoint
-                    && let Err(message) = check_http_url(endpoint)
-                {
-                    problems.add("destination.endpoint", message);
+                if let Some(endpoint) = &s3.endpoint {
+                    match check_http_url(endpoint) {
+                        Err(message) => problems.add("destination.endpoint", message),
+                        Ok(parsed) => {
+                            if let Err(refused) = check_url(&parsed, policy) {
+                                problems.add("destination.endpoint", refused.to_string());
+                            }
+                            let is_ip = matches!(
+                                parsed.host(),
+                                Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))
+                            );
+                            if is_ip && !s3.path_style {
+                                problems.add(
+                                    "destination.path_style",
+                                    "must be true when the endpoint is an IP address",
+                                );
+                            }
+                        }
+                    }
                 }
                 if s3.flush_interval.duration().is_zero() {
                     problems.add("destination.flush_interval", "must be more than PT0S");
@@ -393,8 +408,8 @@ impl WebhookSpec {
                         "must be between 1024 and 5368709120",
                     );
                 }
-                if s3.key_prefix.starts_with('/') {
-                    problems.add("destination.key_prefix", "must not start with /");
+                if let Err(message) = check_key_prefix(&s3.key_prefix) {
+                    problems.add("destination.key_prefix", message);
                 }
             }
         }
@@ -480,6 +495,27 @@ impl WebhookSpec {
     pub fn subscribes_to(&self, event_type: &str) -> bool {
         self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type)
     }
+}
+
+/// Object keys are `{key_prefix}/{tenant}/…`: the prefix must make a clean key path.
+fn check_key_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.len() > 512 {
+        return Err("at most 512 characters".into());
+    }
+    if prefix.starts_with('/') || prefix.ends_with('/') {
+        return Err("must not start or end with /".into());
+    }
+    if prefix.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    if !prefix.is_empty()
+        && prefix
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err("segments must not be empty, `.` or `..`".into());
+    }
+    Ok(())
 }
 
 /// A client-chosen webhook id must match NewStore's pattern.
