@@ -142,22 +142,37 @@ impl EventLog {
 
     fn write(&self, tenant: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>, LogError> {
         let log = self.tenant_log(tenant)?;
+        // Encode before taking the lock: the stored value does not contain the seq, so the
+        // lock only covers the idempotency check, seq assignment and the batch write.
+        let encoded = events
+            .into_iter()
+            .map(|event| {
+                let stored = StoredEvent {
+                    id: event.id,
+                    event_type: event.event_type,
+                    published_at: event.published_at,
+                    received_at: event.received_at,
+                    payload: event.payload,
+                };
+                Ok((codec_encode(&stored)?, stored, event.client_supplied_id))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let mut next_seq = log.next_seq.lock().expect("append lock");
         let mut batch = sled::Batch::default();
-        let mut outcomes = Vec::with_capacity(events.len());
+        let mut outcomes = Vec::with_capacity(encoded.len());
         let mut in_batch: HashMap<String, u64> = HashMap::new();
-        for event in events {
-            if event.client_supplied_id {
-                let existing = match in_batch.get(&event.id) {
+        for (value, stored, client_supplied_id) in encoded {
+            if client_supplied_id {
+                let existing = match in_batch.get(&stored.id) {
                     Some(seq) => Some(*seq),
                     None => self
                         .tree
-                        .get(keys::id(tenant, &event.id))?
+                        .get(keys::id(tenant, &stored.id))?
                         .map(|v| keys::decode_seq(&v)),
                 };
                 if let Some(seq) = existing {
                     outcomes.push(Appended {
-                        id: event.id,
+                        id: stored.id,
                         seq,
                         duplicate: true,
                     });
@@ -166,21 +181,14 @@ impl EventLog {
             }
             let seq = *next_seq;
             *next_seq += 1;
-            let stored = StoredEvent {
-                id: event.id,
-                event_type: event.event_type,
-                published_at: event.published_at,
-                received_at: event.received_at,
-                payload: event.payload,
-            };
-            batch.insert(keys::event(tenant, seq), codec_encode(&stored)?);
+            batch.insert(keys::event(tenant, seq), value);
             batch.insert(keys::id(tenant, &stored.id), &seq.to_be_bytes());
             batch.insert(
                 keys::by_type(tenant, &stored.event_type, stored.published_at, seq),
                 &[],
             );
             batch.insert(keys::by_time(tenant, stored.published_at, seq), &[]);
-            if event.client_supplied_id {
+            if client_supplied_id {
                 in_batch.insert(stored.id.clone(), seq);
             }
             outcomes.push(Appended {
