@@ -41,10 +41,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use hookgate_plugin_host::{Header, OutgoingRequest};
 use hookgate_plugin_host::{
     CallContext, Event, Hook, LoadedPlugin, PluginError, PluginRuntime, SecretSource,
 };
+pub use hookgate_plugin_host::{Header, OutgoingRequest};
 
 use crate::{
     app::AppState,
