@@ -134,7 +134,7 @@ async fn messages_of_type(
     }
     let page = state.log.by_time(
         &auth.tenant,
-        Some(&event_type),
+        &event_type,
         from,
         to,
         query.iterator.as_deref(),

@@ -2,7 +2,6 @@
 //! - `e seq`                       → the event (JSON of `StoredEvent`)
 //! - `i id`                        → seq (idempotency and lookup by id)
 //! - `t type \0 published seq`     → () (messages of one type in a time range)
-//! - `p published seq`             → () (all events in a time range: replay windows)
 //!
 //! Numbers are big-endian so byte order is numeric order; `published` is an i64 with its
 //! sign bit flipped so that times before 1970 still sort correctly.
@@ -12,7 +11,6 @@ use crate::{iso::EpochMillis, store::tenant_prefix};
 const EVENT: u8 = b'e';
 const ID: u8 = b'i';
 const BY_TYPE: u8 = b't';
-const BY_TIME: u8 = b'p';
 
 fn start(tenant: &str, tag: u8) -> Vec<u8> {
     let mut key = tenant_prefix(tenant);
@@ -61,14 +59,7 @@ pub fn by_type(tenant: &str, event_type: &str, published: EpochMillis, seq: u64)
     key
 }
 
-pub fn by_time(tenant: &str, published: EpochMillis, seq: u64) -> Vec<u8> {
-    let mut key = start(tenant, BY_TIME);
-    key.extend_from_slice(&ordered_millis(published));
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// `(published, seq)` of a `t` or `p` index key: both end with those 16 bytes.
+/// `(published, seq)` of a `t` index key: it ends with those 16 bytes.
 pub fn position_of_index_key(key: &[u8]) -> (EpochMillis, u64) {
     let n = key.len();
     (millis_from(&key[n - 16..n - 8]), decode_seq(&key[n - 8..]))
@@ -90,9 +81,9 @@ mod tests {
 
     #[test]
     fn time_keys_sort_numerically_including_negative_times() {
-        let a = by_time("t", -5, 1);
-        let b = by_time("t", 0, 0);
-        let c = by_time("t", 1_700_000_000_000, 0);
+        let a = by_type("t", "x", -5, 1);
+        let b = by_type("t", "x", 0, 0);
+        let c = by_type("t", "x", 1_700_000_000_000, 0);
         assert!(a < b && b < c);
         assert_eq!(position_of_index_key(&a), (-5, 1));
         assert_eq!(

@@ -1,7 +1,7 @@
 //! The per-tenant append-only event log.
 //!
 //! Every accepted event gets the next sequence number of its tenant and is written in one
-//! atomic sled batch together with its indexes (by client id, by type and time, by time).
+//! atomic sled batch together with its indexes (by id, and by type and time).
 //! Appends of one tenant are serialized by a short lock around that batch, so the visible
 //! sequence numbers are always a gap-free prefix. Readers (webhook cursors) only read up
 //! to the tenant's *durable* sequence, which the group committer advances after each flush,
@@ -11,7 +11,7 @@ mod commit;
 mod keys;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -187,7 +187,6 @@ impl EventLog {
                 keys::by_type(tenant, &stored.event_type, stored.published_at, seq),
                 &[],
             );
-            batch.insert(keys::by_time(tenant, stored.published_at, seq), &[]);
             if client_supplied_id {
                 in_batch.insert(stored.id.clone(), seq);
             }
@@ -277,21 +276,18 @@ impl EventLog {
         Ok(self.event_by_seq(tenant, seq)?.map(|e| (seq, e)))
     }
 
-    /// Events of one type (or of all types when `event_type` is None) published in
-    /// `[from, to]`, oldest first. `after` is the opaque `next` of the previous page.
+    /// Events of one type published in `[from, to]`, oldest first. `after` is the opaque
+    /// `next` of the previous page.
     pub fn by_time(
         &self,
         tenant: &str,
-        event_type: Option<&str>,
+        event_type: &str,
         from: EpochMillis,
         to: EpochMillis,
         after: Option<&str>,
         limit: usize,
     ) -> Result<TimePage, LogError> {
-        let index_key = |published, seq| match event_type {
-            Some(t) => keys::by_type(tenant, t, published, seq),
-            None => keys::by_time(tenant, published, seq),
-        };
+        let index_key = |published, seq| keys::by_type(tenant, event_type, published, seq);
         let start = match after.and_then(keys::parse_position) {
             Some((published, seq)) => index_key(published, seq.saturating_add(1)),
             None => index_key(from, 0),
@@ -299,7 +295,6 @@ impl EventLog {
         let end = index_key(to, u64::MAX);
         let mut events = Vec::new();
         let mut last = None;
-        let mut seen = HashSet::new();
         for entry in self.tree.range(start..=end) {
             let (key, _) = entry?;
             let (published, seq) = keys::position_of_index_key(&key);
@@ -308,9 +303,6 @@ impl EventLog {
                     events,
                     next: last.map(|(p, s)| keys::format_position(p, s)),
                 });
-            }
-            if !seen.insert(seq) {
-                continue;
             }
             if let Some(event) = self.event_by_seq(tenant, seq)? {
                 events.push((seq, event));
@@ -354,7 +346,6 @@ impl EventLog {
             event.published_at,
             seq,
         ));
-        batch.remove(keys::by_time(tenant, event.published_at, seq));
         self.tree.apply_batch(batch)?;
         Ok(())
     }
