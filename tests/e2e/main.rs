@@ -12,3 +12,4 @@ mod durability;
 mod export;
 mod foundation;
 mod plugins;
+mod signing;
