@@ -20,7 +20,6 @@ use hookgate_signing::{DestinationPolicy, transport::check_ip};
 
 use crate::{
     app::AppState,
-    delivery::records::LogEntry,
     ids,
     iso::now_millis,
     log::LogError,
@@ -345,14 +344,7 @@ async fn set_running(
 
 /// Appends to the integration log; a failure here must not fail the request.
 pub fn log_action(state: &AppState, keys: &WebhookKeys, action: &str, reason: Option<String>) {
-    let entry = LogEntry {
-        action: action.to_string(),
-        reason,
-        created_at: now_millis(),
-    };
-    if let Err(error) = state.store.append_log(keys, &entry) {
-        tracing::error!(%error, "could not write the integration log");
-    }
+    crate::delivery::lifecycle::log(state, keys, action, reason);
 }
 
 #[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/start", tag = "webhooks", security(("bearer" = [])),

@@ -7,9 +7,11 @@
 //! `records` (what is stored), `retention` (purging old data).
 
 pub mod envelope;
+pub mod lifecycle;
 pub mod policy;
 pub mod records;
 pub mod retention;
+pub mod selection;
 pub mod sender;
 mod target;
 mod worker;

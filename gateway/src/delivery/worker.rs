@@ -18,9 +18,10 @@ use tokio::{
 };
 
 use super::{
-    envelope,
+    envelope, lifecycle,
     policy::{self, Outcome},
-    records::{Attempt, Delivery, LogEntry, Mark, MessageStatus, Stats},
+    records::{Attempt, Delivery, Mark, MessageStatus, Stats},
+    selection::{self, Take},
     sender::{self, Outgoing, Sent, Target},
     target,
 };
@@ -28,10 +29,7 @@ use crate::{
     app::AppState,
     iso::{EpochMillis, now_millis},
     log::StoredEvent,
-    model::{
-        filter,
-        webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
-    },
+    model::webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
     pipeline::{self, Prepared},
     store::deliveries::{WebhookKeys, parse_due_key},
 };
@@ -330,36 +328,27 @@ impl Worker {
 
     /// Subscription, replay window and backlog window: does this webhook take the event?
     fn takes(&mut self, event: &StoredEvent) -> bool {
-        let spec = &self.webhook.spec;
-        if !spec.subscribes_to(&event.event_type) {
-            return false;
-        }
-        match spec.integration_type {
-            IntegrationType::Temporary => spec
-                .window()
-                .is_some_and(|(from, to)| (from..=to).contains(&event.published_at)),
-            IntegrationType::Permanent => {
-                let horizon = now_millis()
-                    - self.state.config.backlog_window.duration().as_millis() as EpochMillis;
-                if event.received_at < horizon {
-                    self.skipped_for_backlog += 1;
-                    return false;
-                }
-                true
+        let horizon =
+            now_millis() - self.state.config.backlog_window.duration().as_millis() as EpochMillis;
+        match selection::takes(&self.webhook.spec, event, horizon) {
+            Take::Yes => true,
+            Take::No => false,
+            Take::TooOld => {
+                self.skipped_for_backlog += 1;
+                false
             }
         }
     }
 
     /// `Some(reason)` when the built-in filter drops the event.
     fn filtered(&self, event: &StoredEvent) -> Option<String> {
-        let conditions = self.webhook.spec.filter_conditions.as_ref()?;
-        let envelope: serde_json::Value = serde_json::from_slice(&envelope::body(
+        self.webhook.spec.filter_conditions.as_ref()?;
+        let envelope = envelope::body(
             &self.tenant,
             event,
             self.webhook.spec.additional_data.as_ref(),
-        ))
-        .ok()?;
-        (!filter::matches(conditions, &envelope)).then(|| "filter_conditions".to_string())
+        );
+        selection::filtered(&self.webhook.spec, &envelope)
     }
 
     fn write_filtered(
@@ -662,31 +651,14 @@ impl Worker {
 
     /// CloudBlue "out of order": too long or too many failures in a row disable the webhook.
     async fn check_disable(&mut self) {
-        let limits = &self.state.config;
-        let failing_for = self
-            .stats
-            .failing_since
-            .map(|since| now_millis() - since)
-            .unwrap_or(0);
-        let too_many = self.stats.failures_since_last_success >= limits.disable_after_failures;
-        let too_long = failing_for >= limits.disable_after.duration().as_millis() as EpochMillis;
-        if self.stopping || self.stats.failing_since.is_none() || !(too_many || too_long) {
+        if self.stopping {
             return;
         }
-        let reason = if too_many {
-            format!(
-                "{} failures in a row",
-                self.stats.failures_since_last_success
-            )
-        } else {
-            format!(
-                "failing since {}",
-                crate::iso::format_millis(self.stats.failing_since.unwrap_or(0))
-            )
-        };
-        self.set_status(WebhookStatus::Disabled).await;
-        self.log("disabled", Some(reason));
-        self.stopping = true;
+        if let Some(reason) = lifecycle::disable_reason(&self.stats, &self.state.config) {
+            self.set_status(WebhookStatus::Disabled).await;
+            self.log("disabled", Some(reason));
+            self.stopping = true;
+        }
     }
 
     fn window_finished(&self) -> bool {
@@ -713,26 +685,11 @@ impl Worker {
     }
 
     async fn set_status(&self, status: WebhookStatus) {
-        let _serialized = self.state.webhook_writes.lock().await;
-        if let Ok(Some(mut webhook)) = self.state.store.webhook(&self.tenant, &self.webhook.id) {
-            webhook.status = status;
-            webhook.spec.enabled = false;
-            webhook.updated_at = now_millis();
-            if let Err(error) = self.state.store.put_webhook(&self.tenant, &webhook) {
-                tracing::error!(%error, "could not store the webhook status");
-            }
-        }
+        lifecycle::set_status(&self.state, &self.tenant, &self.webhook.id, status).await;
     }
 
     fn log(&self, action: &str, reason: Option<String>) {
-        let entry = LogEntry {
-            action: action.to_string(),
-            reason,
-            created_at: now_millis(),
-        };
-        if let Err(error) = self.state.store.append_log(&self.keys, &entry) {
-            tracing::error!(%error, "could not write the integration log");
-        }
+        lifecycle::log(&self.state, &self.keys, action, reason);
     }
 
     /// Persists the cursor when it moved. New events in flight hold it back.

@@ -1,15 +1,13 @@
 //! Export to object storage: webhooks whose `destination` is `s3` receive their events as
 //! NDJSON files in an S3-compatible bucket instead of HTTP calls (NewStore's S3
-//! integrations).
+//! integrations). Which events a webhook takes is `delivery::selection`, shared with HTTP.
 //!
 //! Modules: `batcher` (file assembly and rotation; pure), `uploader` (the object_store S3
-//! client and one file's upload), `selection` (which events a webhook takes, shared rules
-//! with HTTP delivery), `worker` (cursor, retries and records of one webhook). The
+//! client and one file's upload), `worker` (cursor, retries and records of one webhook). The
 //! delivery `Dispatcher` starts an export worker instead of an HTTP worker for these
 //! webhooks and talks to it with the same `Control` messages.
 
 pub mod batcher;
-mod selection;
 pub mod uploader;
 mod worker;
 

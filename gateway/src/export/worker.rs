@@ -23,17 +23,17 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 use super::{
     batcher::{Batcher, FirstEvent, Naming, Rotation, Sealed},
-    selection::{self, Take},
     uploader::{ConfigError, UploadFailure, Uploader},
 };
 use crate::{
     app::AppState,
     delivery::{
-        Control, envelope, policy,
-        records::{Attempt, Delivery, LogEntry, Mark, MessageStatus, Stats},
+        Control, envelope, lifecycle, policy,
+        records::{Attempt, Delivery, Mark, MessageStatus, Stats},
+        selection::{self, Take},
     },
     ids,
-    iso::{EpochMillis, format_millis, now_millis},
+    iso::{EpochMillis, now_millis},
     log::{LogError, StoredEvent},
     model::webhook::{
         Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
@@ -598,50 +598,22 @@ impl ExportWorker {
     /// CloudBlue "out of order", as for HTTP delivery (duplicated from
     /// `delivery::worker::Worker::check_disable`, private there).
     async fn check_disable(&mut self) {
-        let limits = &self.state.config;
-        let Some(since) = self.stats.failing_since else {
-            return;
-        };
-        let too_many = self.stats.failures_since_last_success >= limits.disable_after_failures;
-        let too_long =
-            now_millis() - since >= limits.disable_after.duration().as_millis() as EpochMillis;
-        if self.stopping || !(too_many || too_long) {
+        if self.stopping {
             return;
         }
-        let reason = if too_many {
-            format!(
-                "{} failures in a row",
-                self.stats.failures_since_last_success
-            )
-        } else {
-            format!("failing since {}", format_millis(since))
-        };
-        self.set_status(WebhookStatus::Disabled).await;
-        self.log("disabled", Some(reason));
-        self.stopping = true;
+        if let Some(reason) = lifecycle::disable_reason(&self.stats, &self.state.config) {
+            self.set_status(WebhookStatus::Disabled).await;
+            self.log("disabled", Some(reason));
+            self.stopping = true;
+        }
     }
 
     async fn set_status(&self, status: WebhookStatus) {
-        let _serialized = self.state.webhook_writes.lock().await;
-        if let Ok(Some(mut webhook)) = self.state.store.webhook(&self.tenant, &self.webhook.id) {
-            webhook.status = status;
-            webhook.spec.enabled = false;
-            webhook.updated_at = now_millis();
-            if let Err(error) = self.state.store.put_webhook(&self.tenant, &webhook) {
-                tracing::error!(%error, "could not store the webhook status");
-            }
-        }
+        lifecycle::set_status(&self.state, &self.tenant, &self.webhook.id, status).await;
     }
 
     fn log(&self, action: &str, reason: Option<String>) {
-        let entry = LogEntry {
-            action: action.to_string(),
-            reason,
-            created_at: now_millis(),
-        };
-        if let Err(error) = self.state.store.append_log(&self.keys, &entry) {
-            tracing::error!(%error, "could not write the integration log");
-        }
+        lifecycle::log(&self.state, &self.keys, action, reason);
     }
 
     /// Persists the cursor when it moved: just before the first event of the oldest file

@@ -1,9 +1,5 @@
-//! Which events an export webhook takes: the same rules as HTTP delivery (subscription,
-//! replay window, backlog window, `filter_conditions`).
-//!
-//! Duplicated from the private `takes`/`filtered` of `delivery::worker::Worker`, which
-//! work on a worker's `self`. Once those become shared functions of `delivery`, this file
-//! goes away.
+//! Which events a webhook takes, for HTTP workers and export workers alike: subscription,
+//! replay window, backlog window and the built-in `filter_conditions`. Pure functions.
 
 use crate::{
     iso::EpochMillis,
