@@ -49,7 +49,7 @@ pub use hookgate_plugin_host::{Header, OutgoingRequest};
 use crate::{
     app::AppState,
     log::StoredEvent,
-    model::webhook::{PluginAttachment, Webhook},
+    model::webhook::{PluginAttachment, RESERVED_HEADERS, Webhook},
     store::{Store, StoreError, plugins::PluginVersion},
 };
 
@@ -69,24 +69,6 @@ pub enum Prepared {
     /// A plugin failed; the event fails for this webhook with this reason.
     Failed { reason: String },
 }
-
-/// Header names a plugin may not set: the gateway owns them on the wire. Kept equal to the
-/// names a webhook's custom `headers` may not use (`model::webhook`).
-const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-authorization",
-    "proxy-connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
 
 /// One attachment, resolved to a version and ready to call.
 pub(crate) struct Resolved {

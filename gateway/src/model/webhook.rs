@@ -24,8 +24,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
 const MAX_TIMEOUT_SECS: u64 = 300;
 const MAX_HEADERS: usize = 50;
 const MAX_SCHEDULE_STEPS: usize = 25;
-/// Headers the gateway owns on the wire; letting a tenant set them would corrupt framing.
-const RESERVED_HEADERS: &[&str] = &[
+/// Headers the gateway owns on the wire; letting a tenant (or a plugin) set them would
+/// corrupt framing or forge the gateway's own headers.
+pub const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
