@@ -136,6 +136,37 @@ impl Gateway {
         }
     }
 
+    /// The bytes of every file the gateway stored (its own log excluded): for checks that
+    /// a secret never reaches the disk in clear.
+    pub fn stored_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.file_name().is_some_and(|n| n != "gateway.log") {
+                    out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.data_dir, &mut out);
+        out
+    }
+
+    /// Asserts that `secret` is in no stored file.
+    #[track_caller]
+    pub fn assert_not_stored(&self, secret: &str) {
+        let files = self.stored_bytes();
+        assert!(!files.is_empty(), "the gateway stored nothing");
+        for (path, bytes) in files {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} found in clear in {path:?}"
+            );
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("gateway.log")).unwrap_or_default()
     }

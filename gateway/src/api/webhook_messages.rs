@@ -23,7 +23,7 @@ use crate::{
     delivery::{SendError, records::MessageStatus},
     iso::{EpochMillis, format_millis, now_millis, parse_rfc3339, parse_time_param},
     log::LogError,
-    model::problems::FieldError,
+    model::{problems::FieldError, webhook::Webhook},
     store::{codec_encode, deliveries::WebhookKeys},
 };
 
@@ -324,9 +324,14 @@ async fn rejected_list(
     }))
 }
 
-/// The seq of a rejected event of this webhook, or 404.
-fn rejected_seq(state: &AppState, tenant: &str, id: &str, event_id: &str) -> ApiResult<u64> {
-    existing(state, tenant, id)?;
+/// The webhook and the seq of one of its rejected events, or 404.
+fn rejected_seq(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    event_id: &str,
+) -> ApiResult<(Webhook, u64)> {
+    let webhook = existing(state, tenant, id)?;
     let seq = seq_of(state, tenant, event_id)?;
     if !state
         .store
@@ -336,7 +341,7 @@ fn rejected_seq(state: &AppState, tenant: &str, id: &str, event_id: &str) -> Api
             "event `{event_id}` is not in the rejected list of `{id}`"
         )));
     }
-    Ok(seq)
+    Ok((webhook, seq))
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/rejected/{event_id}", tag = "webhooks",
@@ -348,7 +353,7 @@ async fn rejected_one(
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let seq = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
+    let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
     let event = state
         .log
         .event_by_seq(&auth.tenant, seq)?
@@ -365,7 +370,7 @@ async fn rejected_delete(
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let seq = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
+    let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
     state
         .store
         .deliveries
@@ -384,8 +389,7 @@ async fn rejected_retry(
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let seq = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
-    let webhook = existing(&state, &auth.tenant, &id)?;
+    let (webhook, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
     let attempt = state
         .delivery
         .send_now(&state, &auth.tenant, &webhook, seq)
