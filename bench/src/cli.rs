@@ -33,6 +33,9 @@ pub enum Command {
     /// Minimal forwarder on the ingest paths: forwards every event (N copies with --fanout)
     /// to the receiver with a pooled reqwest client and stores nothing: the delivery ceiling.
     Forwarder(ForwarderArgs),
+    /// Memory with a large backlog: ingest --count events for a stopped webhook, sample the
+    /// gateway's RSS while they wait and while they drain after `start` (issue 3).
+    Backlog(BacklogArgs),
     /// Print a free TCP port on 127.0.0.1 (for scripts).
     FreePort,
     /// Poll a URL until it answers 2xx; fail after --timeout (for scripts).
@@ -125,6 +128,66 @@ pub struct DeliveryArgs {
     /// `max_in_flight` of the created webhooks (gateway default when absent).
     #[arg(long)]
     pub max_in_flight: Option<u32>,
+    /// Label of the `RESULT` line.
+    #[arg(long)]
+    pub label: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BacklogArgs {
+    /// Base URL of the gateway.
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "bench")]
+    pub tenant: String,
+    /// Tenant API key (creates, stops and starts the webhook; ingests).
+    #[arg(long, env = "HOOKGATE_BENCH_KEY")]
+    pub key: String,
+    /// Base URL of the receiver (`receiver` subcommand).
+    #[arg(long)]
+    pub receiver: String,
+    /// Process id of the gateway, whose VmRSS is sampled from /proc/<pid>/status.
+    #[arg(long)]
+    pub pid: u32,
+    /// Events to ingest while the webhook is stopped: the backlog.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Events per `/events/batch` request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Concurrent ingest connections.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Approximate size of one event's JSON, in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub event_bytes: usize,
+    /// `max_in_flight` of the webhook (gateway default when absent).
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
+    /// Time between two RSS samples.
+    #[arg(long, value_parser = parse_duration, default_value = "200ms")]
+    pub sample_interval: Duration,
+    /// Sampling before ingest starts (the baseline).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub baseline: Duration,
+    /// Sampling with the whole backlog pending, before the webhook is started.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub pending: Duration,
+    /// Give up waiting for the receiver to count every event after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "30m")]
+    pub drain_timeout: Duration,
+    /// Sampling after the last delivery arrived.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub after: Duration,
+    /// Give up on one ingest request after this long (counted as an error, not retried).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub request_timeout: Duration,
+    /// Write every RSS sample as `seconds,phase,rss_mib` to this file.
+    #[arg(long)]
+    pub samples_csv: Option<std::path::PathBuf>,
+    /// The gateway's data directory: its size is printed after ingest and after the drain.
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Label of the `RESULT` line.
     #[arg(long)]
     pub label: Option<String>,

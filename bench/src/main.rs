@@ -7,10 +7,11 @@
 //! - `client`: one keep-alive HTTP/1.1 connection per load worker.
 //! - `load`: the workers, closed loop or fixed rate, and what they count.
 //! - `report`: latency histograms and the printed figures (`RESULT` lines for scripts).
-//! - `ingest`, `delivery`: the two drivers.
+//! - `ingest`, `delivery`: the two drivers; `backlog`: RSS with a large pending backlog.
 //! - `control`: untimed setup calls (tenants, webhooks, receiver counters).
 //! - `servers`: the ingest ceiling, the delivery ceiling (forwarder) and the receiver.
 
+mod backlog;
 mod cli;
 mod client;
 mod control;
@@ -32,6 +33,7 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Ingest(args) => ingest::run(args).await,
         Command::Delivery(args) => delivery::run(args).await,
+        Command::Backlog(args) => backlog::run(args).await,
         Command::CeilingServer(args) => {
             servers::serve("ceiling-server", &args.listen, servers::ceiling::router()).await
         }
