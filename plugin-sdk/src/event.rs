@@ -113,9 +113,21 @@ impl Event {
         Ok(serde_json::from_slice(&self.body)?)
     }
 
+    /// The values at these JSON pointers in the body (RFC 6901, e.g. `/payload/total`;
+    /// the same lookups as `serde_json::Value::pointer`), in order, `None` where the body
+    /// has nothing. Much cheaper than [`json`](Self::json) into a `Value` when a hook needs
+    /// a few fields: one pass over the text that builds only those values and skips the
+    /// rest. The whole body must still be valid JSON.
+    pub fn json_pointers(&self, pointers: &[&str]) -> Result<Vec<Option<serde_json::Value>>> {
+        Ok(crate::pointers::extract(&self.body, pointers)?)
+    }
+
     /// Replaces the body with `value` serialized as JSON.
     pub fn set_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
-        self.body = serde_json::to_vec(value)?;
+        // Sized like the body it replaces, which saves most regrowth copies.
+        let mut body = Vec::with_capacity(self.body.len());
+        serde_json::to_writer(&mut body, value)?;
+        self.body = body;
         Ok(())
     }
 

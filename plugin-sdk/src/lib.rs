@@ -54,6 +54,7 @@ mod error;
 mod event;
 pub mod host;
 mod plugin;
+mod pointers;
 
 pub use config::Config;
 pub use error::{Error, Result};

@@ -30,61 +30,87 @@
 //!
 //! Events whose type is not in the map pass through unchanged.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hookgate_plugin_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(default)]
 struct Settings {
-    event_types: BTreeMap<String, String>,
-    header: String,
+    /// Replaces the built-in map when given.
+    event_types: Option<BTreeMap<String, String>>,
+    header: Option<String>,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        let event_types = [
-            ("order.created", "ERP_ORDER_NEW"),
-            ("order.updated", "ERP_ORDER_CHANGE"),
-        ]
-        .into_iter()
-        .map(|(from, to)| (from.to_owned(), to.to_owned()))
-        .collect();
-        Settings {
-            event_types,
-            header: "X-ERP-Record-Type".to_owned(),
+const DEFAULT_HEADER: &str = "X-ERP-Record-Type";
+
+impl Settings {
+    /// The record type for `event_type`: from the configured map, else the built-in one.
+    fn record_type(&self, event_type: &str) -> Option<&str> {
+        match &self.event_types {
+            Some(map) => map.get(event_type).map(String::as_str),
+            None => match event_type {
+                "order.created" => Some("ERP_ORDER_NEW"),
+                "order.updated" => Some("ERP_ORDER_CHANGE"),
+                _ => None,
+            },
+        }
+    }
+}
+
+// The input is read in place: strings borrow from the body unless they contain escapes.
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    published_at: Cow<'a, str>,
+    #[serde(borrow)]
+    payload: Order<'a>,
+}
+
+#[derive(Deserialize)]
+struct Order<'a> {
+    #[serde(borrow)]
+    order_id: Id<'a>,
+    #[serde(default, borrow)]
+    customer: Option<Customer<'a>>,
+    #[serde(default, borrow)]
+    currency: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    lines: Vec<OrderLine<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Customer<'a> {
+    #[serde(borrow)]
+    id: Id<'a>,
+}
+
+/// Order and customer ids arrive as strings or numbers; the ERP wants text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Id<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Other(serde_json::Value),
+}
+
+impl Id<'_> {
+    fn text(&self) -> Cow<'_, str> {
+        match self {
+            Id::Text(text) => Cow::Borrowed(text),
+            Id::Other(other) => Cow::Owned(other.to_string()),
         }
     }
 }
 
 #[derive(Deserialize)]
-struct Envelope {
-    id: String,
-    #[serde(default)]
-    published_at: String,
-    payload: Order,
-}
-
-#[derive(Deserialize)]
-struct Order {
-    order_id: serde_json::Value,
-    #[serde(default)]
-    customer: Option<Customer>,
-    #[serde(default)]
-    currency: Option<String>,
-    #[serde(default)]
-    lines: Vec<OrderLine>,
-}
-
-#[derive(Deserialize)]
-struct Customer {
-    id: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct OrderLine {
-    sku: String,
+struct OrderLine<'a> {
+    #[serde(borrow)]
+    sku: Cow<'a, str>,
     #[serde(default = "one")]
     quantity: f64,
     #[serde(default)]
@@ -104,8 +130,8 @@ struct ErpDocument<'a> {
 
 #[derive(Serialize)]
 struct ErpLine<'a> {
-    order_no: String,
-    customer_no: Option<String>,
+    order_no: &'a str,
+    customer_no: Option<&'a str>,
     line_no: usize,
     sku: &'a str,
     quantity: f64,
@@ -120,20 +146,22 @@ struct ErpTransform;
 impl Plugin for ErpTransform {
     fn transform(config: &Config, mut event: Event) -> Result<Event> {
         let settings: Settings = config.parse::<Option<Settings>>()?.unwrap_or_default();
-        let Some(record_type) = settings.event_types.get(&event.event_type) else {
+        let Some(record_type) = settings.record_type(&event.event_type) else {
             return Ok(event);
         };
-        let envelope: Envelope = event.json()?;
+        let record_type = record_type.to_owned();
+        let body = std::mem::take(&mut event.body);
+        let envelope: Envelope = serde_json::from_slice(&body)?;
         let order = &envelope.payload;
-        let order_no = plain_text(&order.order_id);
-        let customer_no = order.customer.as_ref().map(|c| plain_text(&c.id));
+        let order_no = order.order_id.text();
+        let customer_no = order.customer.as_ref().map(|c| c.id.text());
         let records = order
             .lines
             .iter()
             .enumerate()
             .map(|(i, line)| ErpLine {
-                order_no: order_no.clone(),
-                customer_no: customer_no.clone(),
+                order_no: &order_no,
+                customer_no: customer_no.as_deref(),
                 line_no: i + 1,
                 sku: &line.sku,
                 quantity: line.quantity,
@@ -145,22 +173,18 @@ impl Plugin for ErpTransform {
             })
             .collect();
         let document = ErpDocument {
-            record_type,
+            record_type: &record_type,
             source_event_id: &envelope.id,
             records,
         };
-        event.set_json(&document)?;
-        event.headers.set(settings.header, record_type.as_str());
-        event.event_type = record_type.clone();
+        // About the size of the input: one buffer, no regrowth for typical orders.
+        let mut out = Vec::with_capacity(body.len());
+        serde_json::to_writer(&mut out, &document)?;
+        event.body = out;
+        let header = settings.header.as_deref().unwrap_or(DEFAULT_HEADER);
+        event.headers.set(header, record_type.as_str());
+        event.event_type = record_type;
         Ok(event)
-    }
-}
-
-/// Order and customer ids arrive as strings or numbers; the ERP wants text.
-fn plain_text(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -20,15 +20,28 @@ use hookgate_plugin_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// Either form of the configuration. Told apart by the first character rather than with
+/// `#[serde(untagged)]`, which would buffer the whole config before trying each form.
 enum Settings {
-    Full {
-        #[serde(default, rename = "match")]
-        mode: Mode,
-        conditions: Vec<Condition>,
-    },
+    Full(Full),
     List(Vec<Condition>),
+}
+
+#[derive(Deserialize)]
+struct Full {
+    #[serde(default, rename = "match")]
+    mode: Mode,
+    conditions: Vec<Condition>,
+}
+
+impl Settings {
+    fn parse(config: &Config) -> Result<Settings> {
+        if config.raw().trim_start().starts_with('[') {
+            config.parse().map(Settings::List)
+        } else {
+            config.parse().map(Settings::Full)
+        }
+    }
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -68,12 +81,17 @@ struct FieldFilter;
 
 impl Plugin for FieldFilter {
     fn filter(config: &Config, event: &Event) -> Result<bool> {
-        let (mode, conditions) = match config.parse::<Settings>()? {
-            Settings::Full { mode, conditions } => (mode, conditions),
+        let (mode, conditions) = match Settings::parse(config)? {
+            Settings::Full(Full { mode, conditions }) => (mode, conditions),
             Settings::List(conditions) => (Mode::All, conditions),
         };
-        let body: Value = event.json()?;
-        let mut results = conditions.iter().map(|c| c.holds(&body));
+        // Only the fields the conditions look at are read out of the body.
+        let paths: Vec<&str> = conditions.iter().map(|c| c.path.as_str()).collect();
+        let fields = event.json_pointers(&paths)?;
+        let mut results = conditions
+            .iter()
+            .zip(&fields)
+            .map(|(c, field)| c.holds(field.as_ref()));
         let keep = match mode {
             Mode::All => results.all(|r| r),
             Mode::Any => results.any(|r| r),
@@ -86,8 +104,8 @@ impl Plugin for FieldFilter {
 }
 
 impl Condition {
-    fn holds(&self, body: &Value) -> bool {
-        let field = body.pointer(&self.path);
+    /// Whether the condition holds for `field`, the value at its path (`None`: missing).
+    fn holds(&self, field: Option<&Value>) -> bool {
         let Some(field) = field else {
             return matches!(self.op, Op::Missing | Op::Ne | Op::NotIn);
         };
