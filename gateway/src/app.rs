@@ -52,7 +52,12 @@ pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
     let store = Store::open(&config.data_dir, master_key)
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
     let admin_token = admin_token(&config)?;
-    let log = EventLog::open(&store.db, store.log.clone());
+    let log = EventLog::open(
+        &store.db,
+        store.db.open_tree("event_index")?,
+        &config.data_dir.join("segments"),
+    )
+    .context("cannot open the event log")?;
     let plugins = hookgate_plugin_host::PluginRuntime::new(
         hookgate_plugin_host::RuntimeConfig::new(config.data_dir.join("plugins")),
     )

@@ -101,7 +101,7 @@ impl From<LogError> for ApiError {
                     e.to_string(),
                 )
             }
-            LogError::Store(e) => ApiError::internal(e),
+            other => ApiError::internal(other),
         }
     }
 }

@@ -55,20 +55,22 @@ async fn openapi_document(State(state): State<Arc<AppState>>) -> impl IntoRespon
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let commit = state.log.commit();
-    let flushes = commit.flush_count.load(Ordering::Relaxed);
-    let seconds = commit.flush_micros.load(Ordering::Relaxed) as f64 / 1e6;
     let mut text = state.metrics.render();
-    // Group-commit flushes: count and total time; their ratio is the fsync latency that
-    // every durable write waits for.
-    let flush_lines = format!(
-        "# HELP hookgate_store_flushes Group-commit flushes of the store.\n\
-         # TYPE hookgate_store_flushes counter\n\
-         hookgate_store_flushes_total {flushes}\n\
-         # HELP hookgate_store_flush_seconds Time spent in group-commit flushes.\n\
-         # TYPE hookgate_store_flush_seconds counter\n\
-         hookgate_store_flush_seconds_total {seconds}\n"
-    );
+    // Group-commit rounds: count and total time; their ratio is the fsync latency that
+    // every durable write waits for (`log`: event appends, `store`: everything else).
+    let mut flush_lines = String::new();
+    for (name, commit) in [("log", state.log.appends()), ("store", state.log.commit())] {
+        let flushes = commit.flush_count.load(Ordering::Relaxed);
+        let seconds = commit.flush_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        flush_lines.push_str(&format!(
+            "# HELP hookgate_{name}_flushes Group-commit flushes of the {name}.\n\
+             # TYPE hookgate_{name}_flushes counter\n\
+             hookgate_{name}_flushes_total {flushes}\n\
+             # HELP hookgate_{name}_flush_seconds Time spent in group-commit flushes of the {name}.\n\
+             # TYPE hookgate_{name}_flush_seconds counter\n\
+             hookgate_{name}_flush_seconds_total {seconds}\n"
+        ));
+    }
     match text.rfind("# EOF") {
         Some(at) => text.insert_str(at, &flush_lines),
         None => text.push_str(&flush_lines),

@@ -65,5 +65,9 @@ pub fn purge(state: &AppState) -> anyhow::Result<usize> {
             }
         }
     }
+    let segments = state.log.remove_segments_before(cutoff)?;
+    if segments > 0 {
+        tracing::info!(segments, "retention: removed expired event log segments");
+    }
     Ok(purged)
 }

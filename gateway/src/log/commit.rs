@@ -1,9 +1,11 @@
-//! Group commit: one flusher thread makes sled durable for many writers at once.
+//! Group commit: one flusher thread makes writes durable for many writers at once.
 //!
-//! A writer applies its batch, then takes a ticket and waits until a flush that *started
-//! after* its ticket has finished. While one fsync runs, every writer that arrives queues
-//! up behind the next one, so 64 concurrent writers cost one fsync per round instead of 64.
-//! (`sled::Db::flush_async` per request deadlocks with many callers; see STACK-NOTES.)
+//! A writer makes its change, then takes a ticket and waits until a flush round that
+//! *started after* its ticket has finished. While one round runs, every writer that arrives
+//! queues up behind the next one, so 64 concurrent writers cost one fsync per round instead
+//! of 64. Two instances run: one over the event log's segment files (`log::wal`) and one
+//! over sled for everything else (`sled::Db::flush_async` per request deadlocks with many
+//! callers; see STACK-NOTES).
 
 use std::{
     sync::{
@@ -11,12 +13,10 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::watch;
-
-use super::Registry;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DurabilityError {
@@ -30,11 +30,12 @@ pub enum DurabilityError {
 struct Progress {
     /// Every ticket up to this one is durable.
     durable: u64,
-    /// The last flush failed for tickets up to this one (and no later flush succeeded).
+    /// The last round failed for tickets up to this one (and no later round succeeded).
     failed: u64,
-    /// Counts successful flushes; readers of the log wake on it.
-    flushes: u64,
 }
+
+/// One flush round: makes durable everything written before it was called.
+pub type FlushRound = Box<dyn FnMut() -> Result<(), String> + Send>;
 
 pub struct GroupCommit {
     tickets: AtomicU64,
@@ -42,48 +43,42 @@ pub struct GroupCommit {
     wake_cv: Condvar,
     stop: AtomicBool,
     progress: watch::Sender<Progress>,
-    flushes: watch::Sender<u64>,
+    /// Counts successful rounds; readers of the event log wake on it.
+    rounds: watch::Sender<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// Total time spent in flushes and their number (exported as metrics).
+    /// Total time spent in rounds and their number (exported as metrics).
     pub flush_micros: AtomicU64,
     pub flush_count: AtomicU64,
 }
 
 impl GroupCommit {
-    pub(crate) fn start(db: sled::Db, registry: Arc<Registry>) -> Arc<GroupCommit> {
+    pub fn start(name: &str, round: FlushRound) -> Arc<GroupCommit> {
         let commit = Arc::new(GroupCommit {
             tickets: AtomicU64::new(0),
             wake: Mutex::new(false),
             wake_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             progress: watch::channel(Progress::default()).0,
-            flushes: watch::channel(0).0,
+            rounds: watch::channel(0).0,
             thread: Mutex::new(None),
             flush_micros: AtomicU64::new(0),
             flush_count: AtomicU64::new(0),
         });
         let flusher = commit.clone();
         let handle = std::thread::Builder::new()
-            .name("hookgate-flusher".into())
-            .spawn(move || flusher.run(db, registry))
+            .name(name.into())
+            .spawn(move || flusher.run(round))
             .expect("spawn flusher thread");
         *commit.thread.lock().expect("thread slot") = Some(handle);
         commit
     }
 
-    /// Waits until everything this task wrote before calling is on disk.
+    /// Waits until everything this task wrote before calling is durable.
     pub async fn wait_durable(&self) -> Result<(), DurabilityError> {
         if self.stop.load(Ordering::Acquire) {
             return Err(DurabilityError::ShuttingDown);
         }
-        // SeqCst pairs with the flusher's load: our writes happen before the ticket, and
-        // the flush it triggers starts after it reads the ticket.
-        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
-        {
-            let mut pending = self.wake.lock().expect("wake lock");
-            *pending = true;
-            self.wake_cv.notify_one();
-        }
+        let ticket = self.request();
         let mut progress = self.progress.subscribe();
         let state = *progress
             .wait_for(|p| p.durable >= ticket || p.failed >= ticket)
@@ -98,11 +93,23 @@ impl GroupCommit {
         }
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.flushes.subscribe()
+    /// Asks for a round without waiting for it; returns the ticket.
+    pub fn request(&self) -> u64 {
+        // SeqCst pairs with the flusher's load: the caller's writes happen before the
+        // ticket, and the round it triggers starts after it reads the ticket.
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut pending = self.wake.lock().expect("wake lock");
+        *pending = true;
+        self.wake_cv.notify_one();
+        ticket
     }
 
-    fn run(&self, db: sled::Db, registry: Arc<Registry>) {
+    /// Bumps after every successful round.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.rounds.subscribe()
+    }
+
+    fn run(&self, mut round: FlushRound) {
         let mut done = 0u64;
         loop {
             {
@@ -116,35 +123,28 @@ impl GroupCommit {
             if target == done && self.stop.load(Ordering::Acquire) {
                 break;
             }
-            let inserted = registry.snapshot_inserted();
-            let started = std::time::Instant::now();
-            let flushed = db.flush();
+            let started = Instant::now();
+            let result = round();
             self.flush_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             self.flush_count.fetch_add(1, Ordering::Relaxed);
-            match flushed {
-                Ok(_) => {
-                    for (log, seq) in inserted {
-                        log.durable.fetch_max(seq, Ordering::AcqRel);
-                    }
+            match result {
+                Ok(()) => {
                     done = target;
-                    self.progress.send_modify(|p| {
-                        p.durable = target;
-                        p.flushes += 1;
-                    });
-                    self.flushes.send_modify(|n| *n += 1);
+                    self.progress.send_modify(|p| p.durable = target);
+                    self.rounds.send_modify(|n| *n += 1);
                 }
                 Err(error) => {
-                    tracing::error!(%error, "sled flush failed; writers waiting on it get 503");
+                    tracing::error!(%error, "flush failed; writers waiting on it get 503");
                     self.progress.send_modify(|p| p.failed = target);
-                    // Do not spin on a broken disk; the next writer retries the flush.
+                    // Do not spin on a broken disk; the next writer retries the round.
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
         }
     }
 
-    /// Flushes what is pending and stops the thread.
+    /// Runs a last round for what is pending and stops the thread.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
         {

@@ -1,21 +1,27 @@
 //! The per-tenant append-only event log.
 //!
-//! Every accepted event gets the next sequence number of its tenant and is written in one
-//! atomic sled batch together with its indexes (by id, and by type and time).
-//! Appends of one tenant are serialized by a short lock around that batch, so the visible
-//! sequence numbers are always a gap-free prefix. Readers (webhook cursors) only read up
-//! to the tenant's *durable* sequence, which the group committer advances after each flush,
-//! so nothing is ever delivered that a crash could take back.
+//! Event bodies live in append-only segment files (`segments`, records in `record`'s
+//! binary layout); sled keeps only the indexes (`keys`): seq → where the record is, id →
+//! seq, and type+time → seq. Ingest appends to an in-memory buffer (`wal`) and waits for
+//! the group committer (`commit`), whose round writes the buffer, `fdatasync`s it, indexes
+//! it and advances each tenant's *durable* watermark. Readers (webhook cursors, the API)
+//! never see past that watermark, so nothing is delivered that a crash could take back.
+//!
+//! sled itself is flushed lazily by a second group committer (management writes wait on
+//! it). After each of its flushes the log records a checkpoint: the segment position up to
+//! which the index is durable. Opening the log re-indexes the segments from there, which
+//! restores whatever index entries the crash took.
 
 mod commit;
 mod keys;
+mod record;
+mod segments;
+mod wal;
 
 use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex, RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    path::Path,
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::{Duration, Instant, SystemTime},
 };
 
 use serde::{Deserialize, Serialize};
@@ -24,10 +30,11 @@ use tokio::sync::watch;
 
 pub use commit::{DurabilityError, GroupCommit};
 
-use crate::{
-    iso::EpochMillis,
-    store::{StoreError, codec_decode, codec_encode},
+use self::{
+    segments::{Extent, Position, Segments},
+    wal::{Prepared, Wal},
 };
+use crate::{iso::EpochMillis, store::StoreError};
 
 /// One event as stored in the log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +71,12 @@ pub enum LogError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Durability(#[from] DurabilityError),
+    #[error("event log file error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("event log record {0:?} is unreadable: {1}")]
+    Record(Extent, record::RecordError),
+    #[error("event log is inconsistent: {0}")]
+    Corrupt(String),
 }
 
 impl From<sled::Error> for LogError {
@@ -72,37 +85,23 @@ impl From<sled::Error> for LogError {
     }
 }
 
-/// Append state of one tenant's log.
-#[derive(Default)]
-pub(crate) struct TenantLog {
-    /// Next sequence number; held while a batch is written so seqs appear in order.
-    next_seq: Mutex<u64>,
-    /// Highest seq written (visible, maybe not yet flushed).
-    inserted: AtomicU64,
-    /// Highest seq known to be on disk.
-    durable: AtomicU64,
-}
+/// The sled key of the checkpoint (outside every tenant's key space: tenant ids are
+/// never empty, so no tenant key starts with `\0`).
+const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 
-/// Tenant logs by tenant id, shared with the group committer that advances `durable`.
-#[derive(Default)]
-pub(crate) struct Registry {
-    tenants: RwLock<HashMap<String, Arc<TenantLog>>>,
-}
-
-impl Registry {
-    fn snapshot_inserted(&self) -> Vec<(Arc<TenantLog>, u64)> {
-        let tenants = self.tenants.read().expect("registry lock");
-        tenants
-            .values()
-            .map(|t| (t.clone(), t.inserted.load(Ordering::Acquire)))
-            .collect()
-    }
-}
+/// How often the index is checkpointed while events arrive.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 pub struct EventLog {
-    tree: sled::Tree,
-    registry: Arc<Registry>,
-    commit: Arc<GroupCommit>,
+    index: sled::Tree,
+    segments: Arc<Segments>,
+    wal: Arc<Wal>,
+    /// Makes appended events durable (segment files).
+    appends: Arc<GroupCommit>,
+    /// Makes everything else in sled durable, and checkpoints the index.
+    store: Arc<GroupCommit>,
+    /// The last checkpoint known durable: segments before it are not needed to recover.
+    checkpointed: Arc<Mutex<Position>>,
 }
 
 /// A page of a time-ordered listing and where the next page starts.
@@ -112,20 +111,74 @@ pub struct TimePage {
 }
 
 impl EventLog {
-    pub fn open(db: &sled::Db, tree: sled::Tree) -> EventLog {
-        let registry = Arc::new(Registry::default());
-        let commit = GroupCommit::start(db.clone(), registry.clone());
-        EventLog {
-            tree,
-            registry,
-            commit,
-        }
+    /// Opens the log in `dir`, re-indexing what the last run wrote after its checkpoint.
+    pub fn open(db: &sled::Db, index: sled::Tree, dir: &Path) -> Result<EventLog, LogError> {
+        let segments = Arc::new(Segments::open(dir)?);
+        let next = recover(&segments, &index)?;
+        db.flush()?;
+        index.insert(CHECKPOINT_KEY, &next.encode())?;
+        db.flush()?;
+
+        let wal = Arc::new(Wal::new(index.clone(), next));
+        let checkpointed = Arc::new(Mutex::new(next));
+        let store = {
+            let (db, index, wal, checkpointed) =
+                (db.clone(), index.clone(), wal.clone(), checkpointed.clone());
+            let mut pending_checkpoint: Option<Position> = None;
+            GroupCommit::start(
+                "hookgate-store-flusher",
+                Box::new(move || {
+                    let upto = wal.indexed_upto();
+                    db.flush().map_err(|e| e.to_string())?;
+                    // The checkpoint written by the previous round is durable now.
+                    if let Some(done) = pending_checkpoint.take() {
+                        *checkpointed.lock().expect("checkpointed") = done;
+                    }
+                    // Everything indexed before this flush is durable in sled, so recovery
+                    // may start at `upto`; the key itself is durable after the next round.
+                    index
+                        .insert(CHECKPOINT_KEY, &upto.encode())
+                        .map_err(|e| e.to_string())?;
+                    pending_checkpoint = Some(upto);
+                    Ok(())
+                }),
+            )
+        };
+        let appends = {
+            let (wal, store) = (wal.clone(), store.clone());
+            let mut writer = segments.writer();
+            let mut last_checkpoint = Instant::now();
+            GroupCommit::start(
+                "hookgate-log-flusher",
+                Box::new(move || {
+                    wal.flush_round(&mut writer)?;
+                    if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                        last_checkpoint = Instant::now();
+                        store.request();
+                    }
+                    Ok(())
+                }),
+            )
+        };
+        Ok(EventLog {
+            index,
+            segments,
+            wal,
+            appends,
+            store,
+            checkpointed,
+        })
     }
 
-    /// The group committer, for other writers (management API) that must be durable
-    /// before they answer.
+    /// The group committer of sled, for other writers (management API) that must be
+    /// durable before they answer.
     pub fn commit(&self) -> &Arc<GroupCommit> {
-        &self.commit
+        &self.store
+    }
+
+    /// The group committer of event appends (its metrics are the ingest flush figures).
+    pub fn appends(&self) -> &Arc<GroupCommit> {
+        &self.appends
     }
 
     /// Appends events and returns once they are on disk. Events whose client id is already
@@ -135,106 +188,59 @@ impl EventLog {
         tenant: &str,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Appended>, LogError> {
-        let outcomes = self.write(tenant, events)?;
-        self.commit.wait_durable().await?;
-        Ok(outcomes)
-    }
-
-    fn write(&self, tenant: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>, LogError> {
-        let log = self.tenant_log(tenant)?;
-        // Encode before taking the lock: the stored value does not contain the seq, so the
-        // lock only covers the idempotency check, seq assignment and the batch write.
-        let encoded = events
+        // Encode before taking the buffer lock: the lock covers only seq assignment, the
+        // idempotency check and copying the records.
+        let prepared = events
             .into_iter()
             .map(|event| {
-                let stored = StoredEvent {
-                    id: event.id,
-                    event_type: event.event_type,
-                    published_at: event.published_at,
-                    received_at: event.received_at,
-                    payload: event.payload,
-                };
-                Ok((codec_encode(&stored)?, stored, event.client_supplied_id))
+                let client_supplied_id = event.client_supplied_id;
+                Prepared::new(
+                    StoredEvent {
+                        id: event.id,
+                        event_type: event.event_type,
+                        published_at: event.published_at,
+                        received_at: event.received_at,
+                        payload: event.payload,
+                    },
+                    client_supplied_id,
+                )
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut next_seq = log.next_seq.lock().expect("append lock");
-        let mut batch = sled::Batch::default();
-        let mut outcomes = Vec::with_capacity(encoded.len());
-        let mut in_batch: HashMap<String, u64> = HashMap::new();
-        for (value, stored, client_supplied_id) in encoded {
-            if client_supplied_id {
-                let existing = match in_batch.get(&stored.id) {
-                    Some(seq) => Some(*seq),
-                    None => self
-                        .tree
-                        .get(keys::id(tenant, &stored.id))?
-                        .map(|v| keys::decode_seq(&v)),
-                };
-                if let Some(seq) = existing {
-                    outcomes.push(Appended {
-                        id: stored.id,
-                        seq,
-                        duplicate: true,
-                    });
-                    continue;
-                }
-            }
-            let seq = *next_seq;
-            *next_seq += 1;
-            batch.insert(keys::event(tenant, seq), value);
-            batch.insert(keys::id(tenant, &stored.id), &seq.to_be_bytes());
-            batch.insert(
-                keys::by_type(tenant, &stored.event_type, stored.published_at, seq),
-                &[],
-            );
-            if client_supplied_id {
-                in_batch.insert(stored.id.clone(), seq);
-            }
-            outcomes.push(Appended {
-                id: stored.id,
-                seq,
-                duplicate: false,
-            });
-        }
-        self.tree.apply_batch(batch)?;
-        log.inserted.store(*next_seq - 1, Ordering::Release);
+            .collect();
+        let outcomes = self.wal.append(tenant, prepared)?;
+        self.appends.wait_durable().await?;
         Ok(outcomes)
-    }
-
-    fn tenant_log(&self, tenant: &str) -> Result<Arc<TenantLog>, LogError> {
-        if let Some(log) = self.registry.tenants.read().expect("registry").get(tenant) {
-            return Ok(log.clone());
-        }
-        let mut tenants = self.registry.tenants.write().expect("registry");
-        if let Some(log) = tenants.get(tenant) {
-            return Ok(log.clone());
-        }
-        // Everything sled has after a restart is on disk, so the last stored seq is durable.
-        let last = match self
-            .tree
-            .scan_prefix(keys::events_prefix(tenant))
-            .next_back()
-        {
-            Some(entry) => keys::seq_of_event_key(&entry?.0),
-            None => 0,
-        };
-        let log = Arc::new(TenantLog {
-            next_seq: Mutex::new(last + 1),
-            inserted: AtomicU64::new(last),
-            durable: AtomicU64::new(last),
-        });
-        tenants.insert(tenant.to_string(), log.clone());
-        Ok(log)
     }
 
     /// Highest sequence number of `tenant` that is on disk (0: none).
     pub fn durable_seq(&self, tenant: &str) -> Result<u64, LogError> {
-        Ok(self.tenant_log(tenant)?.durable.load(Ordering::Acquire))
+        Ok(self
+            .wal
+            .watermarks
+            .of(&self.index, tenant)?
+            .load(Ordering::Acquire))
     }
 
-    /// Bumps after every successful flush; delivery waits on it for new events.
+    /// Bumps after every append round; delivery waits on it for new events.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.commit.subscribe()
+        self.appends.subscribe()
+    }
+
+    /// The event an index entry points at; `None` if retention removed its segment.
+    fn read(&self, tenant: &str, seq: u64, extent: &[u8]) -> Result<Option<StoredEvent>, LogError> {
+        let extent = Extent::decode(extent).ok_or_else(|| {
+            LogError::Corrupt(format!("index entry of {tenant}/{seq} is malformed"))
+        })?;
+        let Some(bytes) = self.segments.read(extent)? else {
+            return Ok(None);
+        };
+        let decoded = record::decode(&bytes).map_err(|e| LogError::Record(extent, e))?;
+        if decoded.tenant != tenant || decoded.seq != seq {
+            return Err(LogError::Corrupt(format!(
+                "index entry of {tenant}/{seq} points at {}/{}",
+                decoded.tenant, decoded.seq
+            )));
+        }
+        Ok(Some(decoded.event))
     }
 
     /// Durable events with seq > `after`, in order, at most `limit`.
@@ -250,16 +256,19 @@ impl EventLog {
             return Ok(out);
         }
         let range = keys::event(tenant, after + 1)..=keys::event(tenant, durable);
-        for entry in self.tree.range(range).take(limit) {
-            let (key, value) = entry?;
-            out.push((keys::seq_of_event_key(&key), codec_decode(&value)?));
+        for entry in self.index.range(range).take(limit) {
+            let (key, extent) = entry?;
+            let seq = keys::seq_of_event_key(&key);
+            if let Some(event) = self.read(tenant, seq, &extent)? {
+                out.push((seq, event));
+            }
         }
         Ok(out)
     }
 
     pub fn event_by_seq(&self, tenant: &str, seq: u64) -> Result<Option<StoredEvent>, LogError> {
-        match self.tree.get(keys::event(tenant, seq))? {
-            Some(value) => Ok(Some(codec_decode(&value)?)),
+        match self.index.get(keys::event(tenant, seq))? {
+            Some(extent) => self.read(tenant, seq, &extent),
             None => Ok(None),
         }
     }
@@ -269,7 +278,7 @@ impl EventLog {
         tenant: &str,
         id: &str,
     ) -> Result<Option<(u64, StoredEvent)>, LogError> {
-        let Some(seq) = self.tree.get(keys::id(tenant, id))? else {
+        let Some(seq) = self.index.get(keys::id(tenant, id))? else {
             return Ok(None);
         };
         let seq = keys::decode_seq(&seq);
@@ -295,7 +304,7 @@ impl EventLog {
         let end = index_key(to, u64::MAX);
         let mut events = Vec::new();
         let mut last = None;
-        for entry in self.tree.range(start..=end) {
+        for entry in self.index.range(start..=end) {
             let (key, _) = entry?;
             let (published, seq) = keys::position_of_index_key(&key);
             if events.len() == limit {
@@ -321,21 +330,27 @@ impl EventLog {
     ) -> Result<Vec<(u64, StoredEvent)>, LogError> {
         let mut old = Vec::new();
         for entry in self
-            .tree
+            .index
             .scan_prefix(keys::events_prefix(tenant))
             .take(limit)
         {
-            let (key, value) = entry?;
-            let event: StoredEvent = codec_decode(&value)?;
+            let (key, extent) = entry?;
+            let seq = keys::seq_of_event_key(&key);
+            let Some(event) = self.read(tenant, seq, &extent)? else {
+                // Its segment is gone already: only the index entry is left to remove.
+                self.index.remove(&key)?;
+                continue;
+            };
             if event.received_at >= cutoff {
                 break;
             }
-            old.push((keys::seq_of_event_key(&key), event));
+            old.push((seq, event));
         }
         Ok(old)
     }
 
-    /// Removes one event and its index entries (retention).
+    /// Removes one event's index entries (retention). Its bytes go with its segment file
+    /// (`remove_segments_before`).
     pub fn remove(&self, tenant: &str, seq: u64, event: &StoredEvent) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         batch.remove(keys::event(tenant, seq));
@@ -346,12 +361,72 @@ impl EventLog {
             event.published_at,
             seq,
         ));
-        self.tree.apply_batch(batch)?;
+        self.index.apply_batch(batch)?;
         Ok(())
     }
 
-    /// Stops the group committer after a last flush (graceful shutdown).
-    pub fn shutdown(&self) {
-        self.commit.shutdown();
+    /// Deletes segment files last written before `cutoff` (every event in them is older)
+    /// that recovery no longer needs; returns how many went.
+    pub fn remove_segments_before(&self, cutoff: EpochMillis) -> Result<usize, LogError> {
+        let cutoff = SystemTime::UNIX_EPOCH + Duration::from_millis(cutoff.max(0) as u64);
+        let keep_from = self.checkpointed.lock().expect("checkpointed").segment;
+        Ok(self.segments.remove_older_than(keep_from, cutoff)?)
     }
+
+    /// Stops both committers after a last round each, and checkpoints the index so the
+    /// next start re-indexes nothing (graceful shutdown).
+    pub fn shutdown(&self) {
+        self.appends.shutdown();
+        self.store.request();
+        self.store.shutdown();
+        let upto = self.wal.indexed_upto();
+        if let Err(error) = self
+            .index
+            .insert(CHECKPOINT_KEY, &upto.encode())
+            .and_then(|_| self.index.flush())
+        {
+            tracing::error!(%error, "final checkpoint of the event index failed");
+        }
+    }
+}
+
+/// Re-indexes every intact record after the durable checkpoint (index entries are
+/// idempotent), and returns where the next record goes: always a fresh segment, so a torn
+/// tail of the last one is never appended to.
+fn recover(segments: &Segments, index: &sled::Tree) -> Result<Position, LogError> {
+    let checkpoint = index
+        .get(CHECKPOINT_KEY)?
+        .and_then(|v| Position::decode(&v))
+        .unwrap_or_default();
+    let existing = segments.list()?;
+    let mut reindexed = 0usize;
+    for &segment in existing.iter().filter(|s| **s >= checkpoint.segment) {
+        let from = if segment == checkpoint.segment {
+            checkpoint.offset
+        } else {
+            0
+        };
+        let mut batch = sled::Batch::default();
+        segments.scan(segment, from, |extent, decoded| {
+            let (tenant, seq, event) = (&decoded.tenant, decoded.seq, &decoded.event);
+            batch.insert(keys::event(tenant, seq), &extent.encode());
+            batch.insert(keys::id(tenant, &event.id), &seq.to_be_bytes());
+            batch.insert(
+                keys::by_type(tenant, &event.event_type, event.published_at, seq),
+                &[],
+            );
+            reindexed += 1;
+        })?;
+        index.apply_batch(batch)?;
+    }
+    if reindexed > 0 {
+        tracing::info!(
+            reindexed,
+            "event log: re-indexed records written after the last checkpoint"
+        );
+    }
+    Ok(Position {
+        segment: existing.last().map_or(1, |last| last + 1),
+        offset: 0,
+    })
 }
