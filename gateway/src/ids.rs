@@ -23,6 +23,22 @@ pub fn generate(prefix: &str) -> String {
     )
 }
 
+/// The id of an event ingested without one: a ULID (time-ordered, unique even if a data
+/// directory is ever reset) followed by the event's seq in hex, so the log finds the event
+/// by its id without an index entry (`seq_of_event_id`).
+pub fn generate_event_id(seq: u64) -> String {
+    format!("{}{seq:x}", generate("evt"))
+}
+
+/// The seq inside an id made by `generate_event_id`.
+pub fn seq_of_event_id(id: &str) -> Option<u64> {
+    let hex = id.strip_prefix("evt_")?.get(26..)?;
+    if hex.is_empty() || hex.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
 /// A random url-safe token of `bytes` bytes of entropy (hex encoded).
 pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -52,5 +68,21 @@ mod tests {
         assert!(a.starts_with("evt_"));
         assert_ne!(a, b);
         assert!(!is_client_id(&a));
+    }
+
+    #[test]
+    fn generated_event_ids_carry_their_seq() {
+        for seq in [1, 255, u64::MAX] {
+            let id = generate_event_id(seq);
+            assert!(id.len() <= MAX_ID_LEN && !is_client_id(&id), "{id}");
+            assert_eq!(seq_of_event_id(&id), Some(seq));
+        }
+        assert_eq!(
+            seq_of_event_id(&generate("evt")),
+            None,
+            "a plain id has none"
+        );
+        assert_eq!(seq_of_event_id("evt_x"), None);
+        assert_eq!(seq_of_event_id("order-1"), None);
     }
 }

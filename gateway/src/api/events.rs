@@ -183,13 +183,8 @@ fn prepare(
             return Err(error);
         }
     }
-    let (id, client_supplied_id) = match event.id {
-        Some(id) => (id, true),
-        None => (ids::generate("evt"), false),
-    };
     Ok(NewEvent {
-        id,
-        client_supplied_id,
+        id: event.id,
         event_type: event.event_type,
         published_at,
         received_at,

@@ -19,6 +19,7 @@ mod segments;
 mod wal;
 
 use std::{
+    collections::HashMap,
     path::Path,
     sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant, SystemTime},
@@ -34,7 +35,7 @@ use self::{
     segments::{Extent, Position, Segments},
     wal::{Prepared, Wal},
 };
-use crate::{iso::EpochMillis, store::StoreError};
+use crate::{ids, iso::EpochMillis, store::StoreError};
 
 /// One event as stored in the log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,9 +49,8 @@ pub struct StoredEvent {
 
 /// An event the API validated and wants appended.
 pub struct NewEvent {
-    /// The client's id (idempotency key) or a generated one.
-    pub id: String,
-    pub client_supplied_id: bool,
+    /// The client's id (idempotency key); without one the log generates an id.
+    pub id: Option<String>,
     pub event_type: String,
     pub published_at: EpochMillis,
     pub received_at: EpochMillis,
@@ -192,18 +192,16 @@ impl EventLog {
         // idempotency check and copying the records.
         let prepared = events
             .into_iter()
-            .map(|event| {
-                let client_supplied_id = event.client_supplied_id;
-                Prepared::new(
-                    StoredEvent {
-                        id: event.id,
-                        event_type: event.event_type,
-                        published_at: event.published_at,
-                        received_at: event.received_at,
-                        payload: event.payload,
-                    },
-                    client_supplied_id,
-                )
+            .map(|event| Prepared {
+                encoded: record::EncodedEvent::new(
+                    &event.event_type,
+                    event.published_at,
+                    event.received_at,
+                    &event.payload,
+                ),
+                client_id: event.id,
+                event_type: event.event_type,
+                published_at: event.published_at,
             })
             .collect();
         let outcomes = self.wal.append(tenant, prepared)?;
@@ -225,11 +223,13 @@ impl EventLog {
         self.appends.subscribe()
     }
 
-    /// The event an index entry points at; `None` if retention removed its segment.
-    fn read(&self, tenant: &str, seq: u64, extent: &[u8]) -> Result<Option<StoredEvent>, LogError> {
-        let extent = Extent::decode(extent).ok_or_else(|| {
-            LogError::Corrupt(format!("index entry of {tenant}/{seq} is malformed"))
-        })?;
+    /// The event a run entry points at; `None` if retention removed its segment.
+    fn read(
+        &self,
+        tenant: &str,
+        seq: u64,
+        extent: Extent,
+    ) -> Result<Option<StoredEvent>, LogError> {
         let Some(bytes) = self.segments.read(extent)? else {
             return Ok(None);
         };
@@ -241,6 +241,16 @@ impl EventLog {
             )));
         }
         Ok(Some(decoded.event))
+    }
+
+    /// Where the record of `seq` is: found in the run entry at or before it.
+    fn extent_of(&self, tenant: &str, seq: u64) -> Result<Option<Extent>, LogError> {
+        let runs = keys::events_prefix(tenant)..=keys::event(tenant, seq);
+        let Some(entry) = self.index.range(runs).next_back() else {
+            return Ok(None);
+        };
+        let (key, run) = entry?;
+        Ok(Extent::nth(&run, seq - keys::seq_of_event_key(&key)))
     }
 
     /// Durable events with seq > `after`, in order, at most `limit`.
@@ -255,20 +265,43 @@ impl EventLog {
         if after >= durable {
             return Ok(out);
         }
-        let range = keys::event(tenant, after + 1)..=keys::event(tenant, durable);
-        for entry in self.index.range(range).take(limit) {
-            let (key, extent) = entry?;
-            let seq = keys::seq_of_event_key(&key);
-            if let Some(event) = self.read(tenant, seq, &extent)? {
-                out.push((seq, event));
+        // Start at the run holding `after + 1`, which may begin before it.
+        let first = match self
+            .index
+            .range(keys::events_prefix(tenant)..=keys::event(tenant, after + 1))
+            .next_back()
+        {
+            Some(entry) => keys::seq_of_event_key(&entry?.0),
+            None => after + 1,
+        };
+        let mut next = after + 1;
+        for entry in self
+            .index
+            .range(keys::event(tenant, first)..=keys::event(tenant, durable))
+        {
+            let (key, run) = entry?;
+            let run_first = keys::seq_of_event_key(&key);
+            // Runs rebuilt by recovery may overlap older ones; each seq is read once.
+            for seq in next.max(run_first)..run_first + Extent::count(&run) {
+                if seq > durable || out.len() == limit {
+                    return Ok(out);
+                }
+                let extent = Extent::nth(&run, seq - run_first).expect("seq inside its run");
+                if let Some(event) = self.read(tenant, seq, extent)? {
+                    out.push((seq, event));
+                }
+                next = seq + 1;
             }
         }
         Ok(out)
     }
 
     pub fn event_by_seq(&self, tenant: &str, seq: u64) -> Result<Option<StoredEvent>, LogError> {
-        match self.index.get(keys::event(tenant, seq))? {
-            Some(extent) => self.read(tenant, seq, &extent),
+        if seq == 0 || seq > self.durable_seq(tenant)? {
+            return Ok(None);
+        }
+        match self.extent_of(tenant, seq)? {
+            Some(extent) => self.read(tenant, seq, extent),
             None => Ok(None),
         }
     }
@@ -278,11 +311,18 @@ impl EventLog {
         tenant: &str,
         id: &str,
     ) -> Result<Option<(u64, StoredEvent)>, LogError> {
-        let Some(seq) = self.index.get(keys::id(tenant, id))? else {
-            return Ok(None);
+        let seq = match ids::seq_of_event_id(id) {
+            Some(seq) => seq,
+            None => match self.index.get(keys::id(tenant, id))? {
+                Some(seq) => keys::decode_seq(&seq),
+                None => return Ok(None),
+            },
         };
-        let seq = keys::decode_seq(&seq);
-        Ok(self.event_by_seq(tenant, seq)?.map(|e| (seq, e)))
+        // A generated id names its seq; the event there must also carry that id.
+        Ok(self
+            .event_by_seq(tenant, seq)?
+            .filter(|event| event.id == id)
+            .map(|event| (seq, event)))
     }
 
     /// Events of one type published in `[from, to]`, oldest first. `after` is the opaque
@@ -321,7 +361,8 @@ impl EventLog {
         Ok(TimePage { events, next: None })
     }
 
-    /// The oldest events of a tenant received before `cutoff`, at most `limit`.
+    /// The oldest events of a tenant received before `cutoff`: whole runs (their index
+    /// entries go together), as long as they total at most `limit` (at least one run).
     pub fn oldest_before(
         &self,
         tenant: &str,
@@ -329,27 +370,36 @@ impl EventLog {
         limit: usize,
     ) -> Result<Vec<(u64, StoredEvent)>, LogError> {
         let mut old = Vec::new();
-        for entry in self
-            .index
-            .scan_prefix(keys::events_prefix(tenant))
-            .take(limit)
-        {
-            let (key, extent) = entry?;
-            let seq = keys::seq_of_event_key(&key);
-            let Some(event) = self.read(tenant, seq, &extent)? else {
+        for entry in self.index.scan_prefix(keys::events_prefix(tenant)) {
+            let (key, run) = entry?;
+            let first = keys::seq_of_event_key(&key);
+            let count = Extent::count(&run);
+            if !old.is_empty() && old.len() + count as usize > limit {
+                break;
+            }
+            let mut events = Vec::with_capacity(count as usize);
+            for n in 0..count {
+                let extent = Extent::nth(&run, n).expect("n inside the run");
+                if let Some(event) = self.read(tenant, first + n, extent)? {
+                    events.push((first + n, event));
+                }
+            }
+            // A run goes only when all of it is expired (its last event is the newest).
+            if events.last().is_some_and(|(_, e)| e.received_at >= cutoff) {
+                break;
+            }
+            if events.is_empty() {
                 // Its segment is gone already: only the index entry is left to remove.
                 self.index.remove(&key)?;
                 continue;
-            };
-            if event.received_at >= cutoff {
-                break;
             }
-            old.push((seq, event));
+            old.extend(events);
         }
         Ok(old)
     }
 
-    /// Removes one event's index entries (retention). Its bytes go with its segment file
+    /// Removes one event's index entries (retention); call it for every event of the runs
+    /// `oldest_before` returned. Its bytes go with its segment file
     /// (`remove_segments_before`).
     pub fn remove(&self, tenant: &str, seq: u64, event: &StoredEvent) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
@@ -407,16 +457,43 @@ fn recover(segments: &Segments, index: &sled::Tree) -> Result<Position, LogError
             0
         };
         let mut batch = sled::Batch::default();
+        // Consecutive seqs of a tenant become one run; the first seq of each tenant seen
+        // here replaces whatever runs the index kept from there on.
+        let mut runs: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
         segments.scan(segment, from, |extent, decoded| {
             let (tenant, seq, event) = (&decoded.tenant, decoded.seq, &decoded.event);
-            batch.insert(keys::event(tenant, seq), &extent.encode());
-            batch.insert(keys::id(tenant, &event.id), &seq.to_be_bytes());
+            if ids::seq_of_event_id(&event.id).is_none() {
+                batch.insert(keys::id(tenant, &event.id), &seq.to_be_bytes());
+            }
             batch.insert(
                 keys::by_type(tenant, &event.event_type, event.published_at, seq),
                 &[],
             );
+            let run = runs.entry(tenant.clone()).or_insert_with(|| {
+                for stale in index
+                    .range(keys::event(tenant, seq)..keys::event(tenant, u64::MAX))
+                    .keys()
+                    .flatten()
+                {
+                    batch.remove(stale);
+                }
+                (seq, Vec::new())
+            });
+            let (first, extents) = run;
+            if *first + Extent::count(extents) != seq || Extent::count(extents) as usize >= 256 {
+                if !extents.is_empty() {
+                    batch.insert(keys::event(tenant, *first), std::mem::take(extents));
+                }
+                *first = seq;
+            }
+            extents.extend_from_slice(&extent.encode());
             reindexed += 1;
         })?;
+        for (tenant, (first, extents)) in runs {
+            if !extents.is_empty() {
+                batch.insert(keys::event(&tenant, first), extents);
+            }
+        }
         index.apply_batch(batch)?;
     }
     if reindexed > 0 {
@@ -429,4 +506,102 @@ fn recover(segments: &Segments, index: &sled::Tree) -> Result<Position, LogError
         segment: existing.last().map_or(1, |last| last + 1),
         offset: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64, client_id: bool) -> NewEvent {
+        NewEvent {
+            id: client_id.then(|| format!("order-{n}")),
+            event_type: if n.is_multiple_of(2) { "even" } else { "odd" }.into(),
+            published_at: 1_000 + n as i64,
+            received_at: 1_000 + n as i64,
+            payload: RawValue::from_string(format!(r#"{{"n":{n}}}"#)).unwrap(),
+        }
+    }
+
+    fn open(db: &sled::Db, dir: &Path) -> EventLog {
+        EventLog::open(db, db.open_tree("index").unwrap(), &dir.join("segments")).unwrap()
+    }
+
+    /// Reads the whole log of `tenant` the way a webhook cursor does, in small pages.
+    fn read_all(log: &EventLog, tenant: &str) -> Vec<u64> {
+        let (mut seqs, mut after) = (Vec::new(), 0);
+        loop {
+            let page = log.read_after(tenant, after, 100).unwrap();
+            let Some((last, _)) = page.last() else {
+                return seqs;
+            };
+            after = *last;
+            seqs.extend(page.iter().map(|(seq, event)| {
+                let n: serde_json::Value = serde_json::from_str(event.payload.get()).unwrap();
+                assert_eq!(
+                    n["n"].as_u64().unwrap() + 1,
+                    *seq,
+                    "seq {seq} reads its own event"
+                );
+                *seq
+            }));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_index_is_rebuilt_from_the_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join("db"))
+            .open()
+            .unwrap();
+        let log = open(&db, dir.path());
+        // 700 events in batches larger than a run, some with client ids.
+        let mut ids = Vec::new();
+        for batch in 0..2 {
+            let events = (batch * 350..(batch + 1) * 350).map(|n| event(n, n.is_multiple_of(7)));
+            let appended = log.append("acme", events.collect()).await.unwrap();
+            ids.extend(appended.into_iter().map(|a| (a.seq, a.id)));
+        }
+        log.append("other", vec![event(0, false)]).await.unwrap();
+        let expected: Vec<u64> = (1..=700).collect();
+        assert_eq!(read_all(&log, "acme"), expected);
+        log.shutdown();
+        drop(log);
+
+        // As if the crash came before sled kept any of the index: it is rebuilt whole.
+        db.drop_tree("index").unwrap();
+        let log = open(&db, dir.path());
+        assert_eq!(log.durable_seq("acme").unwrap(), 700);
+        assert_eq!(read_all(&log, "acme"), expected);
+        assert_eq!(read_all(&log, "other"), vec![1]);
+        for (seq, id) in &ids {
+            let (found, event) = log.event_by_id("acme", id).unwrap().expect(id);
+            assert_eq!((found, event.id.as_str()), (*seq, id.as_str()));
+        }
+        assert!(
+            log.event_by_id("other", &ids[1].1).unwrap().is_none(),
+            "ids are per tenant"
+        );
+        let odd = log.by_time("acme", "odd", 0, i64::MAX, None, 1000).unwrap();
+        assert_eq!(odd.events.len(), 350);
+
+        // Re-indexing over an index that has part of it (a stale checkpoint) makes
+        // overlapping runs; every event is still read exactly once.
+        log.index
+            .insert(CHECKPOINT_KEY, &Position::default().encode())
+            .unwrap();
+        log.shutdown();
+        log.index
+            .insert(CHECKPOINT_KEY, &Position::default().encode())
+            .unwrap();
+        drop(log);
+        let log = open(&db, dir.path());
+        assert_eq!(read_all(&log, "acme"), expected);
+        let appended = log.append("acme", vec![event(700, false)]).await.unwrap();
+        assert_eq!(appended[0].seq, 701, "seqs continue after recovery");
+        assert!(
+            log.append("acme", vec![event(7, true)]).await.unwrap()[0].duplicate,
+            "client ids stay idempotent after recovery"
+        );
+    }
 }

@@ -16,38 +16,42 @@ use super::StoredEvent;
 
 pub const HEADER_LEN: usize = 8;
 
-/// An event encoded without its tenant and seq, so it can be built before the append lock.
+/// An event encoded without its tenant, seq and id (a generated id contains the seq), so
+/// the bulk of the work happens before the append lock.
 pub struct EncodedEvent {
-    /// `id_len | id | type_len | type | published | received | payload`.
+    /// `type_len | type | published | received | payload`.
     tail: Vec<u8>,
 }
 
 impl EncodedEvent {
-    pub fn new(event: &StoredEvent) -> EncodedEvent {
-        let payload = event.payload.get().as_bytes();
-        let mut tail = Vec::with_capacity(
-            2 + event.id.len() + 2 + event.event_type.len() + 16 + payload.len(),
-        );
-        put_str16(&mut tail, &event.id);
-        put_str16(&mut tail, &event.event_type);
-        tail.extend_from_slice(&event.published_at.to_le_bytes());
-        tail.extend_from_slice(&event.received_at.to_le_bytes());
+    pub fn new(
+        event_type: &str,
+        published_at: i64,
+        received_at: i64,
+        payload: &RawValue,
+    ) -> EncodedEvent {
+        let payload = payload.get().as_bytes();
+        let mut tail = Vec::with_capacity(2 + event_type.len() + 16 + payload.len());
+        put_str16(&mut tail, event_type);
+        tail.extend_from_slice(&published_at.to_le_bytes());
+        tail.extend_from_slice(&received_at.to_le_bytes());
         tail.extend_from_slice(payload);
         EncodedEvent { tail }
     }
 
-    /// Length of the whole record for `tenant`.
-    pub fn record_len(&self, tenant: &str) -> usize {
-        HEADER_LEN + 1 + tenant.len() + 8 + self.tail.len()
+    /// Length of the whole record.
+    pub fn record_len(&self, tenant: &str, id: &str) -> usize {
+        HEADER_LEN + 1 + tenant.len() + 8 + 2 + id.len() + self.tail.len()
     }
 
     /// Appends the record (header included) to `out`.
-    pub fn write_record(&self, tenant: &str, seq: u64, out: &mut Vec<u8>) {
+    pub fn write_record(&self, tenant: &str, seq: u64, id: &str, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0; HEADER_LEN]);
         out.push(tenant.len() as u8);
         out.extend_from_slice(tenant.as_bytes());
         out.extend_from_slice(&seq.to_le_bytes());
+        put_str16(out, id);
         out.extend_from_slice(&self.tail);
         let body = &out[start + HEADER_LEN..];
         let len = (body.len() as u32).to_le_bytes();
@@ -154,22 +158,17 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn event() -> StoredEvent {
-        StoredEvent {
-            id: "evt_1".into(),
-            event_type: "order.created".into(),
-            published_at: -5,
-            received_at: 1_700_000_000_000,
-            payload: RawValue::from_string(r#"{"a":[1,2,{"b":"ü"}]}"#.into()).unwrap(),
-        }
+    fn event() -> EncodedEvent {
+        let payload = RawValue::from_string(r#"{"a":[1,2,{"b":"ü"}]}"#.into()).unwrap();
+        EncodedEvent::new("order.created", -5, 1_700_000_000_000, &payload)
     }
 
     #[test]
     fn a_record_round_trips_with_tenant_and_seq() {
-        let encoded = EncodedEvent::new(&event());
+        let encoded = event();
         let mut out = vec![9, 9]; // records are appended after whatever is there
-        encoded.write_record("acme", 42, &mut out);
-        assert_eq!(out.len() - 2, encoded.record_len("acme"));
+        encoded.write_record("acme", 42, "evt_1", &mut out);
+        assert_eq!(out.len() - 2, encoded.record_len("acme", "evt_1"));
         let decoded = decode(&out[2..]).unwrap();
         assert_eq!((decoded.tenant.as_str(), decoded.seq), ("acme", 42));
         assert_eq!(decoded.event.id, "evt_1");
@@ -182,7 +181,7 @@ mod tests {
     #[test]
     fn torn_and_corrupt_records_are_refused() {
         let mut out = Vec::new();
-        EncodedEvent::new(&event()).write_record("acme", 1, &mut out);
+        event().write_record("acme", 1, "evt_1", &mut out);
         assert!(matches!(
             decode(&out[..out.len() - 1]),
             Err(RecordError::Truncated)

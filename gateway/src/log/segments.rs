@@ -32,6 +32,20 @@ pub struct Extent {
 }
 
 impl Extent {
+    /// Encoded size; a run index entry is a sequence of these.
+    pub const LEN: usize = 20;
+
+    /// How many extents an encoded run holds.
+    pub fn count(run: &[u8]) -> u64 {
+        (run.len() / Self::LEN) as u64
+    }
+
+    /// The `n`th extent of an encoded run.
+    pub fn nth(run: &[u8], n: u64) -> Option<Extent> {
+        let start = usize::try_from(n).ok()?.checked_mul(Self::LEN)?;
+        Self::decode(run.get(start..start + Self::LEN)?)
+    }
+
     pub fn encode(&self) -> [u8; 20] {
         let mut out = [0; 20];
         out[..8].copy_from_slice(&self.at.segment.to_be_bytes());
@@ -246,18 +260,17 @@ impl SegmentWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{StoredEvent, record::EncodedEvent};
+    use crate::log::record::EncodedEvent;
 
     fn record(seq: u64) -> Vec<u8> {
-        let event = StoredEvent {
-            id: format!("evt_{seq}"),
-            event_type: "t".into(),
-            published_at: 1,
-            received_at: 2,
-            payload: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
-        };
+        let payload = serde_json::value::RawValue::from_string("{}".into()).unwrap();
         let mut out = Vec::new();
-        EncodedEvent::new(&event).write_record("acme", seq, &mut out);
+        EncodedEvent::new("t", 1, 2, &payload).write_record(
+            "acme",
+            seq,
+            &format!("e{seq}"),
+            &mut out,
+        );
         out
     }
 

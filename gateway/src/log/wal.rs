@@ -17,11 +17,11 @@ use std::{
 };
 
 use super::{
-    Appended, LogError, StoredEvent, keys,
+    Appended, LogError, keys,
     record::EncodedEvent,
     segments::{Extent, Position, SegmentWriter},
 };
-use crate::store::StoreError;
+use crate::{ids, store::StoreError};
 
 /// A segment is closed and a new one started past this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -51,7 +51,10 @@ impl Watermarks {
 fn last_indexed_seq(index: &sled::Tree, tenant: &str) -> Result<u64, LogError> {
     Ok(
         match index.scan_prefix(keys::events_prefix(tenant)).next_back() {
-            Some(entry) => keys::seq_of_event_key(&entry?.0),
+            Some(entry) => {
+                let (key, extents) = entry?;
+                keys::seq_of_event_key(&key) + Extent::count(&extents).saturating_sub(1)
+            }
             None => 0,
         },
     )
@@ -71,9 +74,20 @@ struct Chunk {
     bytes: Vec<u8>,
 }
 
+/// Extents of consecutive seqs of one tenant: one index entry for up to `RUN_MAX` events.
+struct Run {
+    first_seq: u64,
+    extents: Vec<u8>,
+}
+
+/// Events per run index entry; bounds the value a point lookup reads.
+const RUN_MAX: usize = 256;
+
 #[derive(Default)]
 struct Buffer {
     tenants: HashMap<String, TenantAppend>,
+    /// The open run of each tenant in this round.
+    runs: HashMap<String, Run>,
     chunks: Vec<Chunk>,
     /// Index entries of the buffered records, applied after they are synced.
     index: Vec<(Vec<u8>, Vec<u8>)>,
@@ -97,22 +111,10 @@ struct Round {
 /// An event ready to append: its encoded record and the fields the indexes need.
 pub struct Prepared {
     pub encoded: EncodedEvent,
-    pub id: String,
-    pub client_supplied_id: bool,
+    /// The client's id (idempotency key); `None` gets a generated id carrying the seq.
+    pub client_id: Option<String>,
     pub event_type: String,
     pub published_at: i64,
-}
-
-impl Prepared {
-    pub fn new(event: StoredEvent, client_supplied_id: bool) -> Prepared {
-        Prepared {
-            encoded: EncodedEvent::new(&event),
-            id: event.id,
-            client_supplied_id,
-            event_type: event.event_type,
-            published_at: event.published_at,
-        }
-    }
 }
 
 pub(crate) struct Wal {
@@ -168,18 +170,18 @@ impl Wal {
         let state = buffer.tenants.get_mut(tenant).expect("tenant state");
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            if event.client_supplied_id {
-                let existing = match state.unindexed_ids.get(&event.id) {
+            if let Some(id) = &event.client_id {
+                let existing = match state.unindexed_ids.get(id) {
                     Some(seq) => Some(*seq),
                     None => self
                         .index
-                        .get(keys::id(tenant, &event.id))
+                        .get(keys::id(tenant, id))
                         .map_err(StoreError::from)?
                         .map(|v| keys::decode_seq(&v)),
                 };
                 if let Some(seq) = existing {
                     outcomes.push(Appended {
-                        id: event.id,
+                        id: id.clone(),
                         seq,
                         duplicate: true,
                     });
@@ -188,8 +190,22 @@ impl Wal {
             }
             let seq = state.next_seq;
             state.next_seq += 1;
+            let id = match event.client_id {
+                Some(id) => {
+                    // Only client ids need an index entry: a generated id carries its seq.
+                    state.unindexed_ids.insert(id.clone(), seq);
+                    buffer
+                        .settled_ids
+                        .push((tenant.to_string(), id.clone(), seq));
+                    buffer
+                        .index
+                        .push((keys::id(tenant, &id), seq.to_be_bytes().to_vec()));
+                    id
+                }
+                None => ids::generate_event_id(seq),
+            };
 
-            let len = event.encoded.record_len(tenant) as u64;
+            let len = event.encoded.record_len(tenant, &id) as u64;
             if buffer.next.offset > 0 && buffer.next.offset + len > SEGMENT_BYTES {
                 buffer.next = Position {
                     segment: buffer.next.segment + 1,
@@ -208,31 +224,37 @@ impl Wal {
                 }),
             }
             let chunk = buffer.chunks.last_mut().expect("chunk");
-            event.encoded.write_record(tenant, seq, &mut chunk.bytes);
+            event
+                .encoded
+                .write_record(tenant, seq, &id, &mut chunk.bytes);
             buffer.next.offset += len;
 
             let extent = Extent {
                 at,
                 len: len as u32,
             };
-            buffer
-                .index
-                .push((keys::event(tenant, seq), extent.encode().to_vec()));
-            buffer
-                .index
-                .push((keys::id(tenant, &event.id), seq.to_be_bytes().to_vec()));
+            let new_run = || Run {
+                first_seq: seq,
+                extents: Vec::with_capacity(16 * Extent::LEN),
+            };
+            let run = buffer
+                .runs
+                .entry(tenant.to_string())
+                .or_insert_with(new_run);
+            if run.extents.len() == RUN_MAX * Extent::LEN {
+                let full = std::mem::replace(run, new_run());
+                buffer
+                    .index
+                    .push((keys::event(tenant, full.first_seq), full.extents));
+            }
+            let run = buffer.runs.get_mut(tenant).expect("open run");
+            run.extents.extend_from_slice(&extent.encode());
             buffer.index.push((
                 keys::by_type(tenant, &event.event_type, event.published_at, seq),
                 Vec::new(),
             ));
-            if event.client_supplied_id {
-                state.unindexed_ids.insert(event.id.clone(), seq);
-                buffer
-                    .settled_ids
-                    .push((tenant.to_string(), event.id.clone(), seq));
-            }
             outcomes.push(Appended {
-                id: event.id,
+                id,
                 seq,
                 duplicate: false,
             });
@@ -250,6 +272,11 @@ impl Wal {
 
     fn take_round(&self) -> Round {
         let mut buffer = self.buffer.lock().expect("wal buffer");
+        for (tenant, run) in std::mem::take(&mut buffer.runs) {
+            buffer
+                .index
+                .push((keys::event(&tenant, run.first_seq), run.extents));
+        }
         Round {
             chunks: std::mem::take(&mut buffer.chunks),
             index: std::mem::take(&mut buffer.index),
