@@ -6,7 +6,7 @@
 //! hold the cursor back; retries do not (their record is already durable state).
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeSet, HashSet, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -34,8 +34,9 @@ use crate::{
     store::deliveries::{WebhookKeys, parse_due_key},
 };
 
-/// Events read from the log per batch.
-const READ_BATCH: usize = 256;
+/// Events read ahead from the log per batch. The look-ahead holds them until room frees
+/// up, so each event is read once however few slots `max_in_flight` leaves per pass.
+const READ_BATCH: usize = 64;
 
 pub enum Control {
     /// The configuration changed; the webhook keeps running.
@@ -75,6 +76,14 @@ pub struct Worker {
     keys: WebhookKeys,
     target: Arc<Target>,
     read_pos: u64,
+    /// Events after `read_pos` already read from the log, in order.
+    lookahead: VecDeque<(u64, StoredEvent)>,
+    /// Outcomes recorded since the last write: one sled batch per pass of the loop.
+    outcomes: sled::Batch,
+    /// Whether `outcomes` holds anything (sled batches cannot tell).
+    outcomes_pending: bool,
+    /// Replies to `send_now` callers, sent once their outcome is written.
+    replies: Vec<(oneshot::Sender<Result<Attempt, String>>, Attempt)>,
     saved_cursor: u64,
     first_in_flight: BTreeSet<u64>,
     in_flight: HashSet<u64>,
@@ -111,6 +120,10 @@ impl Worker {
             keys,
             target,
             read_pos: cursor,
+            lookahead: VecDeque::new(),
+            outcomes: sled::Batch::default(),
+            outcomes_pending: false,
+            replies: Vec::new(),
             saved_cursor: cursor,
             first_in_flight: BTreeSet::new(),
             in_flight: HashSet::new(),
@@ -129,6 +142,7 @@ impl Worker {
             while let Ok(done) = self.done_rx.try_recv() {
                 self.record(done).await;
             }
+            self.write_outcomes();
             if self.stopping && self.in_flight.is_empty() {
                 break;
             }
@@ -157,6 +171,7 @@ impl Worker {
                 _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
+        self.write_outcomes();
         self.checkpoint();
         if self.skipped_for_backlog > 0 {
             tracing::info!(webhook = %self.webhook.id, skipped = self.skipped_for_backlog, "events outside the backlog window were skipped");
@@ -176,6 +191,7 @@ impl Worker {
                 Some(done) => self.record(done).await,
                 None => break,
             }
+            self.write_outcomes();
         }
     }
 
@@ -281,48 +297,48 @@ impl Worker {
             if self.room() == 0 || (fifo && self.has_pending_retry()) {
                 return Ok(());
             }
-            let events = self
-                .state
-                .log
-                .read_after(&self.tenant, self.read_pos, READ_BATCH)
-                .map_err(|e| match e {
-                    crate::log::LogError::Store(s) => s,
-                    other => {
-                        crate::store::StoreError::Sled(sled::Error::Unsupported(other.to_string()))
-                    }
-                })?;
-            if events.is_empty() {
+            if self.lookahead.is_empty() {
+                let events = self
+                    .state
+                    .log
+                    .read_after(&self.tenant, self.read_pos, READ_BATCH)
+                    .map_err(|e| match e {
+                        crate::log::LogError::Store(s) => s,
+                        other => crate::store::StoreError::Sled(sled::Error::Unsupported(
+                            other.to_string(),
+                        )),
+                    })?;
+                if events.is_empty() {
+                    return Ok(());
+                }
+                self.lookahead.extend(events);
+            }
+            let (seq, event) = self.lookahead.pop_front().expect("refilled above");
+            // After a crash the saved cursor may be a little behind: events that already
+            // have a record were handled (or carry their own retry) and are not new.
+            if !self.takes(&event) || self.state.store.delivery(&self.keys, seq)?.is_some() {
+                self.read_pos = seq;
+                continue;
+            }
+            if let Some(reason) = self.filtered(&event) {
+                self.read_pos = seq;
+                self.write_filtered(seq, &event, reason)?;
+                continue;
+            }
+            if !first_delay.is_zero() {
+                self.read_pos = seq;
+                self.schedule_first(seq, &event, first_delay)?;
+                continue;
+            }
+            if !self.take_rate_token() {
+                self.lookahead.push_front((seq, event));
                 return Ok(());
             }
-            for (seq, event) in events {
-                if self.room() == 0 || (fifo && self.has_pending_retry()) {
-                    return Ok(());
-                }
-                // After a crash the saved cursor may be a little behind: events that already
-                // have a record were handled (or carry their own retry) and are not new.
-                if !self.takes(&event) || self.state.store.delivery(&self.keys, seq)?.is_some() {
-                    self.read_pos = seq;
-                    continue;
-                }
-                if let Some(reason) = self.filtered(&event) {
-                    self.read_pos = seq;
-                    self.write_filtered(seq, &event, reason)?;
-                    continue;
-                }
-                if !first_delay.is_zero() {
-                    self.read_pos = seq;
-                    self.schedule_first(seq, &event, first_delay)?;
-                    continue;
-                }
-                if !self.take_rate_token() {
-                    return Ok(());
-                }
-                self.read_pos = seq;
-                self.stats.events += 1;
-                self.stats.last_event_at = Some(now_millis());
-                let delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
-                self.launch(delivery, &event, true, None);
-            }
+            self.read_pos = seq;
+            self.stats.events += 1;
+            self.stats.last_event_at = Some(now_millis());
+            let delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
+            self.launch(delivery, &event, true, None);
         }
     }
 
@@ -505,7 +521,9 @@ impl Worker {
         };
         let now = now_millis();
         let attempt = sent.attempt;
-        let mut batch = sled::Batch::default();
+        // Written with the other outcomes of this pass (`write_outcomes`).
+        let mut batch = std::mem::take(&mut self.outcomes);
+        self.outcomes_pending = true;
         if let Some(due) = delivery.next_attempt_at.take() {
             batch.remove(self.keys.due(due, seq));
         }
@@ -548,30 +566,19 @@ impl Worker {
         }
         self.stats.next_trigger_at = delivery.next_attempt_at;
         let attempt_key = self.keys.attempt(seq, delivery.runs);
-        let encoded = (
+        match (
             crate::store::codec_encode(&delivery),
             crate::store::codec_encode(&attempt),
-            crate::store::codec_encode(&self.stats),
-        );
-        let written = match encoded {
-            (Ok(d), Ok(a), Ok(s)) => {
+        ) {
+            (Ok(d), Ok(a)) => {
                 batch.insert(self.keys.delivery(seq), d);
                 batch.insert(attempt_key, a);
-                batch.insert(self.keys.stats(), s);
-                self.state
-                    .store
-                    .deliveries
-                    .apply_batch(batch)
-                    .map_err(|e| e.to_string())
             }
-            _ => Err("record encoding failed".to_string()),
-        };
-        self.state.delivery.mark_dirty();
-        if let Err(error) = &written {
-            tracing::error!(webhook = %self.webhook.id, %error, "could not record an attempt");
+            _ => tracing::error!(webhook = %self.webhook.id, "could not encode an attempt"),
         }
+        self.outcomes = batch;
         if let Some(reply) = reply {
-            let _ = reply.send(written.map(|()| attempt.clone()));
+            self.replies.push((reply, attempt.clone()));
         }
         if newly_failing {
             let reason = match (&attempt.status_code, &attempt.error) {
@@ -582,6 +589,33 @@ impl Worker {
             self.log("retry_triggered", Some(reason));
         }
         self.check_disable().await;
+    }
+
+    /// Writes the outcomes recorded since the last call, with the statistics, in one batch,
+    /// then answers the `send_now` callers among them.
+    fn write_outcomes(&mut self) {
+        if !self.outcomes_pending {
+            return;
+        }
+        self.outcomes_pending = false;
+        let mut batch = std::mem::take(&mut self.outcomes);
+        let written = crate::store::codec_encode(&self.stats)
+            .map_err(|e| e.to_string())
+            .and_then(|stats| {
+                batch.insert(self.keys.stats(), stats);
+                self.state
+                    .store
+                    .deliveries
+                    .apply_batch(batch)
+                    .map_err(|e| e.to_string())
+            });
+        self.state.delivery.mark_dirty();
+        if let Err(error) = &written {
+            tracing::error!(webhook = %self.webhook.id, %error, "could not record attempts");
+        }
+        for (reply, attempt) in self.replies.drain(..) {
+            let _ = reply.send(written.clone().map(|()| attempt));
+        }
     }
 
     /// A delivery that ends before any request: dropped by a filter plugin or failed by one.
