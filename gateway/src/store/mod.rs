@@ -26,6 +26,14 @@ pub enum StoreError {
     Secret(String),
 }
 
+/// sled's page cache, in bytes. sled counts the on-disk size of the cached pages, not their
+/// size in memory: with 1,000,000 events stored the process's RSS ran at this figure plus
+/// 110–135 MiB. Issue 3 caps RSS at 300 MiB with 1,000,000 pending deliveries
+/// (`bench/run-backlog.sh`, 1 KiB events, event bodies still in sled): 256 MiB peaked at
+/// 366 MiB, 128 MiB at 246 MiB, 64 MiB at 198 MiB. Ingest and the drain append and read
+/// forward, so 128 MiB cost no throughput against 256 MiB in those runs.
+pub const CACHE_CAPACITY_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Handles to every tree. Cloning is cheap (sled handles are reference counted).
 #[derive(Clone)]
 pub struct Store {
@@ -54,7 +62,7 @@ impl Store {
             // Durability comes from our own group commit (crate::log::commit); sled's
             // periodic background flush would only add fsyncs that nobody waits for.
             .flush_every_ms(None)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
             .open()?;
         Ok(Store {
             tenants: db.open_tree("tenants")?,
