@@ -15,21 +15,38 @@ pub trait Plugin {
     /// Default: keep everything.
     fn filter(config: &Config, event: &Event) -> Result<bool> {
         let _ = (config, event);
+        not_implemented();
         Ok(true)
     }
 
     /// Rewrite the event (body, headers, event type). Default: return it unchanged.
     fn transform(config: &Config, event: Event) -> Result<Event> {
         let _ = config;
+        not_implemented();
         Ok(event)
     }
 
     /// Headers to add to one delivery attempt. Default: none.
     fn authenticate(config: &Config, request: &OutgoingRequest) -> Result<Vec<Header>> {
         let _ = (config, request);
+        not_implemented();
         Ok(Vec::new())
     }
 }
+
+/// Tells Hookgate that the running hook is a default: it returns the neutral result
+/// whatever its input, so the gateway stops calling it for this plugin (this saves a
+/// sandbox per event for every hook an author did not write). The marker is part of the
+/// contract (`wit/plugin.wit`, `log`); the gateway does not keep it as a log line.
+fn not_implemented() {
+    crate::__private::bindings::hookgate::plugin::host::log(
+        crate::__private::bindings::hookgate::plugin::host::Level::Debug,
+        NOT_IMPLEMENTED_MARKER,
+    );
+}
+
+/// Must equal `hookgate_plugin_host::NOT_IMPLEMENTED_MARKER`.
+const NOT_IMPLEMENTED_MARKER: &str = "hookgate:hook-not-implemented";
 
 /// Adapts a [`Plugin`] to the generated `Guest` trait of the WIT `hooks` interface.
 #[doc(hidden)]

@@ -63,7 +63,20 @@ pub(crate) fn filter(
     ctx: CallContext,
 ) -> CallReport<bool> {
     let size = config.len() + event_size(event);
-    run(sb, plugin, Hook::Filter, size, ctx, (config, event), Ok)
+    let neutral = Neutral {
+        value: || true,
+        is: |keep: &bool| *keep,
+    };
+    run(
+        sb,
+        plugin,
+        Hook::Filter,
+        size,
+        ctx,
+        (config, event),
+        neutral,
+        Ok,
+    )
 }
 
 pub(crate) fn transform(
@@ -75,6 +88,10 @@ pub(crate) fn transform(
 ) -> CallReport<Event> {
     let size = config.len() + event_size(event);
     let limit = sb.config.max_output_bytes;
+    let neutral = Neutral {
+        value: || event.clone(),
+        is: |out: &Event| out == event,
+    };
     run(
         sb,
         plugin,
@@ -82,6 +99,7 @@ pub(crate) fn transform(
         size,
         ctx,
         (config, event),
+        neutral,
         |out: Event| {
             check_output_size(event_size(&out), limit)?;
             // A transform reshapes the event; it must not pass it off as another event or
@@ -120,6 +138,10 @@ pub(crate) fn authenticate(
         + headers_size(&request.headers)
         + request.body.len();
     let limit = sb.config.max_output_bytes;
+    let neutral = Neutral {
+        value: Vec::new,
+        is: |headers: &Vec<Header>| headers.is_empty(),
+    };
     run(
         sb,
         plugin,
@@ -127,6 +149,7 @@ pub(crate) fn authenticate(
         size,
         ctx,
         (config, request),
+        neutral,
         |headers: Vec<Header>| {
             check_output_size(headers_size(&headers), limit)?;
             check_headers(&headers)?;
@@ -135,8 +158,21 @@ pub(crate) fn authenticate(
     )
 }
 
+/// A hook's neutral result (keep, the event unchanged, no headers): `value` makes it, `is`
+/// recognizes it.
+struct Neutral<V, I> {
+    value: V,
+    is: I,
+}
+
 /// The common path of every hook: `Params` are the hook's arguments, the hook returns
 /// `result<T, string>`, and `check` vets a successful `T`.
+///
+/// A hook that says it is not implemented (it logs `NOT_IMPLEMENTED_MARKER`, as the SDK's
+/// defaults do) and returns the neutral result is remembered as neutral for this plugin,
+/// and from then on answered with that result without a sandbox. A hook cannot use this
+/// to change what it returns: skipped calls get exactly what it returned when it said so.
+#[allow(clippy::too_many_arguments)]
 fn run<Params, T>(
     sb: &Sandbox,
     plugin: &LoadedPlugin,
@@ -144,6 +180,7 @@ fn run<Params, T>(
     input_size: usize,
     ctx: CallContext,
     params: Params,
+    neutral: Neutral<impl FnOnce() -> T, impl Fn(&T) -> bool>,
     check: impl FnOnce(T) -> Result<T, PluginError>,
 ) -> CallReport<T>
 where
@@ -161,6 +198,15 @@ where
     let Some(export) = plugin.hooks[hook.index()] else {
         return CallReport::failed(PluginError::NotExported(hook), start.elapsed());
     };
+    if plugin.is_neutral(hook) {
+        return CallReport {
+            result: Ok((neutral.value)()),
+            logs: Vec::new(),
+            elapsed: start.elapsed(),
+            instantiate: Duration::ZERO,
+            fuel_used: None,
+        };
+    }
 
     let mut store = new_store(sb, ctx);
     let instance = match plugin.pre.instantiate(&mut store) {
@@ -178,7 +224,12 @@ where
         // a cached artifact.
         .map_err(|e| PluginError::Host(format!("{hook} has an unexpected signature: {e:#}")))
         .and_then(|func| match func.call(&mut store, params) {
-            Ok((Ok(value),)) => check(value),
+            Ok((Ok(value),)) => {
+                if store.data().not_implemented && (neutral.is)(&value) {
+                    plugin.set_neutral(hook);
+                }
+                check(value)
+            }
             Ok((Err(reason),)) => Err(plugin_reason(reason, sb.config.max_output_bytes)),
             Err(err) => Err(call_error(err, &store)),
         });

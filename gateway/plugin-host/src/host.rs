@@ -134,10 +134,17 @@ impl LogBuffer {
     }
 }
 
+/// What a hook logs (at level `debug`, nothing else in the message) to say that it is not
+/// implemented: it returns the neutral result without looking at its input. The SDK's
+/// default hooks do this; any other toolchain may. The line is not kept as a log line.
+pub const NOT_IMPLEMENTED_MARKER: &str = "hookgate:hook-not-implemented";
+
 /// The data of one call's `Store`.
 pub(crate) struct CallState {
     context: CallContext,
     pub(crate) logs: LogBuffer,
+    /// The hook logged [`NOT_IMPLEMENTED_MARKER`].
+    pub(crate) not_implemented: bool,
     pub(crate) limits: CallLimits,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -149,6 +156,7 @@ impl CallState {
         CallState {
             context,
             logs: LogBuffer::new(log_budget),
+            not_implemented: false,
             limits,
             wasi,
             table: ResourceTable::new(),
@@ -167,6 +175,10 @@ impl WasiView for CallState {
 
 impl host::Host for CallState {
     fn log(&mut self, level: host::Level, message: String) {
+        if matches!(level, host::Level::Debug) && message == NOT_IMPLEMENTED_MARKER {
+            self.not_implemented = true;
+            return;
+        }
         let level = match level {
             host::Level::Debug => LogLevel::Debug,
             host::Level::Info => LogLevel::Info,

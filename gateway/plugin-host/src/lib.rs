@@ -69,6 +69,6 @@ pub use call::CallReport;
 pub use config::RuntimeConfig;
 pub use error::{LoadError, PluginError, UploadError};
 pub use hook::Hook;
-pub use host::{CallContext, LogLevel, LogLine, NoSecrets, SecretSource};
+pub use host::{CallContext, LogLevel, LogLine, NOT_IMPLEMENTED_MARKER, NoSecrets, SecretSource};
 pub use plugin::LoadedPlugin;
-pub use runtime::{CacheStats, PluginArtifact, PluginRuntime, RuntimeError};
+pub use runtime::{CacheStats, PluginArtifact, PluginRuntime, RuntimeError, Slot};

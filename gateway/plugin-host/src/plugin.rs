@@ -1,5 +1,7 @@
 //! A plugin ready to run: its linked `InstancePre` and where its hooks are.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
 use crate::Hook;
@@ -13,6 +15,9 @@ pub struct LoadedPlugin {
     pub(crate) pre: InstancePre<CallState>,
     /// Export index per hook (by `Hook::index`), `None` when the hook is not exported.
     pub(crate) hooks: [Option<ComponentExportIndex>; 3],
+    /// Per hook: a call showed it to be a neutral default (see `call::run`), so it is not
+    /// called again; its neutral result is returned instead.
+    neutral: [AtomicBool; 3],
 }
 
 impl LoadedPlugin {
@@ -40,6 +45,7 @@ impl LoadedPlugin {
             sha256: sha256.to_owned(),
             pre,
             hooks,
+            neutral: Default::default(),
         })
     }
 
@@ -58,6 +64,23 @@ impl LoadedPlugin {
 
     pub fn exports_hook(&self, hook: Hook) -> bool {
         self.hooks[hook.index()].is_some()
+    }
+
+    /// Whether calling `hook` can do anything: it is exported and has not shown itself to
+    /// be a neutral default (an SDK plugin's hook its author did not write, which keeps,
+    /// returns the event unchanged or adds no headers whatever the input). Calling a hook
+    /// that does not run returns that neutral result at once, without a sandbox; callers
+    /// that chain plugins may skip it altogether.
+    pub fn runs_hook(&self, hook: Hook) -> bool {
+        self.exports_hook(hook) && !self.is_neutral(hook)
+    }
+
+    pub(crate) fn is_neutral(&self, hook: Hook) -> bool {
+        self.neutral[hook.index()].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_neutral(&self, hook: Hook) {
+        self.neutral[hook.index()].store(true, Ordering::Relaxed);
     }
 }
 

@@ -328,6 +328,30 @@ impl PluginRuntime {
         self.on_this_thread(|sb| call::authenticate(sb, plugin, config, request, ctx))
     }
 
+    /// Runs `work` on a blocking thread once a sandbox slot is free; `work` makes its calls
+    /// through the [`Slot`], one after another on that thread. For a sequence of calls
+    /// (a webhook's filters, then its transforms) this waits for a slot and hops to a
+    /// blocking thread once instead of once per call. Each call still gets a fresh store
+    /// and all the per-call limits. `work` must only make plugin calls and cheap
+    /// bookkeeping: it holds a slot and a blocking thread while it runs.
+    pub async fn with_slot<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Slot<'_>) -> T + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+            return Err(PluginError::Host("plugin runtime is shutting down".into()));
+        };
+        let inner = self.inner.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&Slot {
+                sandbox: &inner.sandbox,
+            })
+        });
+        task.await
+            .map_err(|err| PluginError::Host(format!("plugin call task failed: {err}")))
+    }
+
     /// A plugin may spin until its deadline, so calls never run on an async worker: they
     /// wait for a slot (bounding instances and blocking threads alike), then run on
     /// tokio's blocking pool.
@@ -464,5 +488,46 @@ impl Inner {
             .map_err(|e| LoadError::Cache(e.to_string()))?;
         tracing::info!(%sha256, ms = started.elapsed().as_millis() as u64, "recompiled plugin into the cache");
         Ok(component)
+    }
+}
+
+/// The calls of one [`PluginRuntime::with_slot`] task: synchronous, on the task's thread,
+/// within its sandbox slot.
+pub struct Slot<'a> {
+    sandbox: &'a Sandbox,
+}
+
+impl Slot<'_> {
+    /// [`PluginRuntime::call_filter`] on this slot.
+    pub fn call_filter(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &str,
+        event: &Event,
+        ctx: CallContext,
+    ) -> CallReport<bool> {
+        call::filter(self.sandbox, plugin, config, event, ctx)
+    }
+
+    /// [`PluginRuntime::call_transform`] on this slot.
+    pub fn call_transform(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &str,
+        event: &Event,
+        ctx: CallContext,
+    ) -> CallReport<Event> {
+        call::transform(self.sandbox, plugin, config, event, ctx)
+    }
+
+    /// [`PluginRuntime::call_authenticate`] on this slot.
+    pub fn call_authenticate(
+        &self,
+        plugin: &LoadedPlugin,
+        config: &str,
+        request: &OutgoingRequest,
+        ctx: CallContext,
+    ) -> CallReport<Vec<Header>> {
+        call::authenticate(self.sandbox, plugin, config, request, ctx)
     }
 }

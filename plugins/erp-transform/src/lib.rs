@@ -25,16 +25,20 @@
 //!
 //! ```json
 //! {"event_types": {"order.created": "ERP_ORDER_NEW", "order.updated": "ERP_ORDER_CHANGE"},
-//!  "header": "X-ERP-Record-Type"}
+//!  "header": "X-ERP-Record-Type", "include_payload": false}
 //! ```
 //!
-//! Events whose type is not in the map pass through unchanged.
+//! Events whose type is not in the map pass through unchanged. With `include_payload` the
+//! document also carries the source payload, verbatim, as `payload` (an audit copy; the
+//! delivery benchmark uses it to keep its timestamps). An order without `order_id` gets
+//! `"order_no": null`; one without `lines`, no records.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hookgate_plugin_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -42,6 +46,8 @@ struct Settings {
     /// Replaces the built-in map when given.
     event_types: Option<BTreeMap<String, String>>,
     header: Option<String>,
+    /// Add the source payload, verbatim, as `payload` (an audit copy for the ERP).
+    include_payload: bool,
 }
 
 const DEFAULT_HEADER: &str = "X-ERP-Record-Type";
@@ -62,20 +68,21 @@ impl Settings {
 
 // The input is read in place: strings borrow from the body unless they contain escapes.
 
+/// The envelope with its payload as `P`: the order itself, or (for `include_payload`) the
+/// payload's text, kept verbatim and parsed as an order afterwards.
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct Envelope<'a, P> {
     #[serde(borrow)]
     id: Cow<'a, str>,
     #[serde(default, borrow)]
     published_at: Cow<'a, str>,
-    #[serde(borrow)]
-    payload: Order<'a>,
+    payload: P,
 }
 
 #[derive(Deserialize)]
 struct Order<'a> {
-    #[serde(borrow)]
-    order_id: Id<'a>,
+    #[serde(default, borrow)]
+    order_id: Option<Id<'a>>,
     #[serde(default, borrow)]
     customer: Option<Customer<'a>>,
     #[serde(default, borrow)]
@@ -126,11 +133,13 @@ struct ErpDocument<'a> {
     record_type: &'a str,
     source_event_id: &'a str,
     records: Vec<ErpLine<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
 }
 
 #[derive(Serialize)]
 struct ErpLine<'a> {
-    order_no: &'a str,
+    order_no: Option<&'a str>,
     customer_no: Option<&'a str>,
     line_no: usize,
     sku: &'a str,
@@ -151,16 +160,27 @@ impl Plugin for ErpTransform {
         };
         let record_type = record_type.to_owned();
         let body = std::mem::take(&mut event.body);
-        let envelope: Envelope = serde_json::from_slice(&body)?;
+        let (envelope, raw_payload) = if settings.include_payload {
+            let raw: Envelope<&RawValue> = serde_json::from_slice(&body)?;
+            let order: Order = serde_json::from_str(raw.payload.get())?;
+            let envelope = Envelope {
+                id: raw.id,
+                published_at: raw.published_at,
+                payload: order,
+            };
+            (envelope, Some(raw.payload))
+        } else {
+            (serde_json::from_slice::<Envelope<Order>>(&body)?, None)
+        };
         let order = &envelope.payload;
-        let order_no = order.order_id.text();
+        let order_no = order.order_id.as_ref().map(Id::text);
         let customer_no = order.customer.as_ref().map(|c| c.id.text());
         let records = order
             .lines
             .iter()
             .enumerate()
             .map(|(i, line)| ErpLine {
-                order_no: &order_no,
+                order_no: order_no.as_deref(),
                 customer_no: customer_no.as_deref(),
                 line_no: i + 1,
                 sku: &line.sku,
@@ -176,6 +196,7 @@ impl Plugin for ErpTransform {
             record_type: &record_type,
             source_event_id: &envelope.id,
             records,
+            payload: raw_payload,
         };
         // About the size of the input: one buffer, no regrowth for typical orders.
         let mut out = Vec::with_capacity(body.len());

@@ -2,6 +2,8 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use hookgate_plugin_host::{CallContext, Hook, OutgoingRequest, PluginError};
+use std::time::Duration;
+
 use serde_json::json;
 use sha2::Sha256;
 
@@ -97,6 +99,50 @@ async fn sdk_defaults_are_neutral() {
     );
 }
 
+/// A default hook says so (the SDK logs the reserved marker), the runtime remembers it and
+/// answers later calls of that hook with the same neutral result without a sandbox; the
+/// hooks the plugin implements keep running every time.
+#[tokio::test]
+async fn default_hooks_run_once_then_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let plugin = rt
+        .load(&rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .unwrap();
+    let event = envelope("order.created", json!({"order_id": "SO-1", "lines": []}));
+    assert!(plugin.runs_hook(Hook::Filter) && plugin.runs_hook(Hook::Transform));
+
+    let first = rt
+        .call_filter(&plugin, "", event.clone(), no_secrets())
+        .await;
+    assert_eq!(first.result, Ok(true));
+    assert!(first.instantiate > Duration::ZERO, "the first call runs");
+    assert!(
+        first.logs.is_empty(),
+        "the marker is not a log line: {:?}",
+        first.logs
+    );
+    assert!(!plugin.runs_hook(Hook::Filter));
+    let again = rt
+        .call_filter(&plugin, "", event.clone(), no_secrets())
+        .await;
+    assert_eq!(again.result, Ok(true));
+    assert_eq!(again.instantiate, Duration::ZERO, "skipped");
+
+    for _ in 0..2 {
+        let out = rt
+            .call_transform(&plugin, "", event.clone(), no_secrets())
+            .await;
+        assert_eq!(out.result.unwrap().event_type, "ERP_ORDER_NEW");
+        assert!(
+            out.instantiate > Duration::ZERO,
+            "an implemented hook always runs"
+        );
+    }
+    assert!(plugin.runs_hook(Hook::Transform));
+    assert!(plugin.exports_hook(Hook::Filter), "still exported");
+}
+
 #[tokio::test]
 async fn erp_transform_flattens_order_lines() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,6 +202,40 @@ async fn erp_transform_flattens_order_lines() {
         .call_transform(&plugin, config, untouched.clone(), no_secrets())
         .await;
     assert_eq!(report.result, Ok(untouched));
+}
+
+/// `include_payload` keeps the source payload verbatim beside the records; an order
+/// without an id or lines still transforms (the delivery benchmark's events are such).
+#[tokio::test]
+async fn erp_transform_can_keep_the_source_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let plugin = rt
+        .load(&rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .unwrap();
+    let payload = json!({"sent_at_ns": 1_795_341_600_000_000_000u64, "seq": 7, "pad": "x\"y"});
+    let config = r#"{"event_types": {"bench.x": "ERP_ORDER_NEW"}, "include_payload": true}"#;
+    let report = rt
+        .call_transform(
+            &plugin,
+            config,
+            envelope("bench.x", payload.clone()),
+            no_secrets(),
+        )
+        .await;
+    let out = report.result.unwrap();
+    assert_eq!(out.event_type, "ERP_ORDER_NEW");
+    let body = body_json(&out);
+    assert_eq!(body["payload"], payload);
+    assert_eq!(body["records"], json!([]));
+    assert_eq!(body["source_event_id"], "evt_1");
+
+    // Without the option the payload is not copied.
+    let config = r#"{"event_types": {"bench.x": "ERP_ORDER_NEW"}}"#;
+    let report = rt
+        .call_transform(&plugin, config, envelope("bench.x", payload), no_secrets())
+        .await;
+    assert!(body_json(&report.result.unwrap()).get("payload").is_none());
 }
 
 #[tokio::test]
