@@ -24,10 +24,12 @@
 //!   call (resolved once per `prepare`/`authenticate`, so one event sees one version).
 //! - Each plugin gets its attachment's `config` serialized as JSON (`null` when absent),
 //!   and reads only the secrets its own tenant stored for its own name.
-//! - Hooks a component does not export are skipped (SDK plugins export all three; the
-//!   ones an author did not write are neutral).
-//! - Time, memory, input and output limits are the runtime's, per call; a call runs on a
-//!   blocking thread once a sandbox slot is free, never on the async worker.
+//! - Hooks a component does not export are skipped, and so are hooks that said they are
+//!   defaults (SDK plugins export all three; the ones an author did not write say so on
+//!   their first call and are not called again: `LoadedPlugin::runs_hook`).
+//! - Time, memory, input and output limits are the runtime's, per call; the calls of one
+//!   `prepare` (or `authenticate`) run one after another on one blocking thread once a
+//!   sandbox slot is free, never on the async worker, each in a fresh sandbox.
 //! - Headers a plugin returns may not be ones the gateway owns on the wire (framing,
 //!   hop-by-hop, `webhook-id`/`-timestamp`/`-signature`): the same names a webhook's own
 //!   `headers` may not set.
@@ -42,7 +44,7 @@ use std::{
 };
 
 use hookgate_plugin_host::{
-    CallContext, Event, Hook, LoadedPlugin, PluginError, PluginRuntime, SecretSource,
+    CallContext, Event, Hook, LoadedPlugin, PluginError, PluginRuntime, SecretSource, Slot,
 };
 pub use hookgate_plugin_host::{Header, OutgoingRequest};
 
@@ -70,22 +72,38 @@ pub enum Prepared {
     Failed { reason: String },
 }
 
-/// One attachment, resolved to a version and ready to call.
-pub(crate) struct Resolved {
-    pub name: String,
+/// One attachment, resolved to a version.
+pub(crate) struct Resolved<'a> {
+    pub name: &'a str,
     pub version: u32,
     pub plugin: Arc<LoadedPlugin>,
-    pub config: String,
-    pub secrets: Arc<dyn SecretSource>,
+    pub config: &'a serde_json::Value,
 }
 
-impl Resolved {
-    fn label(&self) -> String {
-        format!("plugin `{}` v{}", self.name, self.version)
+impl Resolved<'_> {
+    /// What a call of this plugin needs, owned so it can move to the call's thread.
+    fn call(&self, state: &AppState, tenant: &str) -> Call {
+        Call {
+            label: format!("plugin `{}` v{}", self.name, self.version),
+            plugin: self.plugin.clone(),
+            config: config_string(self.config),
+            secrets: secrets_for(&state.store, tenant, self.name),
+        }
     }
+}
 
+/// One plugin ready to call.
+struct Call {
+    /// ``plugin `name` vN``.
+    label: String,
+    plugin: Arc<LoadedPlugin>,
+    config: String,
+    secrets: Arc<dyn SecretSource>,
+}
+
+impl Call {
     fn failure(&self, hook: Hook, error: &PluginError) -> String {
-        format!("{} ({hook}): {}: {error}", self.label(), error.code())
+        format!("{} ({hook}): {}: {error}", self.label, error.code())
     }
 
     fn context(&self) -> CallContext {
@@ -93,8 +111,24 @@ impl Resolved {
     }
 }
 
+/// A call made, for the metrics: hook, outcome code (`ok` or the error's), duration.
+type Made = (Hook, &'static str, Duration);
+
+fn made<T>(hook: Hook, result: &Result<T, PluginError>, elapsed: Duration) -> Made {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(error) => error.code(),
+    };
+    (hook, outcome, elapsed)
+}
+
 /// Runs the filters, then the transforms, of `webhook`'s plugins on one event.
 /// `envelope_body` is the default outgoing body (`delivery::envelope::body`).
+///
+/// Only hooks that can do something are called ([`LoadedPlugin::runs_hook`]): a plugin's
+/// default hooks (keep, identity) are skipped once they have said so. All the calls of one
+/// event run one after another in one blocking task with one sandbox slot
+/// ([`PluginRuntime::with_slot`]), each with a fresh sandbox.
 pub async fn prepare(
     state: &AppState,
     tenant: &str,
@@ -102,144 +136,174 @@ pub async fn prepare(
     event: &StoredEvent,
     envelope_body: Vec<u8>,
 ) -> Prepared {
+    let unchanged = || Prepared::Send {
+        body: None,
+        headers: Vec::new(),
+    };
     let attachments = &webhook.spec.plugins;
     if attachments.is_empty() {
-        return Prepared::Send {
-            body: None,
-            headers: Vec::new(),
-        };
+        return unchanged();
     }
     let resolved = match resolve_all(state, tenant, attachments) {
         Ok(resolved) => resolved,
         Err(reason) => return Prepared::Failed { reason },
     };
-    let mut current = plugin_event(tenant, event, envelope_body);
+    let calls_of = |hook| -> Vec<Call> {
+        resolved
+            .iter()
+            .filter(|p| p.plugin.runs_hook(hook))
+            .map(|p| p.call(state, tenant))
+            .collect()
+    };
+    let filters = calls_of(Hook::Filter);
+    let transforms = calls_of(Hook::Transform);
+    let Some(first) = filters.first().or(transforms.first()) else {
+        return unchanged();
+    };
+    let first = first.label.clone();
+    let event = plugin_event(tenant, event, envelope_body);
+    let outcome = state
+        .plugins
+        .with_slot(move |slot| run_filters_and_transforms(slot, &filters, &transforms, event))
+        .await;
+    match outcome {
+        Ok((prepared, made)) => {
+            for (hook, outcome, elapsed) in made {
+                record(state, hook, outcome, elapsed);
+            }
+            prepared
+        }
+        Err(error) => Prepared::Failed {
+            reason: format!("{first}: {}: {error}", error.code()),
+        },
+    }
+}
 
-    for p in resolved
-        .iter()
-        .filter(|p| p.plugin.exports_hook(Hook::Filter))
-    {
-        let report = state
-            .plugins
-            .call_filter(&p.plugin, &p.config, current.clone(), p.context())
-            .await;
-        let result = report.result;
-        record(
-            state,
-            Hook::Filter,
-            result.as_ref().map(drop),
-            report.elapsed,
-        );
-        match result {
+/// The body of [`prepare`], on the plugin slot's thread.
+fn run_filters_and_transforms(
+    slot: &Slot<'_>,
+    filters: &[Call],
+    transforms: &[Call],
+    mut current: Event,
+) -> (Prepared, Vec<Made>) {
+    let mut made = Vec::with_capacity(filters.len() + transforms.len());
+    for p in filters {
+        let report = slot.call_filter(&p.plugin, &p.config, &current, p.context());
+        made.push(self::made(Hook::Filter, &report.result, report.elapsed));
+        match report.result {
             Ok(true) => {}
             Ok(false) => {
-                return Prepared::Filtered {
-                    reason: format!("{} dropped it", p.label()),
-                };
+                let reason = format!("{} dropped it", p.label);
+                return (Prepared::Filtered { reason }, made);
             }
             Err(error) => {
-                return Prepared::Failed {
-                    reason: p.failure(Hook::Filter, &error),
-                };
+                let reason = p.failure(Hook::Filter, &error);
+                return (Prepared::Failed { reason }, made);
             }
         }
     }
 
-    let original_body = current.body.clone();
-    for p in resolved
-        .iter()
-        .filter(|p| p.plugin.exports_hook(Hook::Transform))
-    {
-        let report = state
-            .plugins
-            .call_transform(&p.plugin, &p.config, current, p.context())
-            .await;
+    // The envelope, kept once the first transform has replaced it.
+    let mut original_body = None;
+    for p in transforms {
+        let report = slot.call_transform(&p.plugin, &p.config, &current, p.context());
         // Checked per plugin so that the reason names the one that broke it.
         let result = report.result.and_then(|output| {
             check_transform_output(&output)?;
             Ok(output)
         });
-        record(
-            state,
-            Hook::Transform,
-            result.as_ref().map(drop),
-            report.elapsed,
-        );
-        current = match result {
-            Ok(output) => output,
-            Err(error) => {
-                return Prepared::Failed {
-                    reason: p.failure(Hook::Transform, &error),
-                };
+        made.push(self::made(Hook::Transform, &result, report.elapsed));
+        match result {
+            Ok(output) => {
+                let input = std::mem::replace(&mut current, output);
+                original_body.get_or_insert(input.body);
             }
-        };
+            Err(error) => {
+                let reason = p.failure(Hook::Transform, &error);
+                return (Prepared::Failed { reason }, made);
+            }
+        }
     }
 
-    let body = (current.body != original_body)
-        .then(|| String::from_utf8(current.body).expect("checked after each transform"));
-    Prepared::Send {
-        body,
-        headers: current
-            .headers
-            .into_iter()
-            .map(|h| (h.name, h.value))
-            .collect(),
-    }
+    let body = match original_body {
+        Some(original) if current.body != original => {
+            Some(String::from_utf8(current.body).expect("checked after each transform"))
+        }
+        _ => None,
+    };
+    let headers = current
+        .headers
+        .into_iter()
+        .map(|h| (h.name, h.value))
+        .collect();
+    (Prepared::Send { body, headers }, made)
 }
 
 /// Runs every attached plugin's `authenticate` hook, in order, on the request about to be
 /// sent; returns the headers to add. Each plugin sees the headers earlier ones added.
+/// Default hooks are skipped and the calls share one blocking task, as in [`prepare`].
 pub async fn authenticate(
     state: &AppState,
     tenant: &str,
     webhook: &Webhook,
-    mut request: OutgoingRequest,
+    request: OutgoingRequest,
 ) -> Result<Vec<(String, String)>, String> {
     let attachments = &webhook.spec.plugins;
     if attachments.is_empty() {
         return Ok(Vec::new());
     }
     let resolved = resolve_all(state, tenant, attachments)?;
-    let signers: Vec<&Resolved> = resolved
+    let signers: Vec<Call> = resolved
         .iter()
-        .filter(|p| p.plugin.exports_hook(Hook::Authenticate))
+        .filter(|p| p.plugin.runs_hook(Hook::Authenticate))
+        .map(|p| p.call(state, tenant))
         .collect();
+    let Some(first) = signers.first() else {
+        return Ok(Vec::new());
+    };
+    let first = first.label.clone();
+    let outcome = state
+        .plugins
+        .with_slot(move |slot| run_authenticate(slot, &signers, request))
+        .await;
+    match outcome {
+        Ok((added, made)) => {
+            for (hook, outcome, elapsed) in made {
+                record(state, hook, outcome, elapsed);
+            }
+            added
+        }
+        Err(error) => Err(format!("{first}: {}: {error}", error.code())),
+    }
+}
+
+/// What [`authenticate`] returns: the headers to add, or why the attempt must not be sent.
+type Authenticated = Result<Vec<(String, String)>, String>;
+
+/// The body of [`authenticate`], on the plugin slot's thread.
+fn run_authenticate(
+    slot: &Slot<'_>,
+    signers: &[Call],
+    mut request: OutgoingRequest,
+) -> (Authenticated, Vec<Made>) {
+    let mut made = Vec::with_capacity(signers.len());
     let mut added = Vec::new();
-    for (i, p) in signers.iter().enumerate() {
-        // The last signer gets the request itself rather than a copy of the body.
-        let input = if i + 1 == signers.len() {
-            std::mem::replace(&mut request, empty_request())
-        } else {
-            request.clone()
-        };
-        let report = state
-            .plugins
-            .call_authenticate(&p.plugin, &p.config, input, p.context())
-            .await;
+    for p in signers {
+        let report = slot.call_authenticate(&p.plugin, &p.config, &request, p.context());
         let result = report.result.and_then(|headers| {
             check_plugin_headers(&headers)?;
             Ok(headers)
         });
-        record(
-            state,
-            Hook::Authenticate,
-            result.as_ref().map(drop),
-            report.elapsed,
-        );
-        let headers = result.map_err(|error| p.failure(Hook::Authenticate, &error))?;
-        request.headers.extend(headers.iter().cloned());
-        added.extend(headers.into_iter().map(|h| (h.name, h.value)));
+        made.push(self::made(Hook::Authenticate, &result, report.elapsed));
+        match result {
+            Ok(headers) => {
+                request.headers.extend(headers.iter().cloned());
+                added.extend(headers.into_iter().map(|h| (h.name, h.value)));
+            }
+            Err(error) => return (Err(p.failure(Hook::Authenticate, &error)), made),
+        }
     }
-    Ok(added)
-}
-
-fn empty_request() -> OutgoingRequest {
-    OutgoingRequest {
-        method: String::new(),
-        url: String::new(),
-        headers: Vec::new(),
-        body: Vec::new(),
-    }
+    (Ok(added), made)
 }
 
 /// The event as plugins see it, with `body` as its outgoing body.
@@ -279,32 +343,28 @@ pub(crate) fn check_transform_output(event: &Event) -> Result<(), PluginError> {
     check_plugin_headers(&event.headers)
 }
 
-fn record(state: &AppState, hook: Hook, outcome: Result<(), &PluginError>, elapsed: Duration) {
-    let outcome = match outcome {
-        Ok(()) => "ok",
-        Err(error) => error.code(),
-    };
+fn record(state: &AppState, hook: Hook, outcome: &str, elapsed: Duration) {
     state
         .metrics
         .plugin_call(hook.name(), outcome, elapsed.as_micros() as u64);
 }
 
-fn resolve_all(
+fn resolve_all<'a>(
     state: &AppState,
     tenant: &str,
-    attachments: &[PluginAttachment],
-) -> Result<Vec<Resolved>, String> {
+    attachments: &'a [PluginAttachment],
+) -> Result<Vec<Resolved<'a>>, String> {
     attachments
         .iter()
         .map(|attachment| resolve(state, tenant, attachment))
         .collect()
 }
 
-fn resolve(
+fn resolve<'a>(
     state: &AppState,
     tenant: &str,
-    attachment: &PluginAttachment,
-) -> Result<Resolved, String> {
+    attachment: &'a PluginAttachment,
+) -> Result<Resolved<'a>, String> {
     let name = &attachment.plugin;
     let record = resolve_version(&state.store, tenant, name, attachment.version)
         .map_err(|e| format!("plugin `{name}`: cannot read its record: {e}"))?
@@ -314,11 +374,10 @@ fn resolve(
         })?;
     let plugin = load(&state.plugins, &record)?;
     Ok(Resolved {
-        name: name.clone(),
+        name,
         version: record.version,
         plugin,
-        config: config_string(&attachment.config),
-        secrets: secrets_for(&state.store, tenant, name),
+        config: &attachment.config,
     })
 }
 
