@@ -21,10 +21,22 @@ STEADY_RATE=${STEADY_RATE:-500}
 PEAK_DRAIN=${PEAK_DRAIN:-20s}
 DRAIN=${DRAIN:-30s}
 TARGETS=${TARGETS:-forwarder gateway}
+PLUGIN=${PLUGIN:-}
+if [[ $PLUGIN == erp-transform ]]; then
+    PLUGIN_CONFIG=${PLUGIN_CONFIG:-'{"event_types": {"{event_type}": "ERP_ORDER_NEW"}, "include_payload": true}'}
+fi
+PLUGIN_CONFIG=${PLUGIN_CONFIG:-null}
 
 packages=(hookgate-bench)
 [[ " $TARGETS " == *" gateway "* ]] && packages+=(hookgate)
 build_release "${packages[@]}"
+PLUGIN_WASM=""
+if [[ -n $PLUGIN && " $TARGETS " == *" gateway "* ]]; then
+    echo "== cargo build --release --target wasm32-wasip2 -p $PLUGIN (plugins/)" >&2
+    (cd "$BENCH_ROOT/plugins" && cargo build --release --target wasm32-wasip2 -p "$PLUGIN")
+    PLUGIN_WASM="$BENCH_ROOT/plugins/target/wasm32-wasip2/release/${PLUGIN//-/_}.wasm"
+    [[ -f $PLUGIN_WASM ]] || { echo "no component at $PLUGIN_WASM" >&2; exit 1; }
+fi
 
 declare -A PEAK SUSTAINED PEAK_EVENTS HALF_RATE HALF_P50 HALF_P99 STEADY_P50 STEADY_P99 MISSING
 
@@ -33,14 +45,16 @@ RECEIVER="http://127.0.0.1:$receiver_port"
 start receiver "$BENCH" receiver --listen "127.0.0.1:$receiver_port"
 wait_ready "$RECEIVER"
 
-# measure TARGET N URL [DRIVER ARGS...]: peak, half-peak and steady runs for one setup.
+# measure NAME TARGET N URL [DRIVER ARGS...]: peak, half-peak and steady runs for one
+# setup; NAME keys the results (forwarder, gateway, plugin).
 measure() {
-    local target=$1 webhooks=$2 url=$3
-    shift 3
+    local name=$1 target=$2 webhooks=$3 url=$4
+    shift 4
     local common=(delivery --target "$target" --url "$url" --receiver "$RECEIVER"
         --webhooks "$webhooks" --concurrency "$CONCURRENCY" --event-bytes "$EVENT_BYTES"
         --duration "$DURATION" --warmup "$WARMUP" "$@")
-    local key="$target,$webhooks" missing=0
+    local key="$name,$webhooks" missing=0
+    target=$name
 
     run_driver "${common[@]}" --max --drain-timeout "$PEAK_DRAIN" --label "$target-${webhooks}wh-peak"
     PEAK[$key]=$(field "$RESULT" deliveries_per_sec)
@@ -68,7 +82,7 @@ if [[ " $TARGETS " == *" forwarder "* ]]; then
         start forwarder "$BENCH" forwarder --listen "127.0.0.1:$port" \
             --to "$RECEIVER/hook/forwarder" --fanout "$webhooks"
         wait_ready "http://127.0.0.1:$port"
-        measure forwarder "$webhooks" "http://127.0.0.1:$port"
+        measure forwarder forwarder "$webhooks" "http://127.0.0.1:$port"
         stop forwarder
     done
 fi
@@ -78,7 +92,13 @@ if [[ " $TARGETS " == *" gateway "* ]]; then
         # A fresh tenant per setup; the driver deletes its webhooks when it is done.
         tenant="bench-${webhooks}wh"
         key=$(create_tenant "$tenant")
-        measure gateway "$webhooks" "$GW_URL" --tenant "$tenant" --key "$key"
+        measure gateway gateway "$webhooks" "$GW_URL" --tenant "$tenant" --key "$key"
+        if [[ -n $PLUGIN_WASM ]]; then
+            tenant="bench-${webhooks}wh-plugin"
+            key=$(create_tenant "$tenant")
+            measure plugin gateway "$webhooks" "$GW_URL" --tenant "$tenant" --key "$key" \
+                --plugin "$PLUGIN_WASM" --plugin-config "$PLUGIN_CONFIG"
+        fi
     done
     GATEWAY_RSS=$(peak_rss_mib gateway)
     stop gateway
@@ -89,11 +109,11 @@ echo "Delivery, $CONCURRENCY connections, ~$EVENT_BYTES B events, $DURATION per 
 printf '%-10s %5s %10s %14s %9s %16s | %9s %8s %8s | %9s %9s | %7s\n' \
     target hooks peak_del/s sustained_del/s events/s "vs_fwd (sust.)" "half_ev/s" p50_ms p99_ms "${STEADY_RATE}/s_p50" p99_ms missing
 for webhooks in $WEBHOOKS; do
-    for target in forwarder gateway; do
+    for target in forwarder gateway plugin; do
         key="$target,$webhooks"
         [[ -n "${PEAK[$key]:-}" ]] || continue
         ratio=-
-        [[ $target == forwarder ]] ||
+        [[ $target == forwarder || -z "${PEAK[forwarder,$webhooks]:-}" ]] ||
             ratio="$(percent "${PEAK[$key]}" "${PEAK[forwarder,$webhooks]:-0}") ($(percent "${SUSTAINED[$key]}" "${SUSTAINED[forwarder,$webhooks]:-0}"))"
         printf '%-10s %5s %10s %14s %9s %16s | %9s %8s %8s | %9s %9s | %7s\n' \
             "$target" "$webhooks" "${PEAK[$key]}" "${SUSTAINED[$key]}" "${PEAK_EVENTS[$key]}" "$ratio" \
@@ -106,3 +126,12 @@ echo "from the start of the peak run until its last event was delivered (drain i
 echo "missing: deliveries of the half-peak and steady runs that never arrived (peak runs are not drained fully)."
 [[ -z "${GATEWAY_RSS:-}" ]] || echo "gateway peak RSS over all its runs: $GATEWAY_RSS MiB"
 echo "targets (issue 3): gateway >= 40% of forwarder deliveries/s; p99 < 50 ms at half of peak; p99 < 5 ms at 500 events/s"
+if [[ -n $PLUGIN_WASM ]]; then
+    echo
+    echo "With plugin $PLUGIN ($(stat -c %s "$PLUGIN_WASM") bytes, config $PLUGIN_CONFIG) vs without, same gateway:"
+    for webhooks in $WEBHOOKS; do
+        [[ -n "${PEAK[plugin,$webhooks]:-}" ]] || continue
+        echo "  $webhooks webhook(s): peak ${PEAK[plugin,$webhooks]}/${PEAK[gateway,$webhooks]} deliveries/s = $(percent "${PEAK[plugin,$webhooks]}" "${PEAK[gateway,$webhooks]}"), sustained ${SUSTAINED[plugin,$webhooks]}/${SUSTAINED[gateway,$webhooks]} = $(percent "${SUSTAINED[plugin,$webhooks]}" "${SUSTAINED[gateway,$webhooks]}")"
+    done
+    echo "target (issue 5): with one transform plugin >= 80% of the deliveries/s without"
+fi

@@ -131,6 +131,13 @@ pub struct DeliveryArgs {
     /// Label of the `RESULT` line.
     #[arg(long)]
     pub label: Option<String>,
+    /// A WebAssembly component (e.g. `plugins/target/wasm32-wasip2/release/erp_transform.wasm`)
+    /// to upload as a tenant plugin and attach to every created webhook (gateway only).
+    #[arg(long)]
+    pub plugin: Option<std::path::PathBuf>,
+    /// The attachment's JSON config; `{event_type}` in it becomes the run's event type.
+    #[arg(long, requires = "plugin")]
+    pub plugin_config: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -45,9 +45,20 @@ pub async fn run(args: DeliveryArgs) -> Result<()> {
         DeliveryTarget::Gateway => create_webhooks(&control, &args, &run_id, &load_args).await?,
         DeliveryTarget::Forwarder => Vec::new(),
     };
+    if let (Some(path), Some(key)) = (&args.plugin, &args.load.key)
+        && let Err(error) = attach_plugin(&args, key, path, &load_args.event_type, &webhooks).await
+    {
+        delete_webhooks(&control, &args, &webhooks).await;
+        return Err(error);
+    }
     let outcome = measure(&args, &control, &receiver, &load_args).await;
+    delete_webhooks(&control, &args, &webhooks).await;
+    outcome
+}
+
+async fn delete_webhooks(control: &Control, args: &DeliveryArgs, webhooks: &[String]) {
     if let Some(key) = &args.load.key {
-        for id in &webhooks {
+        for id in webhooks {
             if let Err(error) = control
                 .delete_webhook(&args.load.url, &args.load.tenant, key, id)
                 .await
@@ -56,7 +67,73 @@ pub async fn run(args: DeliveryArgs) -> Result<()> {
             }
         }
     }
-    outcome
+}
+
+/// `--plugin`: uploads the component as plugin `bench-<file stem>` of the tenant
+/// (`POST /{tenant}/v1/plugins/{name}`, a new version if it exists) and attaches it to
+/// every webhook with `--plugin-config` (`PATCH` of the webhook's `plugins`).
+async fn attach_plugin(
+    args: &DeliveryArgs,
+    key: &str,
+    path: &std::path::Path,
+    event_type: &str,
+    webhooks: &[String],
+) -> Result<()> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("reading --plugin {}: {e}", path.display()))?;
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin")
+        .replace('_', "-");
+    let name = format!("bench-{stem}");
+    let config: serde_json::Value = match &args.plugin_config {
+        Some(text) => serde_json::from_str(&text.replace("{event_type}", event_type))
+            .map_err(|e| anyhow::anyhow!("--plugin-config is not JSON: {e}"))?,
+        None => serde_json::Value::Null,
+    };
+    let base = format!(
+        "{}/{}/v1",
+        args.load.url.trim_end_matches('/'),
+        args.load.tenant
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let uploaded = http
+        .post(format!("{base}/plugins/{name}"))
+        .bearer_auth(key)
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await?;
+    ensure!(
+        uploaded.status().is_success(),
+        "uploading plugin `{name}` answered {}: {}",
+        uploaded.status(),
+        uploaded.text().await.unwrap_or_default()
+    );
+    let attachment = serde_json::json!({"plugins": [{"plugin": name, "config": config}]});
+    for id in webhooks {
+        let patched = http
+            .patch(format!("{base}/webhooks/{id}"))
+            .bearer_auth(key)
+            .json(&attachment)
+            .send()
+            .await?;
+        ensure!(
+            patched.status().is_success(),
+            "attaching plugin `{name}` to webhook `{id}` answered {}: {}",
+            patched.status(),
+            patched.text().await.unwrap_or_default()
+        );
+    }
+    println!(
+        "plugin `{name}` ({}) attached to {} webhook(s), config {config}",
+        path.display(),
+        webhooks.len()
+    );
+    Ok(())
 }
 
 async fn create_webhooks(
@@ -322,6 +399,8 @@ mod tests {
             drain_timeout: Duration::from_secs(5),
             max_in_flight: None,
             label: None,
+            plugin: None,
+            plugin_config: None,
         };
         run(args).await.unwrap();
         let stats = Control::new()
