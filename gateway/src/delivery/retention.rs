@@ -44,7 +44,7 @@ pub fn purge(state: &AppState) -> anyhow::Result<usize> {
             if old.is_empty() {
                 break;
             }
-            for (seq, event) in &old {
+            for (seq, _) in &old {
                 for keys in &webhooks {
                     state.store.deliveries.remove(keys.delivery(*seq))?;
                     state.store.deliveries.remove(keys.rejected(*seq))?;
@@ -57,8 +57,8 @@ pub fn purge(state: &AppState) -> anyhow::Result<usize> {
                         state.store.deliveries.remove(key?)?;
                     }
                 }
-                state.log.remove(&tenant.id, *seq, event)?;
             }
+            state.log.remove(&tenant.id, &old)?;
             purged += old.len();
             if old.len() < BATCH {
                 break;

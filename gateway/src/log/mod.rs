@@ -15,11 +15,12 @@
 mod commit;
 mod keys;
 mod record;
+mod runs;
 mod segments;
 mod wal;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap, HashSet},
     path::Path,
     sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant, SystemTime},
@@ -32,6 +33,7 @@ use tokio::sync::watch;
 pub use commit::{DurabilityError, GroupCommit};
 
 use self::{
+    runs::OpenRuns,
     segments::{Extent, Position, Segments},
     wal::{Prepared, Wal},
 };
@@ -325,8 +327,8 @@ impl EventLog {
             .map(|event| (seq, event)))
     }
 
-    /// Events of one type published in `[from, to]`, oldest first. `after` is the opaque
-    /// `next` of the previous page.
+    /// Events of one type published in `[from, to]`, oldest first (by publish time, then
+    /// seq). `after` is the opaque `next` of the previous page.
     pub fn by_time(
         &self,
         tenant: &str,
@@ -336,29 +338,67 @@ impl EventLog {
         after: Option<&str>,
         limit: usize,
     ) -> Result<TimePage, LogError> {
-        let index_key = |published, seq| keys::by_type(tenant, event_type, published, seq);
-        let start = match after.and_then(keys::parse_position) {
-            Some((published, seq)) => index_key(published, seq.saturating_add(1)),
-            None => index_key(from, 0),
+        let after = after.and_then(keys::parse_position);
+        let first_bucket =
+            runs::bucket_of(after.map_or(from, |(published, _)| published.max(from)));
+        let range = keys::by_type(tenant, event_type, first_bucket, 0)
+            ..=keys::by_type(tenant, event_type, runs::bucket_of(to), u64::MAX);
+        let mut page = TimePage {
+            events: Vec::new(),
+            next: None,
         };
-        let end = index_key(to, u64::MAX);
-        let mut events = Vec::new();
-        let mut last = None;
-        for entry in self.index.range(start..=end) {
-            let (key, _) = entry?;
-            let (published, seq) = keys::position_of_index_key(&key);
-            if events.len() == limit {
-                return Ok(TimePage {
-                    events,
-                    next: last.map(|(p, s)| keys::format_position(p, s)),
-                });
+        // Entries of one bucket come from several runs in no particular order: collect the
+        // bucket, sort it, then take from it.
+        let mut bucket: Vec<(EpochMillis, u64)> = Vec::new();
+        let mut current = None;
+        for entry in self.index.range(range) {
+            let (key, run) = entry?;
+            let (key_bucket, _) = keys::position_of_index_key(&key);
+            if current != Some(key_bucket) {
+                if self.take_bucket(tenant, &mut bucket, from, to, after, limit, &mut page)? {
+                    return Ok(page);
+                }
+                current = Some(key_bucket);
+            }
+            bucket.extend(runs::type_entries(&run));
+        }
+        self.take_bucket(tenant, &mut bucket, from, to, after, limit, &mut page)?;
+        Ok(page)
+    }
+
+    /// Moves the events of one bucket's entries into `page`; true when the page is full.
+    #[allow(clippy::too_many_arguments)]
+    fn take_bucket(
+        &self,
+        tenant: &str,
+        bucket: &mut Vec<(EpochMillis, u64)>,
+        from: EpochMillis,
+        to: EpochMillis,
+        after: Option<(EpochMillis, u64)>,
+        limit: usize,
+        page: &mut TimePage,
+    ) -> Result<bool, LogError> {
+        bucket.sort_unstable();
+        bucket.dedup();
+        for &(published, seq) in bucket.iter() {
+            if published < from || published > to || after.is_some_and(|a| (published, seq) <= a) {
+                continue;
+            }
+            if page.events.len() == limit {
+                let (p, s) = page
+                    .events
+                    .last()
+                    .map(|(seq, e)| (e.published_at, *seq))
+                    .expect("limit > 0");
+                page.next = Some(keys::format_position(p, s));
+                return Ok(true);
             }
             if let Some(event) = self.event_by_seq(tenant, seq)? {
-                events.push((seq, event));
-                last = Some((published, seq));
+                page.events.push((seq, event));
             }
         }
-        Ok(TimePage { events, next: None })
+        bucket.clear();
+        Ok(false)
     }
 
     /// The oldest events of a tenant received before `cutoff`: whole runs (their index
@@ -398,19 +438,42 @@ impl EventLog {
         Ok(old)
     }
 
-    /// Removes one event's index entries (retention); call it for every event of the runs
-    /// `oldest_before` returned. Its bytes go with its segment file
+    /// Removes the index entries of `events` (retention): pass whole runs, as
+    /// `oldest_before` returns them. Their bytes go with their segment files
     /// (`remove_segments_before`).
-    pub fn remove(&self, tenant: &str, seq: u64, event: &StoredEvent) -> Result<(), LogError> {
+    pub fn remove(&self, tenant: &str, events: &[(u64, StoredEvent)]) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
-        batch.remove(keys::event(tenant, seq));
-        batch.remove(keys::id(tenant, &event.id));
-        batch.remove(keys::by_type(
-            tenant,
-            &event.event_type,
-            event.published_at,
-            seq,
-        ));
+        let removed: HashSet<u64> = events.iter().map(|(seq, _)| *seq).collect();
+        let mut buckets = BTreeSet::new();
+        for (seq, event) in events {
+            // Only run starts have an extent entry; removing an absent key is harmless.
+            batch.remove(keys::event(tenant, *seq));
+            if ids::seq_of_event_id(&event.id).is_none() {
+                batch.remove(keys::id(tenant, &event.id));
+            }
+            buckets.insert((
+                event.event_type.as_str(),
+                runs::bucket_of(event.published_at),
+            ));
+        }
+        for (event_type, bucket) in buckets {
+            let range = keys::by_type(tenant, event_type, bucket, 0)
+                ..=keys::by_type(tenant, event_type, bucket, u64::MAX);
+            for entry in self.index.range(range) {
+                let (key, run) = entry?;
+                let mut kept = Vec::with_capacity(run.len());
+                for (published, seq) in runs::type_entries(&run) {
+                    if !removed.contains(&seq) {
+                        runs::encode_type_entry(published, seq, &mut kept);
+                    }
+                }
+                if kept.is_empty() {
+                    batch.remove(key);
+                } else if kept.len() != run.len() {
+                    batch.insert(key, kept);
+                }
+            }
+        }
         self.index.apply_batch(batch)?;
         Ok(())
     }
@@ -450,6 +513,8 @@ fn recover(segments: &Segments, index: &sled::Tree) -> Result<Position, LogError
         .unwrap_or_default();
     let existing = segments.list()?;
     let mut reindexed = 0usize;
+    // Per tenant: the last seq seen and its open runs (runs only cover consecutive seqs).
+    let mut tenants: HashMap<String, (u64, OpenRuns)> = HashMap::new();
     for &segment in existing.iter().filter(|s| **s >= checkpoint.segment) {
         let from = if segment == checkpoint.segment {
             checkpoint.offset
@@ -457,19 +522,15 @@ fn recover(segments: &Segments, index: &sled::Tree) -> Result<Position, LogError
             0
         };
         let mut batch = sled::Batch::default();
-        // Consecutive seqs of a tenant become one run; the first seq of each tenant seen
-        // here replaces whatever runs the index kept from there on.
-        let mut runs: HashMap<String, (u64, Vec<u8>)> = HashMap::new();
+        let mut index_entries = Vec::new();
         segments.scan(segment, from, |extent, decoded| {
             let (tenant, seq, event) = (&decoded.tenant, decoded.seq, &decoded.event);
             if ids::seq_of_event_id(&event.id).is_none() {
                 batch.insert(keys::id(tenant, &event.id), &seq.to_be_bytes());
             }
-            batch.insert(
-                keys::by_type(tenant, &event.event_type, event.published_at, seq),
-                &[],
-            );
-            let run = runs.entry(tenant.clone()).or_insert_with(|| {
+            let (last, open) = tenants.entry(tenant.clone()).or_insert_with(|| {
+                // The first seq of a tenant seen here replaces the extent runs the index
+                // kept from there on (type runs are de-duplicated when read).
                 for stale in index
                     .range(keys::event(tenant, seq)..keys::event(tenant, u64::MAX))
                     .keys()
@@ -477,22 +538,27 @@ fn recover(segments: &Segments, index: &sled::Tree) -> Result<Position, LogError
                 {
                     batch.remove(stale);
                 }
-                (seq, Vec::new())
+                (seq - 1, OpenRuns::default())
             });
-            let (first, extents) = run;
-            if *first + Extent::count(extents) != seq || Extent::count(extents) as usize >= 256 {
-                if !extents.is_empty() {
-                    batch.insert(keys::event(tenant, *first), std::mem::take(extents));
-                }
-                *first = seq;
+            if *last + 1 != seq {
+                open.close(tenant, &mut index_entries);
             }
-            extents.extend_from_slice(&extent.encode());
+            *last = seq;
+            open.add(
+                tenant,
+                seq,
+                extent,
+                &event.event_type,
+                event.published_at,
+                &mut index_entries,
+            );
             reindexed += 1;
         })?;
-        for (tenant, (first, extents)) in runs {
-            if !extents.is_empty() {
-                batch.insert(keys::event(&tenant, first), extents);
-            }
+        for (tenant, (_, open)) in tenants.iter_mut() {
+            open.close(tenant, &mut index_entries);
+        }
+        for (key, value) in index_entries {
+            batch.insert(key, value);
         }
         index.apply_batch(batch)?;
     }
@@ -582,8 +648,24 @@ mod tests {
             log.event_by_id("other", &ids[1].1).unwrap().is_none(),
             "ids are per tenant"
         );
-        let odd = log.by_time("acme", "odd", 0, i64::MAX, None, 1000).unwrap();
-        assert_eq!(odd.events.len(), 350);
+        // Pages of the type index: in (published, seq) order, each event once, across
+        // buckets (events are published 1 ms apart from 1,000 ms on).
+        let (mut odd, mut next) = (Vec::new(), None);
+        loop {
+            let page = log
+                .by_time("acme", "odd", 1_001, 1_600, next.as_deref(), 40)
+                .unwrap();
+            odd.extend(page.events.iter().map(|(seq, _)| *seq));
+            match page.next {
+                Some(n) => next = Some(n),
+                None => break,
+            }
+        }
+        let expected_odd: Vec<u64> = (1..=700).filter(|s| s % 2 == 0 && *s <= 601).collect();
+        assert_eq!(
+            odd, expected_odd,
+            "n odd = seq even, published 1,001..=1,600"
+        );
 
         // Re-indexing over an index that has part of it (a stale checkpoint) makes
         // overlapping runs; every event is still read exactly once.
@@ -602,6 +684,28 @@ mod tests {
         assert!(
             log.append("acme", vec![event(7, true)]).await.unwrap()[0].duplicate,
             "client ids stay idempotent after recovery"
+        );
+
+        // Retention takes whole runs of the oldest events and removes every index entry.
+        let old = log.oldest_before("acme", 1_300, 1000).unwrap();
+        assert!(!old.is_empty() && old.iter().all(|(_, e)| e.received_at < 1_300));
+        log.remove("acme", &old).unwrap();
+        let left = read_all(&log, "acme");
+        assert_eq!(left.len(), 701 - old.len());
+        assert!(left.iter().all(|seq| !old.iter().any(|(s, _)| s == seq)));
+        let gone = &old[0].1;
+        assert!(log.event_by_id("acme", &gone.id).unwrap().is_none());
+        let even = log
+            .by_time("acme", "even", 0, i64::MAX, None, 1000)
+            .unwrap();
+        assert!(
+            even.events
+                .iter()
+                .all(|(seq, _)| !old.iter().any(|(s, _)| s == seq))
+        );
+        assert_eq!(
+            even.events.len() + old.iter().filter(|(s, _)| s % 2 == 1).count(),
+            351
         );
     }
 }

@@ -19,6 +19,7 @@ use std::{
 use super::{
     Appended, LogError, keys,
     record::EncodedEvent,
+    runs::OpenRuns,
     segments::{Extent, Position, SegmentWriter},
 };
 use crate::{ids, store::StoreError};
@@ -65,6 +66,8 @@ struct TenantAppend {
     next_seq: u64,
     /// Client ids appended but not yet indexed, so a repeat is caught before it is durable.
     unindexed_ids: HashMap<String, u64>,
+    /// Index runs of this round.
+    runs: OpenRuns,
 }
 
 /// One contiguous run of records for one segment.
@@ -74,20 +77,11 @@ struct Chunk {
     bytes: Vec<u8>,
 }
 
-/// Extents of consecutive seqs of one tenant: one index entry for up to `RUN_MAX` events.
-struct Run {
-    first_seq: u64,
-    extents: Vec<u8>,
-}
-
-/// Events per run index entry; bounds the value a point lookup reads.
-const RUN_MAX: usize = 256;
-
 #[derive(Default)]
 struct Buffer {
     tenants: HashMap<String, TenantAppend>,
-    /// The open run of each tenant in this round.
-    runs: HashMap<String, Run>,
+    /// Tenants with open index runs in this round.
+    touched: Vec<String>,
     chunks: Vec<Chunk>,
     /// Index entries of the buffered records, applied after they are synced.
     index: Vec<(Vec<u8>, Vec<u8>)>,
@@ -164,6 +158,7 @@ impl Wal {
                 TenantAppend {
                     next_seq,
                     unindexed_ids: HashMap::new(),
+                    runs: OpenRuns::default(),
                 },
             );
         }
@@ -233,26 +228,17 @@ impl Wal {
                 at,
                 len: len as u32,
             };
-            let new_run = || Run {
-                first_seq: seq,
-                extents: Vec::with_capacity(16 * Extent::LEN),
-            };
-            let run = buffer
-                .runs
-                .entry(tenant.to_string())
-                .or_insert_with(new_run);
-            if run.extents.len() == RUN_MAX * Extent::LEN {
-                let full = std::mem::replace(run, new_run());
-                buffer
-                    .index
-                    .push((keys::event(tenant, full.first_seq), full.extents));
+            if state.runs.is_empty() {
+                buffer.touched.push(tenant.to_string());
             }
-            let run = buffer.runs.get_mut(tenant).expect("open run");
-            run.extents.extend_from_slice(&extent.encode());
-            buffer.index.push((
-                keys::by_type(tenant, &event.event_type, event.published_at, seq),
-                Vec::new(),
-            ));
+            state.runs.add(
+                tenant,
+                seq,
+                extent,
+                &event.event_type,
+                event.published_at,
+                &mut buffer.index,
+            );
             outcomes.push(Appended {
                 id,
                 seq,
@@ -272,10 +258,11 @@ impl Wal {
 
     fn take_round(&self) -> Round {
         let mut buffer = self.buffer.lock().expect("wal buffer");
-        for (tenant, run) in std::mem::take(&mut buffer.runs) {
-            buffer
-                .index
-                .push((keys::event(&tenant, run.first_seq), run.extents));
+        let buffer = &mut *buffer;
+        for tenant in buffer.touched.drain(..) {
+            if let Some(state) = buffer.tenants.get_mut(&tenant) {
+                state.runs.close(&tenant, &mut buffer.index);
+            }
         }
         Round {
             chunks: std::mem::take(&mut buffer.chunks),
