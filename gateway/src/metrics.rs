@@ -111,6 +111,14 @@ impl Metrics {
         self.attempt_seconds.observe(millis as f64 / 1000.0);
     }
 
+    /// Replaces every webhook's lag (drops webhooks that are gone).
+    pub fn reset_lags(&self, lags: impl IntoIterator<Item = (String, String, u64)>) {
+        self.lag.clear();
+        for (tenant, webhook, lag) in lags {
+            self.set_lag(&tenant, &webhook, lag);
+        }
+    }
+
     pub fn set_lag(&self, tenant: &str, webhook: &str, lag: u64) {
         self.lag
             .get_or_create(&WebhookLabel {

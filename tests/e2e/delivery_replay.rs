@@ -56,6 +56,8 @@ async fn stop_freezes_and_start_catches_up() {
     tokio::time::sleep(secs(1)).await;
     assert_eq!(rx.requests().len(), 1, "a stopped webhook sends nothing");
     assert_eq!(webhook_status(&t, "w1").await, "stopped");
+    // Its queue depth shows what waits for it, although no worker runs for it.
+    assert_eq!(lag_of(&gw, "w1").await, Some(100));
 
     let started = t
         .post("/webhooks/w1/start", json!({}))
@@ -70,6 +72,19 @@ async fn stop_freezes_and_start_catches_up() {
     let mut expected = ids.clone();
     expected.push("before".into());
     assert_exactly_once(&rx, &expected);
+}
+
+/// The `hookgate_webhook_lag_events` sample of one webhook.
+async fn lag_of(gw: &Gateway, webhook: &str) -> Option<u64> {
+    let mut reply = gw.call(Method::GET, "/metrics", None, None).await;
+    if reply.status == 401 {
+        reply = gw.admin(Method::GET, "/metrics", None).await;
+    }
+    let text = reply.expect(200).body.as_str().expect("text").to_string();
+    text.lines()
+        .filter(|line| line.starts_with("hookgate_webhook_lag_events{"))
+        .find(|line| line.contains(&format!("webhook=\"{webhook}\"")))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 /// A temporary webhook delivers exactly the events published in `[starts_at, ends_at]`,

@@ -42,6 +42,20 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
     }
 }
 
+/// `(tenant, webhook, events in the log after its stored cursor)` for every webhook.
+fn webhook_lags(state: &AppState) -> anyhow::Result<Vec<(String, String, u64)>> {
+    let mut lags = Vec::new();
+    for (tenant, webhook) in state.store.all_webhook_ids()? {
+        let keys = crate::store::deliveries::WebhookKeys::new(&tenant, &webhook);
+        let Some(cursor) = state.store.cursor(&keys)? else {
+            continue; // never started: nothing is queued for it yet
+        };
+        let head = state.log.durable_seq(&tenant)?;
+        lags.push((tenant, webhook, head.saturating_sub(cursor)));
+    }
+    Ok(lags)
+}
+
 /// The document is generated from the registered routes once, in `api::router`.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI document")))]
@@ -55,6 +69,12 @@ async fn openapi_document(State(state): State<Arc<AppState>>) -> impl IntoRespon
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format")))]
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    // Workers update the lag as they move; a stopped, disabled or deleted webhook has no
+    // worker, so every webhook's lag is read from its stored cursor here.
+    match webhook_lags(&state) {
+        Ok(lags) => state.metrics.reset_lags(lags),
+        Err(error) => tracing::warn!(%error, "could not read webhook cursors for /metrics"),
+    }
     let mut text = state.metrics.render();
     // Group-commit rounds: count and total time; their ratio is the fsync latency that
     // every durable write waits for (`log`: event appends, `store`: everything else).

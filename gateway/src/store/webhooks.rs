@@ -113,6 +113,19 @@ impl Store {
         Ok(all)
     }
 
+    /// `(tenant, webhook id)` of every webhook, without decoding them.
+    pub fn all_webhook_ids(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut ids = Vec::new();
+        for key in self.webhooks.iter().keys() {
+            let key = key?;
+            let text = String::from_utf8_lossy(&key);
+            if let Some((tenant, id)) = text.split_once('\0') {
+                ids.push((tenant.to_string(), id.to_string()));
+            }
+        }
+        Ok(ids)
+    }
+
     pub fn count_webhooks(&self, tenant: &str) -> usize {
         self.webhooks
             .scan_prefix(codec::tenant_prefix(tenant))
