@@ -54,7 +54,7 @@ pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
     let admin_token = admin_token(&config)?;
     let log = EventLog::open(
         &store.db,
-        store.db.open_tree("event_index")?,
+        store.event_index.clone(),
         &config.data_dir.join("segments"),
     )
     .context("cannot open the event log")?;

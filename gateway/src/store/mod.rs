@@ -42,8 +42,8 @@ pub struct Store {
     pub api_keys: sled::Tree,
     pub event_types: sled::Tree,
     pub webhooks: sled::Tree,
-    /// The event log: events, their id index and time/type indexes (see `crate::log`).
-    pub log: sled::Tree,
+    /// The event log's index (the events themselves are in segment files; see `crate::log`).
+    pub event_index: sled::Tree,
     /// Delivery state of every webhook (see `deliveries`).
     pub deliveries: sled::Tree,
     /// Tenant plugins: names, versions and their secrets (see `plugins`).
@@ -69,7 +69,7 @@ impl Store {
             api_keys: db.open_tree("api_keys")?,
             event_types: db.open_tree("event_types")?,
             webhooks: db.open_tree("webhooks")?,
-            log: db.open_tree("log")?,
+            event_index: db.open_tree("event_index")?,
             deliveries: db.open_tree("deliveries")?,
             plugin_heads: db.open_tree("plugin_heads")?,
             plugins: db.open_tree("plugins")?,
