@@ -72,7 +72,7 @@ impl Store {
         for tree in [
             &self.event_types,
             &self.webhooks,
-            &self.log,
+            &self.event_index,
             &self.deliveries,
         ] {
             for key in tree.scan_prefix(&prefix).keys() {
