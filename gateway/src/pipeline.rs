@@ -21,15 +21,22 @@
 //!
 //! Rules that hold for every call made here:
 //! - An attachment without a pinned version runs the latest version at the time of the
-//!   call (resolved once per `prepare`/`authenticate`, so one event sees one version).
+//!   call: [`resolve`] reads it once per event, and the worker uses that [`Resolution`]
+//!   for the event's `prepare` and its first attempt's `authenticate`, so one event sees
+//!   one version (a retry resolves again).
 //! - Each plugin gets its attachment's `config` serialized as JSON (`null` when absent),
 //!   and reads only the secrets its own tenant stored for its own name.
 //! - Hooks a component does not export are skipped, and so are hooks that said they are
 //!   defaults (SDK plugins export all three; the ones an author did not write say so on
 //!   their first call and are not called again: `LoadedPlugin::runs_hook`).
-//! - Time, memory, input and output limits are the runtime's, per call; the calls of one
-//!   `prepare` (or `authenticate`) run one after another on one blocking thread once a
-//!   sandbox slot is free, never on the async worker, each in a fresh sandbox.
+//! - Time, memory, input and output limits are the runtime's, per call, each call in a
+//!   fresh sandbox; the calls of one `prepare` (or `authenticate`) run one after another in
+//!   one [`PluginRuntime::with_slot`] task: inline on the async worker when a slot is free
+//!   (each call then cut off after a few milliseconds and, if it had not finished, the
+//!   whole task run again on a blocking thread with the full time limit), otherwise on a
+//!   blocking thread. A slow or looping plugin thus holds an async worker only briefly,
+//!   and then runs only on blocking threads for a while.
+//! - An `authenticate` request is built only when some attached plugin's hook runs.
 //! - Headers a plugin returns may not be ones the gateway owns on the wire (framing,
 //!   hop-by-hop, `webhook-id`/`-timestamp`/`-signature`): the same names a webhook's own
 //!   `headers` may not set.
@@ -72,24 +79,42 @@ pub enum Prepared {
     Failed { reason: String },
 }
 
-/// One attachment, resolved to a version.
-pub(crate) struct Resolved<'a> {
-    pub name: &'a str,
-    pub version: u32,
-    pub plugin: Arc<LoadedPlugin>,
-    pub config: &'a serde_json::Value,
+/// A webhook's attachments resolved to versions, loaded plugins, configs (serialized) and
+/// secrets handles: what its hooks need, made once per event (by [`resolve`]) and shared
+/// by that event's [`prepare_resolved`] and its first attempt's [`authenticate_resolved`],
+/// so one event sees one version of each plugin. Cheap to clone.
+#[derive(Clone)]
+pub struct Resolution {
+    calls: Arc<Vec<Call>>,
 }
 
-impl Resolved<'_> {
-    /// What a call of this plugin needs, owned so it can move to the call's thread.
-    fn call(&self, state: &AppState, tenant: &str) -> Call {
-        Call {
-            label: format!("plugin `{}` v{}", self.name, self.version),
-            plugin: self.plugin.clone(),
-            config: config_string(self.config),
-            secrets: secrets_for(&state.store, tenant, self.name),
-        }
+impl Resolution {
+    /// Whether any attached plugin's `hook` can do something ([`LoadedPlugin::runs_hook`]).
+    pub fn runs(&self, hook: Hook) -> bool {
+        self.calls.iter().any(|p| p.plugin.runs_hook(hook))
     }
+
+    /// The label of the first plugin whose `hook` runs.
+    fn first(&self, hook: Hook) -> Option<&str> {
+        self.calls
+            .iter()
+            .find(|p| p.plugin.runs_hook(hook))
+            .map(|p| p.label.as_str())
+    }
+}
+
+/// Resolves `webhook`'s attachments (none: no store reads at all). `Err`: a plugin no
+/// longer exists or cannot be loaded; the event fails for this webhook with that reason.
+pub fn resolve(state: &AppState, tenant: &str, webhook: &Webhook) -> Result<Resolution, String> {
+    let calls = webhook
+        .spec
+        .plugins
+        .iter()
+        .map(|attachment| resolve_one(state, tenant, attachment))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Resolution {
+        calls: Arc::new(calls),
+    })
 }
 
 /// One plugin ready to call.
@@ -124,11 +149,7 @@ fn made<T>(hook: Hook, result: &Result<T, PluginError>, elapsed: Duration) -> Ma
 
 /// Runs the filters, then the transforms, of `webhook`'s plugins on one event.
 /// `envelope_body` is the default outgoing body (`delivery::envelope::body`).
-///
-/// Only hooks that can do something are called ([`LoadedPlugin::runs_hook`]): a plugin's
-/// default hooks (keep, identity) are skipped once they have said so. All the calls of one
-/// event run one after another in one blocking task with one sandbox slot
-/// ([`PluginRuntime::with_slot`]), each with a fresh sandbox.
+/// [`resolve`] then [`prepare_resolved`].
 pub async fn prepare(
     state: &AppState,
     tenant: &str,
@@ -136,35 +157,40 @@ pub async fn prepare(
     event: &StoredEvent,
     envelope_body: Vec<u8>,
 ) -> Prepared {
-    let unchanged = || Prepared::Send {
-        body: None,
-        headers: Vec::new(),
-    };
-    let attachments = &webhook.spec.plugins;
-    if attachments.is_empty() {
-        return unchanged();
+    if webhook.spec.plugins.is_empty() {
+        return Prepared::unchanged();
     }
-    let resolved = match resolve_all(state, tenant, attachments) {
-        Ok(resolved) => resolved,
-        Err(reason) => return Prepared::Failed { reason },
+    match resolve(state, tenant, webhook) {
+        Ok(resolution) => prepare_resolved(state, tenant, &resolution, event, envelope_body).await,
+        Err(reason) => Prepared::Failed { reason },
+    }
+}
+
+/// [`prepare`] with the attachments already resolved.
+///
+/// Only hooks that can do something are called ([`LoadedPlugin::runs_hook`]): a plugin's
+/// default hooks (keep, identity) are skipped once they have said so. All the calls of one
+/// event run one after another in one [`PluginRuntime::with_slot`] task (inline on this
+/// thread when they are quick, else on a blocking thread), each with a fresh sandbox.
+pub async fn prepare_resolved(
+    state: &AppState,
+    tenant: &str,
+    resolution: &Resolution,
+    event: &StoredEvent,
+    envelope_body: Vec<u8>,
+) -> Prepared {
+    let Some(first) = resolution
+        .first(Hook::Filter)
+        .or(resolution.first(Hook::Transform))
+    else {
+        return Prepared::unchanged();
     };
-    let calls_of = |hook| -> Vec<Call> {
-        resolved
-            .iter()
-            .filter(|p| p.plugin.runs_hook(hook))
-            .map(|p| p.call(state, tenant))
-            .collect()
-    };
-    let filters = calls_of(Hook::Filter);
-    let transforms = calls_of(Hook::Transform);
-    let Some(first) = filters.first().or(transforms.first()) else {
-        return unchanged();
-    };
-    let first = first.label.clone();
+    let first = first.to_owned();
+    let calls = resolution.calls.clone();
     let event = plugin_event(tenant, event, envelope_body);
     let outcome = state
         .plugins
-        .with_slot(move |slot| run_filters_and_transforms(slot, &filters, &transforms, event))
+        .with_slot(move |slot| run_filters_and_transforms(slot, &calls, &event))
         .await;
     match outcome {
         Ok((prepared, made)) => {
@@ -179,16 +205,25 @@ pub async fn prepare(
     }
 }
 
-/// The body of [`prepare`], on the plugin slot's thread.
+impl Prepared {
+    fn unchanged() -> Self {
+        Prepared::Send {
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// The body of [`prepare`], on the plugin slot's thread. May run twice (see `with_slot`),
+/// so it only reads `event`.
 fn run_filters_and_transforms(
     slot: &Slot<'_>,
-    filters: &[Call],
-    transforms: &[Call],
-    mut current: Event,
+    calls: &[Call],
+    event: &Event,
 ) -> (Prepared, Vec<Made>) {
-    let mut made = Vec::with_capacity(filters.len() + transforms.len());
-    for p in filters {
-        let report = slot.call_filter(&p.plugin, &p.config, &current, p.context());
+    let mut made = Vec::with_capacity(calls.len());
+    for p in calls.iter().filter(|p| p.plugin.runs_hook(Hook::Filter)) {
+        let report = slot.call_filter(&p.plugin, &p.config, event, p.context());
         made.push(self::made(Hook::Filter, &report.result, report.elapsed));
         match report.result {
             Ok(true) => {}
@@ -203,10 +238,11 @@ fn run_filters_and_transforms(
         }
     }
 
-    // The envelope, kept once the first transform has replaced it.
-    let mut original_body = None;
-    for p in transforms {
-        let report = slot.call_transform(&p.plugin, &p.config, &current, p.context());
+    // The last transform's output; `None` while the event is the original.
+    let mut current: Option<Event> = None;
+    for p in calls.iter().filter(|p| p.plugin.runs_hook(Hook::Transform)) {
+        let input = current.as_ref().unwrap_or(event);
+        let report = slot.call_transform(&p.plugin, &p.config, input, p.context());
         // Checked per plugin so that the reason names the one that broke it.
         let result = report.result.and_then(|output| {
             check_transform_output(&output)?;
@@ -214,10 +250,7 @@ fn run_filters_and_transforms(
         });
         made.push(self::made(Hook::Transform, &result, report.elapsed));
         match result {
-            Ok(output) => {
-                let input = std::mem::replace(&mut current, output);
-                original_body.get_or_insert(input.body);
-            }
+            Ok(output) => current = Some(output),
             Err(error) => {
                 let reason = p.failure(Hook::Transform, &error);
                 return (Prepared::Failed { reason }, made);
@@ -225,12 +258,11 @@ fn run_filters_and_transforms(
         }
     }
 
-    let body = match original_body {
-        Some(original) if current.body != original => {
-            Some(String::from_utf8(current.body).expect("checked after each transform"))
-        }
-        _ => None,
+    let Some(current) = current else {
+        return (Prepared::unchanged(), made);
     };
+    let body = (current.body != event.body)
+        .then(|| String::from_utf8(current.body).expect("checked after each transform"));
     let headers = current
         .headers
         .into_iter()
@@ -241,30 +273,38 @@ fn run_filters_and_transforms(
 
 /// Runs every attached plugin's `authenticate` hook, in order, on the request about to be
 /// sent; returns the headers to add. Each plugin sees the headers earlier ones added.
-/// Default hooks are skipped and the calls share one blocking task, as in [`prepare`].
+/// [`resolve`] then [`authenticate_resolved`].
 pub async fn authenticate(
     state: &AppState,
     tenant: &str,
     webhook: &Webhook,
     request: OutgoingRequest,
 ) -> Result<Vec<(String, String)>, String> {
-    let attachments = &webhook.spec.plugins;
-    if attachments.is_empty() {
+    if webhook.spec.plugins.is_empty() {
         return Ok(Vec::new());
     }
-    let resolved = resolve_all(state, tenant, attachments)?;
-    let signers: Vec<Call> = resolved
-        .iter()
-        .filter(|p| p.plugin.runs_hook(Hook::Authenticate))
-        .map(|p| p.call(state, tenant))
-        .collect();
-    let Some(first) = signers.first() else {
+    let resolution = resolve(state, tenant, webhook)?;
+    authenticate_resolved(state, &resolution, || request).await
+}
+
+/// [`authenticate`] with the attachments already resolved. `request` is made only when a
+/// plugin's `authenticate` hook runs: with none (no plugin, or only plugins whose hook is
+/// the SDK's default) this costs nothing. Default hooks are skipped and the calls share
+/// one `with_slot` task, as in [`prepare_resolved`].
+pub async fn authenticate_resolved(
+    state: &AppState,
+    resolution: &Resolution,
+    request: impl FnOnce() -> OutgoingRequest,
+) -> Result<Vec<(String, String)>, String> {
+    let Some(first) = resolution.first(Hook::Authenticate) else {
         return Ok(Vec::new());
     };
-    let first = first.label.clone();
+    let first = first.to_owned();
+    let calls = resolution.calls.clone();
+    let request = request();
     let outcome = state
         .plugins
-        .with_slot(move |slot| run_authenticate(slot, &signers, request))
+        .with_slot(move |slot| run_authenticate(slot, &calls, &request))
         .await;
     match outcome {
         Ok((added, made)) => {
@@ -280,16 +320,23 @@ pub async fn authenticate(
 /// What [`authenticate`] returns: the headers to add, or why the attempt must not be sent.
 type Authenticated = Result<Vec<(String, String)>, String>;
 
-/// The body of [`authenticate`], on the plugin slot's thread.
+/// The body of [`authenticate`], on the plugin slot's thread. May run twice (see
+/// `with_slot`), so it only reads `request`.
 fn run_authenticate(
     slot: &Slot<'_>,
-    signers: &[Call],
-    mut request: OutgoingRequest,
+    calls: &[Call],
+    request: &OutgoingRequest,
 ) -> (Authenticated, Vec<Made>) {
-    let mut made = Vec::with_capacity(signers.len());
+    let mut made = Vec::with_capacity(calls.len());
     let mut added = Vec::new();
-    for p in signers {
-        let report = slot.call_authenticate(&p.plugin, &p.config, &request, p.context());
+    // The request with the headers added so far, once there are any.
+    let mut current: Option<OutgoingRequest> = None;
+    for p in calls
+        .iter()
+        .filter(|p| p.plugin.runs_hook(Hook::Authenticate))
+    {
+        let input = current.as_ref().unwrap_or(request);
+        let report = slot.call_authenticate(&p.plugin, &p.config, input, p.context());
         let result = report.result.and_then(|headers| {
             check_plugin_headers(&headers)?;
             Ok(headers)
@@ -297,7 +344,12 @@ fn run_authenticate(
         made.push(self::made(Hook::Authenticate, &result, report.elapsed));
         match result {
             Ok(headers) => {
-                request.headers.extend(headers.iter().cloned());
+                if !headers.is_empty() {
+                    current
+                        .get_or_insert_with(|| request.clone())
+                        .headers
+                        .extend(headers.iter().cloned());
+                }
                 added.extend(headers.into_iter().map(|h| (h.name, h.value)));
             }
             Err(error) => return (Err(p.failure(Hook::Authenticate, &error)), made),
@@ -349,22 +401,13 @@ fn record(state: &AppState, hook: Hook, outcome: &str, elapsed: Duration) {
         .plugin_call(hook.name(), outcome, elapsed.as_micros() as u64);
 }
 
-fn resolve_all<'a>(
+/// One attachment as a call: its version (the pinned one, or the latest right now), the
+/// loaded plugin, its config as a string and its secrets.
+fn resolve_one(
     state: &AppState,
     tenant: &str,
-    attachments: &'a [PluginAttachment],
-) -> Result<Vec<Resolved<'a>>, String> {
-    attachments
-        .iter()
-        .map(|attachment| resolve(state, tenant, attachment))
-        .collect()
-}
-
-fn resolve<'a>(
-    state: &AppState,
-    tenant: &str,
-    attachment: &'a PluginAttachment,
-) -> Result<Resolved<'a>, String> {
+    attachment: &PluginAttachment,
+) -> Result<Call, String> {
     let name = &attachment.plugin;
     let record = resolve_version(&state.store, tenant, name, attachment.version)
         .map_err(|e| format!("plugin `{name}`: cannot read its record: {e}"))?
@@ -373,11 +416,11 @@ fn resolve<'a>(
             None => format!("plugin `{name}` does not exist"),
         })?;
     let plugin = load(&state.plugins, &record)?;
-    Ok(Resolved {
-        name,
-        version: record.version,
+    Ok(Call {
+        label: format!("plugin `{name}` v{}", record.version),
         plugin,
-        config: &attachment.config,
+        config: config_string(&attachment.config),
+        secrets: secrets_for(&state.store, tenant, name),
     })
 }
 
@@ -780,6 +823,38 @@ mod tests {
             error.starts_with("plugin `signer` v1 (authenticate): plugin_error: "),
             "{error}"
         );
+    }
+
+    /// On a multi-threaded runtime, as in the gateway: calls run inline on its workers,
+    /// where WASI output (the allocation failure message the memory bomb writes to stderr)
+    /// must not block on the runtime, and a loop is moved off the worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_plugins_fail_cleanly_on_runtime_workers() {
+        let f = fixture();
+        upload(&f.state, "bomb", "hostile-memory-bomb");
+        upload(&f.state, "loop", "hostile-infinite-loop");
+        upload(&f.state, "ok", "field-filter");
+        for round in 0..3 {
+            let bomb = prepare_for(&f.state, json!([{"plugin": "bomb"}]), 1.0).await;
+            assert_eq!(
+                bomb,
+                Prepared::Failed {
+                    reason: "plugin `bomb` v1 (transform): memory_limit: plugin exceeded its memory limit".into()
+                },
+                "round {round}"
+            );
+            let looped = prepare_for(&f.state, json!([{"plugin": "loop"}]), 1.0).await;
+            assert_eq!(
+                looped,
+                Prepared::Failed {
+                    reason: "plugin `loop` v1 (filter): timeout: plugin exceeded its time limit"
+                        .into()
+                },
+                "round {round}"
+            );
+            let ok = prepare_for(&f.state, json!([{"plugin": "ok", "config": []}]), 1.0).await;
+            assert_eq!(ok, Prepared::unchanged(), "round {round}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Running one hook: a fresh `Store` with the call's limits, instantiate, call, drop, and
 //! turning whatever happened into a [`CallReport`].
 //!
-//! This module is synchronous and may run for up to the call timeout: callers put it on a
-//! blocking thread (see `runtime.rs`). Nothing survives a call: store, instance, WASI
+//! This module is synchronous. With [`Deadline::Full`] it may run for up to the call
+//! timeout, so callers put it on a blocking thread; with [`Deadline::Inline`] it runs for
+//! a few milliseconds at most and may run on an async worker (see
+//! `PluginRuntime::with_slot`). Nothing survives a call: store, instance, WASI
 //! context and memory are dropped before the report is returned.
 
 use std::time::{Duration, Instant};
@@ -48,11 +50,26 @@ impl<T> CallReport<T> {
     }
 }
 
+/// A call's time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// The configured call timeout.
+    Full,
+    /// The short deadline of a call run inline on an async worker
+    /// (`engine::INLINE_TICKS`). Such a call also fails when a WASI operation would wait
+    /// (`CallState::blocked_inline`). Either way it fails with [`PluginError::Timeout`],
+    /// and the caller runs it again with [`Deadline::Full`] on a blocking thread.
+    Inline,
+}
+
 /// What a call needs from the runtime.
 pub(crate) struct Sandbox {
     pub(crate) engine: Engine,
     pub(crate) config: RuntimeConfig,
+    /// The full per-call deadline, in epoch ticks.
     pub(crate) deadline_ticks: u64,
+    /// The epoch ticker's period.
+    pub(crate) tick: std::time::Duration,
 }
 
 pub(crate) fn filter(
@@ -61,6 +78,7 @@ pub(crate) fn filter(
     config: &str,
     event: &Event,
     ctx: CallContext,
+    deadline: Deadline,
 ) -> CallReport<bool> {
     let size = config.len() + event_size(event);
     let neutral = Neutral {
@@ -72,7 +90,7 @@ pub(crate) fn filter(
         plugin,
         Hook::Filter,
         size,
-        ctx,
+        (ctx, deadline),
         (config, event),
         neutral,
         Ok,
@@ -85,6 +103,7 @@ pub(crate) fn transform(
     config: &str,
     event: &Event,
     ctx: CallContext,
+    deadline: Deadline,
 ) -> CallReport<Event> {
     let size = config.len() + event_size(event);
     let limit = sb.config.max_output_bytes;
@@ -97,7 +116,7 @@ pub(crate) fn transform(
         plugin,
         Hook::Transform,
         size,
-        ctx,
+        (ctx, deadline),
         (config, event),
         neutral,
         |out: Event| {
@@ -131,6 +150,7 @@ pub(crate) fn authenticate(
     config: &str,
     request: &OutgoingRequest,
     ctx: CallContext,
+    deadline: Deadline,
 ) -> CallReport<Vec<Header>> {
     let size = config.len()
         + request.method.len()
@@ -147,7 +167,7 @@ pub(crate) fn authenticate(
         plugin,
         Hook::Authenticate,
         size,
-        ctx,
+        (ctx, deadline),
         (config, request),
         neutral,
         |headers: Vec<Header>| {
@@ -166,7 +186,7 @@ struct Neutral<V, I> {
 }
 
 /// The common path of every hook: `Params` are the hook's arguments, the hook returns
-/// `result<T, string>`, and `check` vets a successful `T`.
+/// `result<T, string>`, and `check` vets a successful `T`. `deadline` picks the time limit.
 ///
 /// A hook that says it is not implemented (it logs `NOT_IMPLEMENTED_MARKER`, as the SDK's
 /// defaults do) and returns the neutral result is remembered as neutral for this plugin,
@@ -178,7 +198,7 @@ fn run<Params, T>(
     plugin: &LoadedPlugin,
     hook: Hook,
     input_size: usize,
-    ctx: CallContext,
+    (ctx, deadline): (CallContext, Deadline),
     params: Params,
     neutral: Neutral<impl FnOnce() -> T, impl Fn(&T) -> bool>,
     check: impl FnOnce(T) -> Result<T, PluginError>,
@@ -208,9 +228,12 @@ where
         };
     }
 
-    let mut store = new_store(sb, ctx);
+    let mut store = new_store(sb, ctx, deadline);
     let instance = match plugin.pre.instantiate(&mut store) {
         Ok(instance) => instance,
+        Err(_) if store.data().blocked_inline => {
+            return finish(store, Err(PluginError::Timeout), start, start.elapsed(), sb);
+        }
         Err(err) => {
             let error = instantiate_error(err, store_denied(&store));
             return finish(store, Err(error), start, start.elapsed(), sb);
@@ -233,10 +256,15 @@ where
             Ok((Err(reason),)) => Err(plugin_reason(reason, sb.config.max_output_bytes)),
             Err(err) => Err(call_error(err, &store)),
         });
+    let outcome = if store.data().blocked_inline {
+        Err(PluginError::Timeout)
+    } else {
+        outcome
+    };
     finish(store, outcome, start, instantiated, sb)
 }
 
-fn new_store(sb: &Sandbox, ctx: CallContext) -> Store<CallState> {
+fn new_store(sb: &Sandbox, ctx: CallContext, deadline: Deadline) -> Store<CallState> {
     let limits = CallLimits::new(sb.config.memory_limit_bytes, MAX_TABLE_ELEMENTS);
     let mut store = Store::new(
         &sb.engine,
@@ -244,7 +272,12 @@ fn new_store(sb: &Sandbox, ctx: CallContext) -> Store<CallState> {
     );
     store.limiter(|state| &mut state.limits);
     store.epoch_deadline_trap();
-    store.set_epoch_deadline(sb.deadline_ticks);
+    let ticks = match deadline {
+        Deadline::Full => sb.deadline_ticks,
+        Deadline::Inline => crate::engine::INLINE_TICKS.min(sb.deadline_ticks),
+    };
+    store.set_epoch_deadline(ticks);
+    store.data_mut().inline = deadline == Deadline::Inline;
     if let Some(fuel) = sb.config.fuel_per_call {
         // Cannot fail: fuel is enabled on the engine whenever a quota is configured.
         let _ = store.set_fuel(fuel);

@@ -148,6 +148,11 @@ pub(crate) struct CallState {
     pub(crate) limits: CallLimits,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// The call runs inline on an async worker (see `wasi::IoView`).
+    pub(crate) inline: bool,
+    /// On an inline call, a WASI operation would have waited: the call failed and must run
+    /// again on a blocking thread.
+    pub(crate) blocked_inline: bool,
 }
 
 impl CallState {
@@ -160,6 +165,17 @@ impl CallState {
             limits,
             wasi,
             table: ResourceTable::new(),
+            inline: false,
+            blocked_inline: false,
+        }
+    }
+
+    /// What `wasi:io` works on.
+    pub(crate) fn io(&mut self) -> crate::wasi::IoView<'_> {
+        crate::wasi::IoView {
+            table: &mut self.table,
+            inline: self.inline,
+            blocked: &mut self.blocked_inline,
         }
     }
 }

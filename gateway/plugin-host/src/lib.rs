@@ -35,9 +35,12 @@
 //! - `validate` — upload checks that need no instance: size, component or not, imports.
 //! - `plugin` — [`LoadedPlugin`]: linked `InstancePre` plus the location of each hook.
 //! - `call` — one call: fresh store, limits, instantiate, call, classify the outcome into
-//!   a [`CallReport`]. Synchronous; never runs on an async worker.
+//!   a [`CallReport`]. Synchronous: on a blocking thread with the full time limit, or
+//!   inline on an async worker with a deadline of a few milliseconds
+//!   ([`PluginRuntime::with_slot`]).
 //! - `host` — the store's data and the `host` interface (log, secrets, crypto, time).
-//! - `wasi` — the WASI subset Rust guests import, backed by a deny-everything context.
+//! - `wasi` — the WASI subset Rust guests import, backed by a deny-everything context;
+//!   its `wasi:io` never blocks an async worker.
 //! - `limits` — the memory/table limiter that remembers denials (→ `MemoryLimit`).
 //! - `cache` — the only writer of the cache directory (atomic `.wasm`/`.cwasm` files).
 //! - `bindings` — types generated from the WIT.

@@ -1,6 +1,8 @@
 //! A plugin ready to run: its linked `InstancePre` and where its hooks are.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 
@@ -18,6 +20,19 @@ pub struct LoadedPlugin {
     /// Per hook: a call showed it to be a neutral default (see `call::run`), so it is not
     /// called again; its neutral result is returned instead.
     neutral: [AtomicBool; 3],
+    /// Until when (ms on [`clock_ms`]) calls of this plugin do not run inline: see
+    /// [`inline_allowed`](Self::inline_allowed).
+    suspect_until: AtomicU64,
+    banned_until: AtomicU64,
+}
+
+/// How long a plugin whose calls proved slow (or timed out) runs only on blocking threads.
+const INLINE_BAN: Duration = Duration::from_secs(10);
+
+/// Milliseconds since the first use, on a monotonic clock (0 never occurs).
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl LoadedPlugin {
@@ -46,6 +61,8 @@ impl LoadedPlugin {
             pre,
             hooks,
             neutral: Default::default(),
+            suspect_until: AtomicU64::new(0),
+            banned_until: AtomicU64::new(0),
         })
     }
 
@@ -81,6 +98,36 @@ impl LoadedPlugin {
 
     pub(crate) fn set_neutral(&self, hook: Hook) {
         self.neutral[hook.index()].store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a call may run inline on an async worker (`PluginRuntime::with_slot`) with
+    /// the short inline deadline. Not while the plugin is suspect (an inline call of it was
+    /// interrupted and is being run again on a blocking thread) or banned (a call on a
+    /// blocking thread ran past the inline budget or timed out), so that a slow or looping
+    /// plugin holds an async worker for at most the inline budget, about once per ban.
+    pub(crate) fn inline_allowed(&self) -> bool {
+        let now = clock_ms();
+        now >= self.suspect_until.load(Ordering::Relaxed)
+            && now >= self.banned_until.load(Ordering::Relaxed)
+    }
+
+    /// An inline call was interrupted at the inline deadline: until a call on a blocking
+    /// thread shows how long the plugin really takes (at most `timeout`), none run inline.
+    pub(crate) fn suspect_slow(&self, timeout: Duration) {
+        let until = clock_ms() + timeout.as_millis() as u64;
+        self.suspect_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// A call on a blocking thread ended: `slow` (it ran past the inline budget or timed
+    /// out) bans inline calls for [`INLINE_BAN`]; otherwise a suspicion is lifted (an
+    /// inline call was interrupted only because its thread was descheduled).
+    pub(crate) fn observed(&self, slow: bool) {
+        if slow {
+            let until = clock_ms() + INLINE_BAN.as_millis() as u64;
+            self.banned_until.fetch_max(until, Ordering::Relaxed);
+        } else if self.suspect_until.load(Ordering::Relaxed) != 0 {
+            self.suspect_until.store(0, Ordering::Relaxed);
+        }
     }
 }
 

@@ -2,10 +2,11 @@
 //! with the host imports, the on-disk cache, the map of loaded plugins and the slots that
 //! bound concurrent calls.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -14,7 +15,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::bindings::{Event, Header, OutgoingRequest, hookgate};
 use crate::cache::{ArtifactCache, is_digest};
-use crate::call::{self, CallReport, Sandbox};
+use crate::call::{self, CallReport, Deadline, Sandbox};
 use crate::engine::{self, EpochTicker};
 use crate::host::{CallContext, CallState};
 use crate::limits::CallLimits;
@@ -112,6 +113,7 @@ impl PluginRuntime {
                     engine,
                     config,
                     deadline_ticks,
+                    tick,
                 },
                 linker,
                 cache,
@@ -253,7 +255,7 @@ impl PluginRuntime {
     ) -> CallReport<bool> {
         let config = config.to_owned();
         self.on_blocking_thread(plugin, move |sb, plugin| {
-            call::filter(sb, plugin, &config, &event, ctx)
+            call::filter(sb, plugin, &config, &event, ctx, Deadline::Full)
         })
         .await
     }
@@ -269,7 +271,7 @@ impl PluginRuntime {
     ) -> CallReport<Event> {
         let config = config.to_owned();
         self.on_blocking_thread(plugin, move |sb, plugin| {
-            call::transform(sb, plugin, &config, &event, ctx)
+            call::transform(sb, plugin, &config, &event, ctx, Deadline::Full)
         })
         .await
     }
@@ -285,7 +287,7 @@ impl PluginRuntime {
     ) -> CallReport<Vec<Header>> {
         let config = config.to_owned();
         self.on_blocking_thread(plugin, move |sb, plugin| {
-            call::authenticate(sb, plugin, &config, &request, ctx)
+            call::authenticate(sb, plugin, &config, &request, ctx, Deadline::Full)
         })
         .await
     }
@@ -301,7 +303,7 @@ impl PluginRuntime {
         event: &Event,
         ctx: CallContext,
     ) -> CallReport<bool> {
-        self.on_this_thread(|sb| call::filter(sb, plugin, config, event, ctx))
+        self.on_this_thread(|sb| call::filter(sb, plugin, config, event, ctx, Deadline::Full))
     }
 
     /// Blocking [`call_transform`](Self::call_transform); see
@@ -313,7 +315,7 @@ impl PluginRuntime {
         event: &Event,
         ctx: CallContext,
     ) -> CallReport<Event> {
-        self.on_this_thread(|sb| call::transform(sb, plugin, config, event, ctx))
+        self.on_this_thread(|sb| call::transform(sb, plugin, config, event, ctx, Deadline::Full))
     }
 
     /// Blocking [`call_authenticate`](Self::call_authenticate); see
@@ -325,19 +327,38 @@ impl PluginRuntime {
         request: &OutgoingRequest,
         ctx: CallContext,
     ) -> CallReport<Vec<Header>> {
-        self.on_this_thread(|sb| call::authenticate(sb, plugin, config, request, ctx))
+        self.on_this_thread(|sb| {
+            call::authenticate(sb, plugin, config, request, ctx, Deadline::Full)
+        })
     }
 
-    /// Runs `work` on a blocking thread once a sandbox slot is free; `work` makes its calls
-    /// through the [`Slot`], one after another on that thread. For a sequence of calls
-    /// (a webhook's filters, then its transforms) this waits for a slot and hops to a
-    /// blocking thread once instead of once per call. Each call still gets a fresh store
-    /// and all the per-call limits. `work` must only make plugin calls and cheap
-    /// bookkeeping: it holds a slot and a blocking thread while it runs.
-    pub async fn with_slot<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Slot<'_>) -> T + Send + 'static,
-    ) -> Result<T, PluginError> {
+    /// Runs `work`, a sequence of calls made through the [`Slot`] (a webhook's filters, then
+    /// its transforms), once per sequence rather than once per call:
+    ///
+    /// 1. Inline, on the caller's thread (an async worker), when a sandbox slot is free
+    ///    right away. Each call then has a short deadline (`engine::INLINE_TICKS`: 2–4 ms
+    ///    by default) instead of the full time limit, so the worker is held no longer than
+    ///    that per call. Typical calls take tens of microseconds; skipping the hop to a
+    ///    blocking thread and back (waking a thread, then the task: on a busy machine more
+    ///    than the call itself) is the point.
+    /// 2. Otherwise — no free slot, a call interrupted at the inline deadline, or a plugin
+    ///    that may not run inline (it was interrupted recently, or a call proved slow:
+    ///    `LoadedPlugin::inline_allowed`) — `work` runs again from the start on a blocking
+    ///    thread once a slot is free, with the full time limit for each call. What the
+    ///    inline run returned is dropped: calls are side-effect free (fresh store, read-only
+    ///    host functions), so running them again gives the same result.
+    ///
+    /// Each call gets a fresh store and all the per-call limits either way. `work` must
+    /// only make plugin calls and cheap bookkeeping (it may run twice, and holds a slot and
+    /// a thread while it runs).
+    pub async fn with_slot<T, F>(&self, work: F) -> Result<T, PluginError>
+    where
+        T: Send + 'static,
+        F: Fn(&Slot<'_>) -> T + Send + 'static,
+    {
+        if let Some(done) = self.inline(&work) {
+            return Ok(done);
+        }
         let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
             return Err(PluginError::Host("plugin runtime is shutting down".into()));
         };
@@ -346,10 +367,24 @@ impl PluginRuntime {
             let _permit = permit;
             work(&Slot {
                 sandbox: &inner.sandbox,
+                inline: None,
             })
         });
         task.await
             .map_err(|err| PluginError::Host(format!("plugin call task failed: {err}")))
+    }
+
+    /// Step 1 of [`with_slot`](Self::with_slot): `None` when `work` must run on a blocking
+    /// thread instead.
+    fn inline<T>(&self, work: &impl Fn(&Slot<'_>) -> T) -> Option<T> {
+        let _permit = self.inner.permits.try_acquire().ok()?;
+        let slot = Slot {
+            sandbox: &self.inner.sandbox,
+            inline: Some(Cell::new(false)),
+        };
+        let done = work(&slot);
+        let interrupted = slot.inline.as_ref().is_some_and(Cell::get);
+        (!interrupted).then_some(done)
     }
 
     /// A plugin may spin until its deadline, so calls never run on an async worker: they
@@ -495,6 +530,10 @@ impl Inner {
 /// within its sandbox slot.
 pub struct Slot<'a> {
     sandbox: &'a Sandbox,
+    /// `Some` on an inline run: whether a call was interrupted at the inline deadline or
+    /// could not run inline (then the run is abandoned and made again on a blocking
+    /// thread, and every further call of this run fails at once).
+    inline: Option<Cell<bool>>,
 }
 
 impl Slot<'_> {
@@ -506,7 +545,9 @@ impl Slot<'_> {
         event: &Event,
         ctx: CallContext,
     ) -> CallReport<bool> {
-        call::filter(self.sandbox, plugin, config, event, ctx)
+        self.call(plugin, |deadline| {
+            call::filter(self.sandbox, plugin, config, event, ctx, deadline)
+        })
     }
 
     /// [`PluginRuntime::call_transform`] on this slot.
@@ -517,7 +558,9 @@ impl Slot<'_> {
         event: &Event,
         ctx: CallContext,
     ) -> CallReport<Event> {
-        call::transform(self.sandbox, plugin, config, event, ctx)
+        self.call(plugin, |deadline| {
+            call::transform(self.sandbox, plugin, config, event, ctx, deadline)
+        })
     }
 
     /// [`PluginRuntime::call_authenticate`] on this slot.
@@ -528,6 +571,43 @@ impl Slot<'_> {
         request: &OutgoingRequest,
         ctx: CallContext,
     ) -> CallReport<Vec<Header>> {
-        call::authenticate(self.sandbox, plugin, config, request, ctx)
+        self.call(plugin, |deadline| {
+            call::authenticate(self.sandbox, plugin, config, request, ctx, deadline)
+        })
+    }
+
+    /// Whether this run is abandoned (inline only): its results are dropped and it runs
+    /// again on a blocking thread, so callers may stop early.
+    pub fn abandoned(&self) -> bool {
+        self.inline.as_ref().is_some_and(Cell::get)
+    }
+
+    /// One call with this slot's deadline, and what it teaches about running the plugin
+    /// inline (see [`PluginRuntime::with_slot`]).
+    fn call<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        run: impl FnOnce(Deadline) -> CallReport<T>,
+    ) -> CallReport<T> {
+        let sb = self.sandbox;
+        let Some(interrupted) = &self.inline else {
+            let report = run(Deadline::Full);
+            let inline_budget = sb.tick * engine::INLINE_TICKS as u32;
+            plugin.observed(
+                report.elapsed >= inline_budget
+                    || matches!(report.result, Err(PluginError::Timeout)),
+            );
+            return report;
+        };
+        if interrupted.get() || !plugin.inline_allowed() {
+            interrupted.set(true);
+            return CallReport::failed(PluginError::Busy, Duration::ZERO);
+        }
+        let report = run(Deadline::Inline);
+        if matches!(report.result, Err(PluginError::Timeout)) {
+            interrupted.set(true);
+            plugin.suspect_slow(sb.config.call_timeout);
+        }
+        report
     }
 }

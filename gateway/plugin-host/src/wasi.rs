@@ -9,13 +9,29 @@
 //!   advances (so waiting on it cannot outlast the deadline differently);
 //! - "random" bytes are a fixed deterministic stream, so a transform's output is the same
 //!   on every retry (and `HashMap` seeding works). Plugins must not mint secrets with it.
+//!
+//! `wasi:io` (streams and pollables) goes through [`IoView`]: wasmtime-wasi's synchronous
+//! host blocks on its async one with `Handle::block_on`, which panics on a thread that
+//! drives a tokio runtime. On a call run inline on an async worker (see
+//! `PluginRuntime::with_slot`), an operation that would wait fails the call instead and
+//! marks it (`CallState::blocked_inline`), so that it runs again on a blocking thread;
+//! with our streams (empty stdin, discarded stdout/stderr) nothing ever waits, so in
+//! practice a plugin writing to stderr (a panic message, `eprintln!`) stays inline.
+
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
+
+use crate::host::CallState;
 
 use std::time::Duration;
 
-use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::p2::bindings::io as async_io;
 use wasmtime_wasi::p2::bindings::sync as wasi;
+use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, DynPollable, StreamError, StreamResult};
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiView,
@@ -47,22 +63,29 @@ pub(crate) const ALLOWED_INTERFACES: &[&str] = &[
 /// The largest `get-random-bytes` request served; std asks for 16 bytes.
 const MAX_RANDOM_BYTES: u64 = 1024;
 
-/// `HasData` for the `wasi:io` interfaces, whose host side is just the resource table.
-struct Io;
+/// `HasData` for `wasi:io/error`, whose host side is just the resource table.
+struct Table;
 
-impl HasData for Io {
+impl HasData for Table {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// Links [`ALLOWED_INTERFACES`] into `linker`, synchronous flavour (calls run on blocking
-/// threads, never inside an async executor).
-pub(crate) fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    fn table<T: WasiView>(state: &mut T) -> &mut ResourceTable {
+/// `HasData` for `wasi:io/poll` and `wasi:io/streams`.
+struct Io;
+
+impl HasData for Io {
+    type Data<'a> = IoView<'a>;
+}
+
+/// Links [`ALLOWED_INTERFACES`] into `linker`, synchronous flavour.
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    type T = CallState;
+    fn table(state: &mut CallState) -> &mut ResourceTable {
         state.ctx().table
     }
-    wasi::io::error::add_to_linker::<T, Io>(linker, table)?;
-    wasi::io::poll::add_to_linker::<T, Io>(linker, table)?;
-    wasi::io::streams::add_to_linker::<T, Io>(linker, table)?;
+    wasi::io::error::add_to_linker::<T, Table>(linker, table)?;
+    wasi::io::poll::add_to_linker::<T, Io>(linker, CallState::io)?;
+    wasi::io::streams::add_to_linker::<T, Io>(linker, CallState::io)?;
 
     wasi::cli::environment::add_to_linker::<T, WasiCli>(linker, T::cli)?;
     wasi::cli::exit::add_to_linker::<T, WasiCli>(linker, T::cli)?;
@@ -82,6 +105,261 @@ pub(crate) fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wa
     wasi::random::insecure::add_to_linker::<T, WasiRandom>(linker, T::random)?;
     wasi::random::insecure_seed::add_to_linker::<T, WasiRandom>(linker, T::random)?;
     Ok(())
+}
+
+/// The resource table of one call, and whether the call runs inline on an async worker.
+pub(crate) struct IoView<'a> {
+    pub(crate) table: &'a mut ResourceTable,
+    pub(crate) inline: bool,
+    /// Set when an operation would have waited on an inline call.
+    pub(crate) blocked: &'a mut bool,
+}
+
+/// On an inline call: the output of `operation` (an async host operation) if it completes
+/// without waiting, else `would_block()` (an error that fails the call) and the call is
+/// marked to run again on a blocking thread.
+fn inline<R>(
+    blocked: &mut bool,
+    operation: impl Future<Output = R>,
+    would_block: impl FnOnce() -> R,
+) -> R {
+    let mut operation = std::pin::pin!(operation);
+    match operation
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => {
+            *blocked = true;
+            would_block()
+        }
+    }
+}
+
+fn would_block_error() -> wasmtime::Error {
+    wasmtime::Error::msg("a WASI call would wait on an async worker")
+}
+
+fn would_block<T>() -> wasmtime::Result<T> {
+    Err(would_block_error())
+}
+
+fn stream_would_block<T>() -> StreamResult<T> {
+    Err(StreamError::Trap(would_block_error()))
+}
+
+/// The methods of wasmtime-wasi's synchronous host that block on its async one, each
+/// either as is (`!inline`) or via [`inline`]. `$sync` and `$async` are the two traits.
+macro_rules! inline_or_blocking {
+    ($view:expr, $sync:path, $async:path, $method:ident($($arg:expr),*), $would_block:expr) => {{
+        let IoView { table, inline: run_inline, blocked } = $view;
+        if *run_inline {
+            inline(blocked, <ResourceTable as $async>::$method(table, $($arg),*), $would_block)
+        } else {
+            <ResourceTable as $sync>::$method(table, $($arg),*)
+        }
+    }};
+}
+
+impl streams::Host for IoView<'_> {
+    fn convert_stream_error(&mut self, err: StreamError) -> wasmtime::Result<streams::StreamError> {
+        streams::Host::convert_stream_error(self.table, err)
+    }
+}
+
+impl streams::HostOutputStream for IoView<'_> {
+    fn drop(&mut self, stream: Resource<DynOutputStream>) -> wasmtime::Result<()> {
+        inline_or_blocking!(
+            self,
+            streams::HostOutputStream,
+            async_io::streams::HostOutputStream,
+            drop(stream),
+            would_block
+        )
+    }
+
+    fn check_write(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<u64> {
+        streams::HostOutputStream::check_write(self.table, stream)
+    }
+
+    fn write(&mut self, stream: Resource<DynOutputStream>, bytes: Vec<u8>) -> StreamResult<()> {
+        streams::HostOutputStream::write(self.table, stream, bytes)
+    }
+
+    fn blocking_write_and_flush(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+        bytes: Vec<u8>,
+    ) -> StreamResult<()> {
+        inline_or_blocking!(
+            self,
+            streams::HostOutputStream,
+            async_io::streams::HostOutputStream,
+            blocking_write_and_flush(stream, bytes),
+            stream_would_block
+        )
+    }
+
+    fn blocking_write_zeroes_and_flush(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+        len: u64,
+    ) -> StreamResult<()> {
+        inline_or_blocking!(
+            self,
+            streams::HostOutputStream,
+            async_io::streams::HostOutputStream,
+            blocking_write_zeroes_and_flush(stream, len),
+            stream_would_block
+        )
+    }
+
+    fn subscribe(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        streams::HostOutputStream::subscribe(self.table, stream)
+    }
+
+    fn write_zeroes(&mut self, stream: Resource<DynOutputStream>, len: u64) -> StreamResult<()> {
+        streams::HostOutputStream::write_zeroes(self.table, stream, len)
+    }
+
+    fn flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
+        streams::HostOutputStream::flush(self.table, stream)
+    }
+
+    fn blocking_flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
+        // As wasmtime-wasi does: the async method takes the stream as a borrow.
+        let IoView {
+            table,
+            inline: run_inline,
+            blocked,
+        } = self;
+        if *run_inline {
+            let stream = Resource::new_borrow(stream.rep());
+            inline(
+                blocked,
+                async_io::streams::HostOutputStream::blocking_flush(*table, stream),
+                stream_would_block,
+            )
+        } else {
+            streams::HostOutputStream::blocking_flush(*table, stream)
+        }
+    }
+
+    fn splice(
+        &mut self,
+        dst: Resource<DynOutputStream>,
+        src: Resource<DynInputStream>,
+        len: u64,
+    ) -> StreamResult<u64> {
+        streams::HostOutputStream::splice(self.table, dst, src, len)
+    }
+
+    fn blocking_splice(
+        &mut self,
+        dst: Resource<DynOutputStream>,
+        src: Resource<DynInputStream>,
+        len: u64,
+    ) -> StreamResult<u64> {
+        inline_or_blocking!(
+            self,
+            streams::HostOutputStream,
+            async_io::streams::HostOutputStream,
+            blocking_splice(dst, src, len),
+            stream_would_block
+        )
+    }
+}
+
+impl streams::HostInputStream for IoView<'_> {
+    fn drop(&mut self, stream: Resource<DynInputStream>) -> wasmtime::Result<()> {
+        inline_or_blocking!(
+            self,
+            streams::HostInputStream,
+            async_io::streams::HostInputStream,
+            drop(stream),
+            would_block
+        )
+    }
+
+    fn read(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<Vec<u8>> {
+        streams::HostInputStream::read(self.table, stream, len)
+    }
+
+    fn blocking_read(
+        &mut self,
+        stream: Resource<DynInputStream>,
+        len: u64,
+    ) -> StreamResult<Vec<u8>> {
+        inline_or_blocking!(
+            self,
+            streams::HostInputStream,
+            async_io::streams::HostInputStream,
+            blocking_read(stream, len),
+            stream_would_block
+        )
+    }
+
+    fn skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
+        streams::HostInputStream::skip(self.table, stream, len)
+    }
+
+    fn blocking_skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
+        inline_or_blocking!(
+            self,
+            streams::HostInputStream,
+            async_io::streams::HostInputStream,
+            blocking_skip(stream, len),
+            stream_would_block
+        )
+    }
+
+    fn subscribe(
+        &mut self,
+        stream: Resource<DynInputStream>,
+    ) -> wasmtime::Result<Resource<DynPollable>> {
+        streams::HostInputStream::subscribe(self.table, stream)
+    }
+}
+
+impl poll::Host for IoView<'_> {
+    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        inline_or_blocking!(
+            self,
+            poll::Host,
+            async_io::poll::Host,
+            poll(pollables),
+            would_block
+        )
+    }
+}
+
+impl poll::HostPollable for IoView<'_> {
+    fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        inline_or_blocking!(
+            self,
+            poll::HostPollable,
+            async_io::poll::HostPollable,
+            ready(pollable),
+            would_block
+        )
+    }
+
+    fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        inline_or_blocking!(
+            self,
+            poll::HostPollable,
+            async_io::poll::HostPollable,
+            block(pollable),
+            would_block
+        )
+    }
+
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        poll::HostPollable::drop(self.table, pollable)
+    }
 }
 
 /// Whether `name` (e.g. `wasi:io/streams@0.2.4`) is one of [`ALLOWED_INTERFACES`] at a

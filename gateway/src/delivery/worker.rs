@@ -793,58 +793,67 @@ impl Attempting {
         first_event: Option<StoredEvent>,
         mut body: Bytes,
     ) -> Finished {
-        if let Some(event) = first_event {
-            match pipeline::prepare(
-                &self.state,
-                &self.tenant,
-                &self.webhook,
-                &event,
-                body.to_vec(),
-            )
-            .await
-            {
-                Prepared::Filtered { reason } => return Finished::Filtered(reason),
-                Prepared::Failed { reason } => return Finished::PluginFailed(reason),
-                Prepared::Send {
-                    body: transformed,
-                    headers,
-                } => {
-                    if let Some(transformed) = transformed {
-                        body = Bytes::from(transformed.clone().into_bytes());
-                        delivery.body = Some(transformed);
-                    }
-                    delivery.headers = headers;
-                }
-            }
-        }
         let mut extra: Vec<(String, String)> = delivery.headers.clone();
         if !self.webhook.spec.plugins.is_empty() {
-            let outgoing = Outgoing {
-                event_id: &delivery.event_id,
-                event_type: &delivery.event_type,
-                tenant: &self.tenant,
-                body: body.clone(),
-                extra_headers: Vec::new(),
+            // Once per attempt; on the first, shared by prepare and authenticate.
+            let resolution = match pipeline::resolve(&self.state, &self.tenant, &self.webhook) {
+                Ok(resolution) => resolution,
+                Err(reason) => return Finished::PluginFailed(reason),
             };
-            let request = pipeline::OutgoingRequest {
-                method: self.target.method.to_string(),
-                url: self.target.url_for(&outgoing).to_string(),
-                headers: self
-                    .target
-                    .headers
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.as_str().to_string(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .chain(extra.iter().cloned())
-                    .map(|(name, value)| pipeline::Header { name, value })
-                    .collect(),
-                body: body.to_vec(),
+            if let Some(event) = first_event {
+                match pipeline::prepare_resolved(
+                    &self.state,
+                    &self.tenant,
+                    &resolution,
+                    &event,
+                    body.to_vec(),
+                )
+                .await
+                {
+                    Prepared::Filtered { reason } => return Finished::Filtered(reason),
+                    Prepared::Failed { reason } => return Finished::PluginFailed(reason),
+                    Prepared::Send {
+                        body: transformed,
+                        headers,
+                    } => {
+                        if let Some(transformed) = transformed {
+                            body = Bytes::from(transformed.clone().into_bytes());
+                            delivery.body = Some(transformed);
+                        }
+                        extra.clone_from(&headers);
+                        delivery.headers = headers;
+                    }
+                }
+            }
+            // Built only when an attached plugin's authenticate hook runs.
+            let request = || {
+                let outgoing = Outgoing {
+                    event_id: &delivery.event_id,
+                    event_type: &delivery.event_type,
+                    tenant: &self.tenant,
+                    body: body.clone(),
+                    extra_headers: Vec::new(),
+                };
+                pipeline::OutgoingRequest {
+                    method: self.target.method.to_string(),
+                    url: self.target.url_for(&outgoing).to_string(),
+                    headers: self
+                        .target
+                        .headers
+                        .iter()
+                        .map(|(n, v)| {
+                            (
+                                n.as_str().to_string(),
+                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                            )
+                        })
+                        .chain(extra.iter().cloned())
+                        .map(|(name, value)| pipeline::Header { name, value })
+                        .collect(),
+                    body: body.to_vec(),
+                }
             };
-            match pipeline::authenticate(&self.state, &self.tenant, &self.webhook, request).await {
+            match pipeline::authenticate_resolved(&self.state, &resolution, request).await {
                 Ok(headers) => extra.extend(headers),
                 Err(reason) => return Finished::PluginFailed(reason),
             }

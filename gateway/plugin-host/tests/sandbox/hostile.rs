@@ -39,6 +39,80 @@ async fn infinite_loop_is_cut_off_at_the_deadline() {
     }
 }
 
+/// `with_slot` runs quick calls inline on the caller's thread; a looping plugin is cut
+/// off there after a few milliseconds, runs again on a blocking thread with the full time
+/// limit, and from then on runs only there.
+#[tokio::test]
+async fn with_slot_runs_quick_calls_inline_and_moves_slow_ones_off_the_caller() {
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(dir.path());
+    let good = rt
+        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .unwrap();
+    let looping = rt
+        .load(&rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256)
+        .unwrap();
+    // The test's runtime has one thread: inline means on this one.
+    let caller = std::thread::current().id();
+
+    // A descheduled call may be cut off once on a busy machine: most run inline.
+    let mut inline = 0;
+    for _ in 0..10 {
+        let good = good.clone();
+        let (keep, thread) = rt
+            .with_slot(move |slot| {
+                let report = slot.call_filter(&good, "[]", &envelope("x", json!({})), no_secrets());
+                (report.result, std::thread::current().id())
+            })
+            .await
+            .unwrap();
+        assert_eq!(keep, Ok(true));
+        inline += usize::from(thread == caller);
+    }
+    assert!(inline >= 5, "{inline} of 10 quick calls ran inline");
+
+    for round in 0..2 {
+        // Per run of the closure: its thread and how long its call took.
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let started = Instant::now();
+        let (looping, seen) = (looping.clone(), runs.clone());
+        let result = rt
+            .with_slot(move |slot| {
+                let before = Instant::now();
+                let report =
+                    slot.call_filter(&looping, "", &envelope("x", json!({})), no_secrets());
+                let run = (std::thread::current().id(), before.elapsed());
+                seen.lock().unwrap().push(run);
+                report.result
+            })
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(result, Err(PluginError::Timeout));
+        assert!(took < CALL_TIMEOUT * 3, "took {took:?}");
+        let runs = runs.lock().unwrap().clone();
+        let [(first_thread, first_took), (second_thread, second_took)] = runs[..] else {
+            panic!("an inline run, then one on a blocking thread: {runs:?}");
+        };
+        assert_eq!(first_thread, caller);
+        assert_ne!(second_thread, caller);
+        assert!(second_took >= CALL_TIMEOUT * 8 / 10, "{second_took:?}");
+        // Round 0: cut off inline within a few ms (the budget is 2–4 ms; scheduling delays
+        // on a busy machine add some). Round 1: known to be slow, so not even started.
+        let budget = if round == 0 {
+            CALL_TIMEOUT / 4
+        } else {
+            Duration::from_millis(1)
+        };
+        assert!(
+            first_took < budget,
+            "round {round}: inline run took {first_took:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn fuel_quota_stops_a_loop_and_is_reported() {
     let dir = tempfile::tempdir().unwrap();
