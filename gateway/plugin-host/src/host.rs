@@ -146,7 +146,9 @@ pub(crate) struct CallState {
     /// The hook logged [`NOT_IMPLEMENTED_MARKER`].
     pub(crate) not_implemented: bool,
     pub(crate) limits: CallLimits,
-    wasi: WasiCtx,
+    /// Made on the first WASI call: most calls make none, and building one costs
+    /// allocations (streams, clocks, random generators) on every call.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     /// The call runs inline on an async worker (see `wasi::IoView`).
     pub(crate) inline: bool,
@@ -157,13 +159,12 @@ pub(crate) struct CallState {
 
 impl CallState {
     pub(crate) fn new(context: CallContext, limits: CallLimits, log_budget: usize) -> Self {
-        let wasi = crate::wasi::deny_all_context(context.now_ms);
         CallState {
             context,
             logs: LogBuffer::new(log_budget),
             not_implemented: false,
             limits,
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             inline: false,
             blocked_inline: false,
@@ -182,8 +183,11 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let now_ms = self.context.now_ms;
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| crate::wasi::deny_all_context(now_ms)),
             table: &mut self.table,
         }
     }
