@@ -39,7 +39,10 @@ pub type FlushRound = Box<dyn FnMut() -> Result<(), String> + Send>;
 
 pub struct GroupCommit {
     tickets: AtomicU64,
-    wake: Mutex<bool>,
+    /// Set while the flusher waits for work: only then does a writer take the mutex and
+    /// signal (a futex syscall per request otherwise, while the flusher is busy anyway).
+    sleeping: AtomicBool,
+    wake: Mutex<()>,
     wake_cv: Condvar,
     stop: AtomicBool,
     progress: watch::Sender<Progress>,
@@ -55,7 +58,8 @@ impl GroupCommit {
     pub fn start(name: &str, round: FlushRound) -> Arc<GroupCommit> {
         let commit = Arc::new(GroupCommit {
             tickets: AtomicU64::new(0),
-            wake: Mutex::new(false),
+            sleeping: AtomicBool::new(false),
+            wake: Mutex::new(()),
             wake_cv: Condvar::new(),
             stop: AtomicBool::new(false),
             progress: watch::channel(Progress::default()).0,
@@ -98,9 +102,13 @@ impl GroupCommit {
         // SeqCst pairs with the flusher's load: the caller's writes happen before the
         // ticket, and the round it triggers starts after it reads the ticket.
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut pending = self.wake.lock().expect("wake lock");
-        *pending = true;
-        self.wake_cv.notify_one();
+        // SeqCst pairs with the flusher's store of `sleeping` and its re-check of the
+        // tickets: either it sees this ticket, or this sees it sleeping and signals it
+        // (under the mutex it holds until it waits, so the signal cannot be lost).
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _guard = self.wake.lock().expect("wake lock");
+            self.wake_cv.notify_one();
+        }
         ticket
     }
 
@@ -113,11 +121,23 @@ impl GroupCommit {
         let mut done = 0u64;
         loop {
             {
-                let mut pending = self.wake.lock().expect("wake lock");
-                while !*pending && !self.stop.load(Ordering::Acquire) {
-                    pending = self.wake_cv.wait(pending).expect("wake lock");
+                let mut guard = self.wake.lock().expect("wake lock");
+                loop {
+                    if self.tickets.load(Ordering::SeqCst) != done
+                        || self.stop.load(Ordering::Acquire)
+                    {
+                        break;
+                    }
+                    self.sleeping.store(true, Ordering::SeqCst);
+                    if self.tickets.load(Ordering::SeqCst) != done
+                        || self.stop.load(Ordering::Acquire)
+                    {
+                        self.sleeping.store(false, Ordering::SeqCst);
+                        break;
+                    }
+                    guard = self.wake_cv.wait(guard).expect("wake lock");
+                    self.sleeping.store(false, Ordering::SeqCst);
                 }
-                *pending = false;
             }
             let target = self.tickets.load(Ordering::SeqCst);
             if target == done && self.stop.load(Ordering::Acquire) {
@@ -136,6 +156,9 @@ impl GroupCommit {
                 }
                 Err(error) => {
                     tracing::error!(%error, "flush failed; writers waiting on it get 503");
+                    // These tickets are answered (with the failure); a later writer's
+                    // ticket starts the next try.
+                    done = target;
                     self.progress.send_modify(|p| p.failed = target);
                     // Do not spin on a broken disk; the next writer retries the round.
                     std::thread::sleep(Duration::from_millis(50));
@@ -148,8 +171,7 @@ impl GroupCommit {
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
         {
-            let mut pending = self.wake.lock().expect("wake lock");
-            *pending = true;
+            let _guard = self.wake.lock().expect("wake lock");
             self.wake_cv.notify_one();
         }
         if let Some(handle) = self.thread.lock().expect("thread slot").take() {
