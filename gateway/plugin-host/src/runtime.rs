@@ -357,7 +357,7 @@ impl PluginRuntime {
         F: Fn(&Slot<'_>) -> T + Send + 'static,
     {
         if let Some(done) = self.inline(&work) {
-            return Ok(done);
+            return done;
         }
         let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
             return Err(PluginError::Host("plugin runtime is shutting down".into()));
@@ -375,16 +375,21 @@ impl PluginRuntime {
     }
 
     /// Step 1 of [`with_slot`](Self::with_slot): `None` when `work` must run on a blocking
-    /// thread instead.
-    fn inline<T>(&self, work: &impl Fn(&Slot<'_>) -> T) -> Option<T> {
+    /// thread instead. A panic in `work` fails it as a panic on a blocking thread would,
+    /// instead of unwinding through the caller's task.
+    fn inline<T>(&self, work: &impl Fn(&Slot<'_>) -> T) -> Option<Result<T, PluginError>> {
         let _permit = self.inner.permits.try_acquire().ok()?;
         let slot = Slot {
             sandbox: &self.inner.sandbox,
             inline: Some(Cell::new(false)),
         };
-        let done = work(&slot);
-        let interrupted = slot.inline.as_ref().is_some_and(Cell::get);
-        (!interrupted).then_some(done)
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&slot))) {
+            Ok(_) if slot.abandoned() => None,
+            Ok(done) => Some(Ok(done)),
+            Err(_) => Some(Err(PluginError::Host(
+                "plugin call task failed: it panicked".into(),
+            ))),
+        }
     }
 
     /// A plugin may spin until its deadline, so calls never run on an async worker: they
