@@ -119,7 +119,7 @@ impl Metrics {
         }
     }
 
-    pub fn set_lag(&self, tenant: &str, webhook: &str, lag: u64) {
+    fn set_lag(&self, tenant: &str, webhook: &str, lag: u64) {
         self.lag
             .get_or_create(&WebhookLabel {
                 tenant: tenant.to_string(),

@@ -741,10 +741,7 @@ impl Worker {
                 Err(error) => tracing::error!(%error, "could not store the cursor"),
             }
         }
-        let head = self.state.log.durable_seq(&self.tenant).unwrap_or(0);
-        self.state
-            .metrics
-            .set_lag(&self.tenant, &self.webhook.id, head.saturating_sub(cursor));
+        // The lag gauge is computed from the stored cursors when `/metrics` is scraped.
     }
 
     /// When to look again without being told: the next due retry, the rate limit, the end
