@@ -23,6 +23,21 @@ pub fn log(state: &AppState, keys: &WebhookKeys, action: &str, reason: Option<St
     }
 }
 
+/// Stores a worker's cursor if it moved since `saved`; the delivery flusher makes it
+/// durable within its interval. The lag gauge is derived from it when `/metrics` is read.
+pub fn save_cursor(state: &AppState, keys: &WebhookKeys, cursor: u64, saved: &mut u64) {
+    if cursor == *saved {
+        return;
+    }
+    match state.store.set_cursor(keys, cursor) {
+        Ok(()) => {
+            *saved = cursor;
+            state.delivery.mark_dirty();
+        }
+        Err(error) => tracing::error!(%error, "could not store the cursor"),
+    }
+}
+
 /// Stores a status the gateway decided (disabled, completed); the webhook stops.
 pub async fn set_status(state: &AppState, tenant: &str, webhook_id: &str, status: WebhookStatus) {
     let _serialized = state.webhook_writes.lock().await;

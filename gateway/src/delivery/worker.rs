@@ -732,16 +732,7 @@ impl Worker {
             Some(first) => first - 1,
             None => self.read_pos,
         };
-        if cursor != self.saved_cursor {
-            match self.state.store.set_cursor(&self.keys, cursor) {
-                Ok(()) => {
-                    self.saved_cursor = cursor;
-                    self.state.delivery.mark_dirty();
-                }
-                Err(error) => tracing::error!(%error, "could not store the cursor"),
-            }
-        }
-        // The lag gauge is computed from the stored cursors when `/metrics` is scraped.
+        lifecycle::save_cursor(&self.state, &self.keys, cursor, &mut self.saved_cursor);
     }
 
     /// When to look again without being told: the next due retry, the rate limit, the end

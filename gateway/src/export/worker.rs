@@ -628,16 +628,7 @@ impl ExportWorker {
             Some(first) => first - 1,
             None => self.read_pos,
         };
-        if cursor != self.saved_cursor {
-            match self.state.store.set_cursor(&self.keys, cursor) {
-                Ok(()) => {
-                    self.saved_cursor = cursor;
-                    self.state.delivery.mark_dirty();
-                }
-                Err(error) => tracing::error!(%error, "could not store the cursor"),
-            }
-        }
-        // The lag gauge is computed from the stored cursors when `/metrics` is scraped.
+        lifecycle::save_cursor(&self.state, &self.keys, cursor, &mut self.saved_cursor);
     }
 
     /// When to look again without being told: the open file's deadline, the waiting file's
