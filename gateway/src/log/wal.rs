@@ -291,13 +291,16 @@ impl Wal {
             self.poisoned.store(true, Ordering::Release);
             return Err(format!("writing the event log: {error}"));
         }
-        let mut batch = sled::Batch::default();
+        // One insert per key, not a sled batch: each `apply_batch` seals sled's log buffer
+        // twice, and every seal is a small write on sled's thread pool, which wakes all of
+        // its idle threads (`notify_all`). Atomicity is not needed here: nothing reads the
+        // round before the watermarks move below, and after a crash `recover` re-indexes
+        // every record past the checkpoint, whatever part of a round reached the index.
         for (key, value) in round.index {
-            batch.insert(key, value);
-        }
-        if let Err(error) = self.index.apply_batch(batch) {
-            self.poisoned.store(true, Ordering::Release);
-            return Err(format!("indexing the event log: {error}"));
+            if let Err(error) = self.index.insert(key, value) {
+                self.poisoned.store(true, Ordering::Release);
+                return Err(format!("indexing the event log: {error}"));
+            }
         }
         if !round.settled_ids.is_empty() {
             let mut buffer = self.buffer.lock().expect("wal buffer");
