@@ -31,7 +31,10 @@ use crate::{
     log::StoredEvent,
     model::webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
     pipeline::{self, Prepared},
-    store::deliveries::{WebhookKeys, parse_due_key},
+    store::{
+        Writes,
+        deliveries::{WebhookKeys, parse_due_key},
+    },
 };
 
 /// Events read ahead from the log per batch. The look-ahead holds them until room frees
@@ -78,10 +81,8 @@ pub struct Worker {
     read_pos: u64,
     /// Events after `read_pos` already read from the log, in order.
     lookahead: VecDeque<(u64, StoredEvent)>,
-    /// Outcomes recorded since the last write: one sled batch per pass of the loop.
-    outcomes: sled::Batch,
-    /// Whether `outcomes` holds anything (sled batches cannot tell).
-    outcomes_pending: bool,
+    /// Outcomes recorded since the last write, written once per pass of the loop.
+    outcomes: Writes,
     /// Replies to `send_now` callers, sent once their outcome is written.
     replies: Vec<(oneshot::Sender<Result<Attempt, String>>, Attempt)>,
     saved_cursor: u64,
@@ -121,8 +122,7 @@ impl Worker {
             target,
             read_pos: cursor,
             lookahead: VecDeque::new(),
-            outcomes: sled::Batch::default(),
-            outcomes_pending: false,
+            outcomes: Writes::default(),
             replies: Vec::new(),
             saved_cursor: cursor,
             first_in_flight: BTreeSet::new(),
@@ -397,13 +397,13 @@ impl Worker {
         delivery.next_attempt_at = Some(due);
         self.stats.events += 1;
         self.stats.last_event_at = Some(now);
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         batch.insert(
             self.keys.delivery(seq),
             crate::store::codec_encode(&delivery)?,
         );
         batch.insert(self.keys.due(due, seq), &[]);
-        self.state.store.deliveries.apply_batch(batch)?;
+        batch.apply(&self.state.store.deliveries)?;
         Ok(())
     }
 
@@ -412,7 +412,7 @@ impl Worker {
         mut delivery: Delivery,
         reason: &str,
     ) -> Result<(), crate::store::StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         if let Some(due) = delivery.next_attempt_at.take() {
             batch.remove(self.keys.due(due, delivery.seq));
         }
@@ -423,7 +423,7 @@ impl Worker {
             self.keys.delivery(delivery.seq),
             crate::store::codec_encode(&delivery)?,
         );
-        self.state.store.deliveries.apply_batch(batch)?;
+        batch.apply(&self.state.store.deliveries)?;
         Ok(())
     }
 
@@ -494,7 +494,8 @@ impl Worker {
     }
 
     /// Stores the outcome of an attempt: the delivery record, the attempt, the retry index
-    /// and the rejected list change together in one batch.
+    /// and the rejected list change, written with the pass's other outcomes
+    /// (`store::Writes`: new state first, old retry entries last).
     async fn record(&mut self, done: Done) {
         let Done {
             mut delivery,
@@ -523,7 +524,6 @@ impl Worker {
         let attempt = sent.attempt;
         // Written with the other outcomes of this pass (`write_outcomes`).
         let mut batch = std::mem::take(&mut self.outcomes);
-        self.outcomes_pending = true;
         if let Some(due) = delivery.next_attempt_at.take() {
             batch.remove(self.keys.due(due, seq));
         }
@@ -591,22 +591,19 @@ impl Worker {
         self.check_disable().await;
     }
 
-    /// Writes the outcomes recorded since the last call, with the statistics, in one batch,
-    /// then answers the `send_now` callers among them.
+    /// Writes the outcomes recorded since the last call, then the statistics, then answers
+    /// the `send_now` callers among them.
     fn write_outcomes(&mut self) {
-        if !self.outcomes_pending {
+        if self.outcomes.is_empty() && self.replies.is_empty() {
             return;
         }
-        self.outcomes_pending = false;
         let mut batch = std::mem::take(&mut self.outcomes);
         let written = crate::store::codec_encode(&self.stats)
             .map_err(|e| e.to_string())
             .and_then(|stats| {
                 batch.insert(self.keys.stats(), stats);
-                self.state
-                    .store
-                    .deliveries
-                    .apply_batch(batch)
+                batch
+                    .apply(&self.state.store.deliveries)
                     .map_err(|e| e.to_string())
             });
         self.state.delivery.mark_dirty();
@@ -626,7 +623,7 @@ impl Worker {
         reason: String,
         reply: Option<oneshot::Sender<Result<Attempt, String>>>,
     ) {
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         if let Some(due) = delivery.next_attempt_at.take() {
             batch.remove(self.keys.due(due, delivery.seq));
         }
@@ -637,10 +634,8 @@ impl Worker {
             .map_err(|e| e.to_string())
             .and_then(|value| {
                 batch.insert(self.keys.delivery(delivery.seq), value);
-                self.state
-                    .store
-                    .deliveries
-                    .apply_batch(batch)
+                batch
+                    .apply(&self.state.store.deliveries)
                     .map_err(|e| e.to_string())
             });
         if let Err(error) = written {
@@ -661,7 +656,7 @@ impl Worker {
         delivery: &mut Delivery,
         retry_after: &Option<String>,
         now: EpochMillis,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
     ) {
         let retry = &self.webhook.spec.retry;
         let step = delivery.step as usize;

@@ -39,7 +39,7 @@ use crate::{
         Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
     },
     pipeline::{self, Prepared},
-    store::{StoreError, codec_encode, deliveries::WebhookKeys},
+    store::{StoreError, Writes, codec_encode, deliveries::WebhookKeys},
 };
 
 /// Events read from the log per batch.
@@ -358,8 +358,8 @@ impl ExportWorker {
         }));
     }
 
-    /// Stores the outcome of an upload: the file's record, the attempt and the stats in
-    /// one batch, as HTTP delivery does.
+    /// Stores the outcome of an upload: the file's record, the attempt and the stats, as
+    /// HTTP delivery does (`store::Writes`).
     async fn record(&mut self, uploaded: Uploaded) {
         let Some(waiting) = self.sealed.front_mut() else {
             return;
@@ -471,14 +471,14 @@ impl ExportWorker {
     }
 
     fn write_record(&self, delivery: &Delivery, attempt: &Attempt) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         batch.insert(self.keys.delivery(delivery.seq), codec_encode(delivery)?);
         batch.insert(
             self.keys.attempt(delivery.seq, delivery.runs),
             codec_encode(attempt)?,
         );
         batch.insert(self.keys.stats(), codec_encode(&self.stats)?);
-        self.state.store.deliveries.apply_batch(batch)?;
+        batch.apply(&self.state.store.deliveries)?;
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! Delivery state, all in the one `deliveries` tree so an attempt's outcome (delivery
-//! record, attempt, retry index, rejected marker) is one atomic batch.
+//! Delivery state, all in the one `deliveries` tree. An attempt's outcome (delivery
+//! record, attempt, retry index, rejected marker) is written with `store::Writes`: new
+//! state first, removals last, so a crash in between can repeat a retry but not lose one.
 //!
 //! Keys start with `tenant \0 webhook \0` and a tag:
 //! - `c`                 → cursor: every event with seq ≤ it is resolved or has a record

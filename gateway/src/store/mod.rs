@@ -11,10 +11,12 @@ pub mod event_types;
 pub mod plugins;
 pub mod tenants;
 pub mod webhooks;
+mod writes;
 
 use std::path::Path;
 
 pub use codec::{decode as codec_decode, encode as codec_encode, tenant_key, tenant_prefix};
+pub use writes::Writes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
