@@ -14,6 +14,7 @@ use wasmtime::component::{ComponentNamedList, Lift, Lower};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::{Event, Header, OutgoingRequest};
+use crate::cpu::{InlineWatch, thread_cpu_time};
 use crate::host::{CallContext, CallState, LogLevel, LogLine};
 use crate::limits::CallLimits;
 use crate::{Hook, LoadedPlugin, PluginError, RuntimeConfig};
@@ -55,8 +56,9 @@ impl<T> CallReport<T> {
 pub(crate) enum Deadline {
     /// The configured call timeout.
     Full,
-    /// The short deadline of a call run inline on an async worker
-    /// (`engine::INLINE_TICKS`). Such a call also fails when a WASI operation would wait
+    /// The short deadline of a call run inline on an async worker: about
+    /// `engine::INLINE_TICKS` of running, not counting time the thread was descheduled
+    /// (`cpu::InlineWatch`). Such a call also fails when a WASI operation would wait
     /// (`CallState::blocked_inline`). Either way it fails with [`PluginError::Timeout`],
     /// and the caller runs it again with [`Deadline::Full`] on a blocking thread.
     Inline,
@@ -271,12 +273,17 @@ fn new_store(sb: &Sandbox, ctx: CallContext, deadline: Deadline) -> Store<CallSt
         CallState::new(ctx, limits, sb.config.max_log_bytes),
     );
     store.limiter(|state| &mut state.limits);
-    store.epoch_deadline_trap();
-    let ticks = match deadline {
-        Deadline::Full => sb.deadline_ticks,
-        Deadline::Inline => crate::engine::INLINE_TICKS.min(sb.deadline_ticks),
-    };
-    store.set_epoch_deadline(ticks);
+    match deadline {
+        Deadline::Full => {
+            store.epoch_deadline_trap();
+            store.set_epoch_deadline(sb.deadline_ticks);
+        }
+        Deadline::Inline => {
+            let mut watch = InlineWatch::new(sb.tick, sb.deadline_ticks);
+            store.epoch_deadline_callback(move |_| Ok(watch.on_tick(thread_cpu_time())));
+            store.set_epoch_deadline(1);
+        }
+    }
     store.data_mut().inline = deadline == Deadline::Inline;
     if let Some(fuel) = sb.config.fuel_per_call {
         // Cannot fail: fuel is enabled on the engine whenever a quota is configured.

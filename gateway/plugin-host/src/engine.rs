@@ -113,8 +113,10 @@ pub(crate) fn epoch_schedule(timeout: Duration) -> (Duration, u64) {
     (tick, ticks)
 }
 
-/// Deadline, in ticks, of a call run inline on the caller's thread (an async worker; see
-/// `PluginRuntime::with_slot`): the call is interrupted at the second tick after it
-/// started, i.e. after one to two tick periods (2–4 ms by default), and then runs again on
-/// a blocking thread with the full timeout. Never more than the full deadline.
+/// Budget, in ticks, of a call run inline on the caller's thread (an async worker; see
+/// `PluginRuntime::with_slot`): a call that has the CPU is interrupted at the second tick
+/// after it started, i.e. after one to two tick periods (2–4 ms by default), and then runs
+/// again on a blocking thread with the full timeout (`cpu::InlineWatch`, which does not
+/// count ticks the thread spent descheduled). A call on a blocking thread that uses this
+/// much CPU bans its plugin from running inline for a while.
 pub(crate) const INLINE_TICKS: u64 = 2;

@@ -57,6 +57,7 @@ mod bindings;
 mod cache;
 mod call;
 mod config;
+mod cpu;
 mod engine;
 mod error;
 mod hook;
