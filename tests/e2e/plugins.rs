@@ -956,6 +956,70 @@ async fn filter_transform_and_sign_shape_what_the_receiver_gets() {
     }
 }
 
+/// The filter and transform plugins run once per delivery wherever its first attempt
+/// comes from: a schedule whose first step waits (the attempt then starts from the retry
+/// index), and a resend of a delivered message (whose stored output is not kept once it
+/// is delivered: the plugins run again on the stored event).
+#[tokio::test]
+async fn delayed_first_attempts_and_resends_are_transformed() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::with(Behaviour::OK).await;
+    upload_ok(&t, "erp", "erp-transform").await;
+    create_webhook(
+        &t,
+        "erp-later",
+        &rx.url("/erp"),
+        json!({"plugins": [{"plugin": "erp"}], "retry": {"schedule": ["PT1S", "PT1S"]}}),
+    )
+    .await;
+
+    ingest(&t, "large-1", order(250.0)).await;
+    let requests = rx
+        .wait_for(&gw, secs(20), "the delayed first attempt", |r| {
+            r.iter().any(|r| r.webhook_id() == "large-1")
+        })
+        .await;
+    let delivered = wait_status(&t, "erp-later", "large-1", "delivered", secs(10)).await;
+    assert_eq!(delivered["runs_counter"], 1, "{delivered}");
+    let first = requests
+        .iter()
+        .find(|r| r.webhook_id() == "large-1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        first.json()["record_type"],
+        "ERP_ORDER_NEW",
+        "{}",
+        first.json()
+    );
+    assert_eq!(first.header("x-erp-record-type"), Some("ERP_ORDER_NEW"));
+
+    let attempt = t
+        .post("/webhooks/erp-later/messages/large-1/resend", json!({}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(attempt["status_code"], 200, "{attempt}");
+    let requests = rx
+        .wait_for(&gw, secs(10), "the resend", |r| {
+            r.iter().filter(|r| r.webhook_id() == "large-1").count() >= 2
+        })
+        .await;
+    let resent = requests
+        .iter()
+        .filter(|r| r.webhook_id() == "large-1")
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        resent.body, first.body,
+        "the resend sends the same transform"
+    );
+    assert_eq!(resent.header("x-erp-record-type"), Some("ERP_ORDER_NEW"));
+    let delivered = wait_status(&t, "erp-later", "large-1", "delivered", secs(5)).await;
+    assert_eq!(delivered["runs_counter"], 2, "{delivered}");
+}
+
 /// Versioning in the delivery path: a webhook pinned to v1 keeps v1 after v2 is uploaded;
 /// a webhook following the latest runs v2 from then on.
 #[tokio::test]

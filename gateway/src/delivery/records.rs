@@ -46,6 +46,10 @@ pub struct Delivery {
     /// Headers transform plugins set, stored with the body for the same reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
+    /// The webhook's filter and transform plugins ran and `body`/`headers` hold their
+    /// result: attempts send that instead of running the plugins again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prepared: bool,
 }
 
 impl Delivery {
@@ -64,7 +68,25 @@ impl Delivery {
             reason: None,
             body: None,
             headers: Vec::new(),
+            prepared: false,
         }
+    }
+
+    /// Whether an attempt must run the webhook's filter and transform plugins first: on
+    /// the first attempt, and on a resend after [`forget_prepared`](Self::forget_prepared).
+    /// A body from before `prepared` existed counts as prepared.
+    pub fn needs_plugins(&self) -> bool {
+        !self.prepared && self.body.is_none()
+    }
+
+    /// Once delivered, no retry needs the plugins' output any more: it is not kept. That
+    /// saves writing a second copy of the body (over 1 KiB per event, JSON-escaped) with
+    /// every delivered message, which cost ~15% of the deliveries/s of a webhook with a
+    /// transform. A later resend runs the plugins again on the stored event.
+    pub fn forget_prepared(&mut self) {
+        self.body = None;
+        self.headers = Vec::new();
+        self.prepared = false;
     }
 }
 

@@ -402,7 +402,7 @@ impl Worker {
             self.keys.delivery(seq),
             crate::store::codec_encode(&delivery)?,
         );
-        batch.insert(self.keys.due(due, seq), &[]);
+        batch.insert(self.keys.due(due, seq), Vec::new());
         batch.apply(&self.state.store.deliveries)?;
         Ok(())
     }
@@ -448,8 +448,9 @@ impl Worker {
             )),
         };
         let with_plugins = !self.webhook.spec.plugins.is_empty();
-        // Plugins need the event only on the first attempt; retries reuse the stored result.
-        let event = (first && with_plugins).then(|| event.clone());
+        // The filter and transform plugins run once per delivery (on its first attempt,
+        // whether immediate or delayed by the schedule); retries reuse the stored result.
+        let event = (with_plugins && delivery.needs_plugins()).then(|| event.clone());
         let task = Attempting {
             state: self.state.clone(),
             webhook: self.webhook.clone(),
@@ -542,6 +543,7 @@ impl Worker {
         match outcome {
             Outcome::Delivered => {
                 delivery.status = MessageStatus::Delivered;
+                delivery.forget_prepared();
                 batch.remove(self.keys.rejected(seq));
                 self.stats.success_responses += 1;
                 self.stats.failures_since_last_success = 0;
@@ -557,7 +559,7 @@ impl Worker {
                 self.stats.last_failure = Some(mark);
                 if outcome == Outcome::Rejected {
                     delivery.status = MessageStatus::Rejected;
-                    batch.insert(self.keys.rejected(seq), &[]);
+                    batch.insert(self.keys.rejected(seq), Vec::new());
                     self.state.metrics.delivery_outcome("rejected");
                 } else {
                     self.schedule_retry(&mut delivery, &sent.retry_after, now, &mut batch);
@@ -674,7 +676,7 @@ impl Worker {
         let due = sender::after(now, delay);
         delivery.status = MessageStatus::Pending;
         delivery.next_attempt_at = Some(due);
-        batch.insert(self.keys.due(due, delivery.seq), &[]);
+        batch.insert(self.keys.due(due, delivery.seq), Vec::new());
         self.state.metrics.delivery_outcome("retry_scheduled");
     }
 
@@ -769,21 +771,22 @@ struct Attempting {
 }
 
 impl Attempting {
-    /// Plugins (transform on the first attempt, authenticate on every one), then the request.
+    /// Plugins (filter and transform when `unprepared_event` is given, authenticate on
+    /// every attempt), then the request.
     async fn run(
         self,
         delivery: &mut Delivery,
-        first_event: Option<StoredEvent>,
+        unprepared_event: Option<StoredEvent>,
         mut body: Bytes,
     ) -> Finished {
         let mut extra: Vec<(String, String)> = delivery.headers.clone();
         if !self.webhook.spec.plugins.is_empty() {
-            // Once per attempt; on the first, shared by prepare and authenticate.
+            // Once per attempt; shared by prepare (when it runs) and authenticate.
             let resolution = match pipeline::resolve(&self.state, &self.tenant, &self.webhook) {
                 Ok(resolution) => resolution,
                 Err(reason) => return Finished::PluginFailed(reason),
             };
-            if let Some(event) = first_event {
+            if let Some(event) = unprepared_event {
                 match pipeline::prepare_resolved(
                     &self.state,
                     &self.tenant,
@@ -805,6 +808,7 @@ impl Attempting {
                         }
                         extra.clone_from(&headers);
                         delivery.headers = headers;
+                        delivery.prepared = true;
                     }
                 }
             }
