@@ -30,7 +30,7 @@ use crate::{
     iso::{EpochMillis, now_millis},
     log::StoredEvent,
     model::webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
-    pipeline::{self, Prepared},
+    pipeline::{self, Prepared, Resolution},
     store::{
         Writes,
         deliveries::{WebhookKeys, parse_due_key},
@@ -78,6 +78,11 @@ pub struct Worker {
     webhook: Arc<Webhook>,
     keys: WebhookKeys,
     target: Arc<Target>,
+    /// The webhook's plugin attachments resolved to loaded versions, with the store's
+    /// plugin generation they were resolved at: reused until a plugin version is added or
+    /// removed (or the webhook reloads), instead of two store reads, two decodes and a few
+    /// allocations per attempt.
+    resolved: Option<(u64, Resolution)>,
     read_pos: u64,
     /// Events after `read_pos` already read from the log, in order.
     lookahead: VecDeque<(u64, StoredEvent)>,
@@ -120,6 +125,7 @@ impl Worker {
             webhook,
             keys,
             target,
+            resolved: None,
             read_pos: cursor,
             lookahead: VecDeque::new(),
             outcomes: Writes::default(),
@@ -200,11 +206,26 @@ impl Worker {
             Ok(target) => {
                 self.target = Arc::new(target);
                 self.webhook = webhook;
+                self.resolved = None;
             }
             Err(error) => {
                 tracing::error!(webhook = %webhook.id, %error, "keeping the previous configuration");
             }
         }
+    }
+
+    /// The webhook's plugins as they are now (`resolved`).
+    fn resolution(&mut self) -> Result<Resolution, String> {
+        // Read before resolving: a version added meanwhile makes the next call resolve again.
+        let generation = self.state.store.plugin_generation();
+        if let Some((at, resolution)) = &self.resolved
+            && *at == generation
+        {
+            return Ok(resolution.clone());
+        }
+        let resolution = pipeline::resolve(&self.state, &self.tenant, &self.webhook)?;
+        self.resolved = Some((generation, resolution.clone()));
+        Ok(resolution)
     }
 
     fn max_in_flight(&self) -> usize {
@@ -451,9 +472,11 @@ impl Worker {
         // The filter and transform plugins run once per delivery (on its first attempt,
         // whether immediate or delayed by the schedule); retries reuse the stored result.
         let event = (with_plugins && delivery.needs_plugins()).then(|| event.clone());
+        let plugins = with_plugins.then(|| self.resolution());
         let task = Attempting {
             state: self.state.clone(),
             webhook: self.webhook.clone(),
+            plugins,
             target: self.target.clone(),
             tenant: self.tenant.clone(),
         };
@@ -766,6 +789,9 @@ impl Worker {
 struct Attempting {
     state: Arc<AppState>,
     webhook: Arc<Webhook>,
+    /// The webhook's plugins, when it has any (`Err`: one cannot be loaded; the message
+    /// fails with that reason).
+    plugins: Option<Result<Resolution, String>>,
     target: Arc<Target>,
     tenant: String,
 }
@@ -780,9 +806,9 @@ impl Attempting {
         mut body: Bytes,
     ) -> Finished {
         let mut extra: Vec<(String, String)> = delivery.headers.clone();
-        if !self.webhook.spec.plugins.is_empty() {
-            // Once per attempt; shared by prepare (when it runs) and authenticate.
-            let resolution = match pipeline::resolve(&self.state, &self.tenant, &self.webhook) {
+        if let Some(resolution) = self.plugins {
+            // One resolution per attempt, shared by prepare (when it runs) and authenticate.
+            let resolution = match resolution {
                 Ok(resolution) => resolution,
                 Err(reason) => return Finished::PluginFailed(reason),
             };

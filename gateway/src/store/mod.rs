@@ -55,6 +55,9 @@ pub struct Store {
     /// Seals secret fields on the way in and opens them on the way out: nothing outside
     /// the store ever sees a sealed value, and nothing on disk is a plaintext secret.
     pub master_key: std::sync::Arc<hookgate_signing::MasterKey>,
+    /// Bumped whenever a plugin version is added or removed: whoever caches which version
+    /// an attachment runs (delivery workers) resolves again when it moves.
+    plugin_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -77,8 +80,20 @@ impl Store {
             plugins: db.open_tree("plugins")?,
             plugin_secrets: db.open_tree("plugin_secrets")?,
             master_key: std::sync::Arc::new(master_key),
+            plugin_generation: Default::default(),
             db,
         })
+    }
+
+    /// Changes whenever a plugin version is added or removed (see `plugin_generation`).
+    pub fn plugin_generation(&self) -> u64 {
+        self.plugin_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn plugins_changed(&self) {
+        self.plugin_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Blocks until everything written so far is on disk.

@@ -135,6 +135,7 @@ impl Store {
                 Ok(version)
             })
             .map_err(transaction_error)
+            .inspect(|_| self.plugins_changed())
     }
 
     pub fn plugin_head(&self, tenant: &str, name: &str) -> Result<Option<PluginHead>, StoreError> {
@@ -202,10 +203,9 @@ impl Store {
         name: &str,
         version: u32,
     ) -> Result<Option<PluginVersion>, StoreError> {
-        self.plugins
-            .remove(version_key(tenant, name, version))?
-            .map(|value| codec::decode(&value))
-            .transpose()
+        let removed = self.plugins.remove(version_key(tenant, name, version))?;
+        self.plugins_changed();
+        removed.map(|value| codec::decode(&value)).transpose()
     }
 
     /// Removes a plugin name with all its versions and secrets, in one transaction. Returns
@@ -240,6 +240,7 @@ impl Store {
                 Ok(())
             })
             .map_err(transaction_error)?;
+        self.plugins_changed();
         Ok(removed)
     }
 
@@ -256,6 +257,7 @@ impl Store {
                 tree.remove(key?)?;
             }
         }
+        self.plugins_changed();
         Ok(digests)
     }
 
