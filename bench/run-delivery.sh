@@ -9,6 +9,10 @@
 # WEBHOOKS ("1 10"), STEADY_RATE (500), PEAK_DRAIN (20s: how long to wait for the backlog
 # of a peak run), DRAIN (30s), TARGETS ("forwarder gateway"; "forwarder" alone skips
 # building the gateway). Gateway settings pass through the environment (RUST_LOG...).
+# PLUGIN (e.g. erp-transform; PLUGIN_CONFIG) also measures the gateway with that plugin
+# attached; ROUNDS (3) repeats the peak runs with and without it, alternating which goes
+# first, and reports each round's ratio and the median (the machine's noise moves a single
+# ratio by +-15%).
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -26,6 +30,7 @@ if [[ $PLUGIN == erp-transform ]]; then
     PLUGIN_CONFIG=${PLUGIN_CONFIG:-'{"event_types": {"{event_type}": "ERP_ORDER_NEW"}, "include_payload": true}'}
 fi
 PLUGIN_CONFIG=${PLUGIN_CONFIG:-null}
+ROUNDS=${ROUNDS:-3}
 
 packages=(hookgate-bench)
 [[ " $TARGETS " == *" gateway "* ]] && packages+=(hookgate)
@@ -39,6 +44,11 @@ if [[ -n $PLUGIN && " $TARGETS " == *" gateway "* ]]; then
 fi
 
 declare -A PEAK SUSTAINED PEAK_EVENTS HALF_RATE HALF_P50 HALF_P99 STEADY_P50 STEADY_P99 MISSING
+# Per webhook count: "peak% sustained%" of each round, with/without the plugin.
+declare -A ROUND_RATIOS
+
+# percent_num A B: A as a percentage of B, one decimal, no sign.
+percent_num() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? 100 * a / b : 0) }'; }
 
 receiver_port=$(free_port)
 RECEIVER="http://127.0.0.1:$receiver_port"
@@ -98,6 +108,25 @@ if [[ " $TARGETS " == *" gateway "* ]]; then
             key=$(create_tenant "$tenant")
             measure plugin gateway "$webhooks" "$GW_URL" --tenant "$tenant" --key "$key" \
                 --plugin "$PLUGIN_WASM" --plugin-config "$PLUGIN_CONFIG"
+            ROUND_RATIOS[$webhooks]="$(percent_num "${PEAK[plugin,$webhooks]}" "${PEAK[gateway,$webhooks]}") $(percent_num "${SUSTAINED[plugin,$webhooks]}" "${SUSTAINED[gateway,$webhooks]}")"
+            for ((round = 2; round <= ROUNDS; round++)); do
+                order=(gateway plugin)
+                ((round % 2 == 0)) && order=(plugin gateway)
+                declare -A round_peak=() round_sustained=()
+                for name in "${order[@]}"; do
+                    tenant="bench-${webhooks}wh-$name-r$round"
+                    key=$(create_tenant "$tenant")
+                    args=()
+                    [[ $name == plugin ]] && args=(--plugin "$PLUGIN_WASM" --plugin-config "$PLUGIN_CONFIG")
+                    run_driver delivery --target gateway --url "$GW_URL" --receiver "$RECEIVER" \
+                        --webhooks "$webhooks" --concurrency "$CONCURRENCY" --event-bytes "$EVENT_BYTES" \
+                        --duration "$DURATION" --warmup "$WARMUP" --tenant "$tenant" --key "$key" \
+                        "${args[@]}" --max --drain-timeout "$PEAK_DRAIN" --label "$name-${webhooks}wh-peak-r$round"
+                    round_peak[$name]=$(field "$RESULT" deliveries_per_sec)
+                    round_sustained[$name]=$(field "$RESULT" sustained_deliveries_per_sec)
+                done
+                ROUND_RATIOS[$webhooks]+=" $(percent_num "${round_peak[plugin]}" "${round_peak[gateway]}") $(percent_num "${round_sustained[plugin]}" "${round_sustained[gateway]}")"
+            done
         fi
     done
     GATEWAY_RSS=$(peak_rss_mib gateway)
@@ -132,6 +161,15 @@ if [[ -n $PLUGIN_WASM ]]; then
     for webhooks in $WEBHOOKS; do
         [[ -n "${PEAK[plugin,$webhooks]:-}" ]] || continue
         echo "  $webhooks webhook(s): peak ${PEAK[plugin,$webhooks]}/${PEAK[gateway,$webhooks]} deliveries/s = $(percent "${PEAK[plugin,$webhooks]}" "${PEAK[gateway,$webhooks]}"), sustained ${SUSTAINED[plugin,$webhooks]}/${SUSTAINED[gateway,$webhooks]} = $(percent "${SUSTAINED[plugin,$webhooks]}" "${SUSTAINED[gateway,$webhooks]}")"
+        read -r -a ratios <<< "${ROUND_RATIOS[$webhooks]}"
+        peaks=() sustained=()
+        for ((i = 0; i < ${#ratios[@]}; i += 2)); do
+            peaks+=("${ratios[i]}")
+            sustained+=("${ratios[i + 1]}")
+        done
+        median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+        echo "  rounds (peak%/sustained%, alternating which runs first): $(for ((i = 0; i < ${#peaks[@]}; i++)); do printf '%s/%s ' "${peaks[i]}" "${sustained[i]}"; done)"
+        echo "  median over ${#peaks[@]} rounds: peak $(median "${peaks[@]}")%, sustained $(median "${sustained[@]}")%"
     done
     echo "target (issue 5): with one transform plugin >= 80% of the deliveries/s without"
 fi
