@@ -83,6 +83,10 @@ pub struct Worker {
     /// removed (or the webhook reloads), instead of two store reads, two decodes and a few
     /// allocations per attempt.
     resolved: Option<(u64, Resolution)>,
+    /// When the earliest retry of this webhook is due (`Some(None)`: none is), as last
+    /// read from its due keys; `None` once that may have changed. Saves two range scans of
+    /// the store per pass of the loop when nothing is being retried.
+    earliest_due: Option<Option<EpochMillis>>,
     read_pos: u64,
     /// Events after `read_pos` already read from the log, in order.
     lookahead: VecDeque<(u64, StoredEvent)>,
@@ -126,6 +130,7 @@ impl Worker {
             keys,
             target,
             resolved: None,
+            earliest_due: None,
             read_pos: cursor,
             lookahead: VecDeque::new(),
             outcomes: Writes::default(),
@@ -165,7 +170,7 @@ impl Worker {
             let wake_at = self.next_wake();
             tokio::select! {
                 Some(done) = self.done_rx.recv() => self.record(done).await,
-                message = control.recv() => match message {
+                message = control.recv() => match self.forget_earliest_due(message) {
                     None | Some(Control::Stop) => self.stopping = true,
                     Some(Control::Reload(webhook)) => self.reload(webhook),
                     Some(Control::SendNow { seq, reply }) => self.send_now(seq, reply),
@@ -259,11 +264,41 @@ impl Worker {
         self.dispatch_new_events()
     }
 
+    /// A control message may come with new due keys (`recover` writes them, then wakes the
+    /// worker): read them again.
+    fn forget_earliest_due<M>(&mut self, message: M) -> M {
+        self.earliest_due = None;
+        message
+    }
+
+    /// The earliest due retry (`earliest_due`), read from the store if not known.
+    fn earliest_due(&mut self) -> Option<EpochMillis> {
+        if let Some(known) = self.earliest_due {
+            return known;
+        }
+        let earliest = self
+            .state
+            .store
+            .deliveries
+            .scan_prefix(self.keys.due_prefix())
+            .keys()
+            .next()
+            .and_then(Result::ok)
+            .map(|key| parse_due_key(&key).0);
+        self.earliest_due = Some(earliest);
+        earliest
+    }
+
     fn dispatch_due_retries(&mut self) -> Result<(), crate::store::StoreError> {
         if self.room() == 0 {
             return Ok(());
         }
         let now = now_millis();
+        if !self.earliest_due().is_some_and(|due| due <= now) {
+            return Ok(());
+        }
+        // What follows launches or drops due retries: read them again next time.
+        self.earliest_due = None;
         let start = self.keys.due_prefix();
         let end = self.keys.due(now + 1, 0);
         let due: Vec<(EpochMillis, u64)> = self
@@ -301,13 +336,8 @@ impl Worker {
         Ok(())
     }
 
-    fn has_pending_retry(&self) -> bool {
-        self.state
-            .store
-            .deliveries
-            .scan_prefix(self.keys.due_prefix())
-            .next()
-            .is_some()
+    fn has_pending_retry(&mut self) -> bool {
+        self.earliest_due().is_some()
     }
 
     fn dispatch_new_events(&mut self) -> Result<(), crate::store::StoreError> {
@@ -416,6 +446,7 @@ impl Worker {
         let mut delivery = Delivery::new(seq, &event.id, &event.event_type, now);
         let due = sender::after(now, policy::jittered(delay));
         delivery.next_attempt_at = Some(due);
+        self.earliest_due = None;
         self.stats.events += 1;
         self.stats.last_event_at = Some(now);
         let mut batch = Writes::default();
@@ -699,6 +730,7 @@ impl Worker {
         let due = sender::after(now, delay);
         delivery.status = MessageStatus::Pending;
         delivery.next_attempt_at = Some(due);
+        self.earliest_due = None;
         batch.insert(self.keys.due(due, delivery.seq), Vec::new());
         self.state.metrics.delivery_outcome("retry_scheduled");
     }
@@ -715,7 +747,7 @@ impl Worker {
         }
     }
 
-    fn window_finished(&self) -> bool {
+    fn window_finished(&mut self) -> bool {
         let spec = &self.webhook.spec;
         if spec.integration_type != IntegrationType::Temporary {
             return false;
@@ -757,18 +789,10 @@ impl Worker {
 
     /// When to look again without being told: the next due retry, the rate limit, the end
     /// of a replay window, or a periodic safety tick.
-    fn next_wake(&self) -> Instant {
+    fn next_wake(&mut self) -> Instant {
         let now = Instant::now();
         let mut wake = now + Duration::from_secs(5);
-        if let Some(Ok(key)) = self
-            .state
-            .store
-            .deliveries
-            .scan_prefix(self.keys.due_prefix())
-            .keys()
-            .next()
-        {
-            let (due, _) = parse_due_key(&key);
+        if let Some(due) = self.earliest_due() {
             let wait = (due - now_millis()).max(0) as u64;
             wake = wake.min(now + Duration::from_millis(wait));
         }
