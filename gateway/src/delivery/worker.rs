@@ -294,7 +294,7 @@ impl Worker {
             return Ok(());
         }
         let now = now_millis();
-        if !self.earliest_due().is_some_and(|due| due <= now) {
+        if self.earliest_due().is_none_or(|due| due > now) {
             return Ok(());
         }
         // What follows launches or drops due retries: read them again next time.
