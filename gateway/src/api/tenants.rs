@@ -192,7 +192,13 @@ async fn delete_tenant(
             tracing::warn!(%error, "could not remove a compiled plugin");
         }
     }
-    state.store.delete_tenant(&tenant)?;
+    // Every delivery record and index entry of the tenant, one removal each: off the
+    // async workers, as for a webhook.
+    let store = state.store.clone();
+    let id = tenant.clone();
+    tokio::task::spawn_blocking(move || store.delete_tenant(&id))
+        .await
+        .map_err(ApiError::internal)??;
     state.schemas.invalidate_tenant(&tenant);
     state.durable().await.map_err(crate::log::LogError::from)?;
     Ok(StatusCode::NO_CONTENT)

@@ -303,9 +303,13 @@ async fn delete_webhook(
     }
     // Only once the worker has recorded its last attempt can its records go.
     state.delivery.stop_and_wait(&auth.tenant, &id).await;
-    state
-        .store
-        .forget_webhook(&WebhookKeys::new(&auth.tenant, &id))?;
+    // One removal per stored message and attempt: a busy webhook has hundreds of
+    // thousands, seconds of work that must not hold an async worker.
+    let store = state.store.clone();
+    let keys = WebhookKeys::new(&auth.tenant, &id);
+    tokio::task::spawn_blocking(move || store.forget_webhook(&keys))
+        .await
+        .map_err(ApiError::internal)??;
     state.durable().await.map_err(LogError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
