@@ -37,6 +37,12 @@ use crate::{
     },
 };
 
+/// How often a busy worker writes its webhook's statistics and cursor. Each is a store
+/// write; made on every pass of the loop they were two of a delivery's four. In between,
+/// a crash loses at most this much of the counters, and the next start reads again the
+/// events delivered meanwhile (and skips them: they have records).
+const SUMMARY_EVERY: Duration = Duration::from_millis(50);
+
 /// Events read ahead from the log per batch. The look-ahead holds them until room frees
 /// up, so each event is read once however few slots `max_in_flight` leaves per pass.
 const READ_BATCH: usize = 64;
@@ -95,6 +101,10 @@ pub struct Worker {
     /// Replies to `send_now` callers, sent once their outcome is written.
     replies: Vec<(oneshot::Sender<Result<Attempt, String>>, Attempt)>,
     saved_cursor: u64,
+    /// The statistics changed since they were last written.
+    stats_dirty: bool,
+    /// When statistics and cursor were last written (`SUMMARY_EVERY`).
+    summary_written_at: Instant,
     first_in_flight: BTreeSet<u64>,
     in_flight: HashSet<u64>,
     stats: Stats,
@@ -136,6 +146,8 @@ impl Worker {
             outcomes: Writes::default(),
             replies: Vec::new(),
             saved_cursor: cursor,
+            stats_dirty: false,
+            summary_written_at: Instant::now(),
             first_in_flight: BTreeSet::new(),
             in_flight: HashSet::new(),
             stats,
@@ -166,7 +178,7 @@ impl Worker {
                     continue;
                 }
             }
-            self.checkpoint();
+            self.write_summary(false);
             let wake_at = self.next_wake();
             tokio::select! {
                 Some(done) = self.done_rx.recv() => self.record(done).await,
@@ -183,7 +195,7 @@ impl Worker {
             }
         }
         self.write_outcomes();
-        self.checkpoint();
+        self.write_summary(true);
         if self.skipped_for_backlog > 0 {
             tracing::info!(webhook = %self.webhook.id, skipped = self.skipped_for_backlog, "events outside the backlog window were skipped");
         }
@@ -203,6 +215,7 @@ impl Worker {
                 None => break,
             }
             self.write_outcomes();
+            self.write_summary(true);
         }
     }
 
@@ -387,6 +400,7 @@ impl Worker {
             }
             self.read_pos = seq;
             self.stats.events += 1;
+            self.stats_dirty = true;
             self.stats.last_event_at = Some(now_millis());
             let delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
             self.launch(delivery, &event, true, None);
@@ -448,6 +462,7 @@ impl Worker {
         delivery.next_attempt_at = Some(due);
         self.earliest_due = None;
         self.stats.events += 1;
+        self.stats_dirty = true;
         self.stats.last_event_at = Some(now);
         let mut batch = Writes::default();
         batch.insert(
@@ -647,21 +662,16 @@ impl Worker {
         self.check_disable().await;
     }
 
-    /// Writes the outcomes recorded since the last call, then the statistics, then answers
-    /// the `send_now` callers among them.
+    /// Writes the outcomes recorded since the last call, then answers the `send_now`
+    /// callers among them. The statistics follow with the cursor (`write_summary`).
     fn write_outcomes(&mut self) {
         if self.outcomes.is_empty() && self.replies.is_empty() {
             return;
         }
-        let mut batch = std::mem::take(&mut self.outcomes);
-        let written = crate::store::codec_encode(&self.stats)
-            .map_err(|e| e.to_string())
-            .and_then(|stats| {
-                batch.insert(self.keys.stats(), stats);
-                batch
-                    .apply(&self.state.store.deliveries)
-                    .map_err(|e| e.to_string())
-            });
+        self.stats_dirty = true;
+        let written = std::mem::take(&mut self.outcomes)
+            .apply(&self.state.store.deliveries)
+            .map_err(|e| e.to_string());
         self.state.delivery.mark_dirty();
         if let Err(error) = &written {
             tracing::error!(webhook = %self.webhook.id, %error, "could not record attempts");
@@ -779,12 +789,30 @@ impl Worker {
     }
 
     /// Persists the cursor when it moved. New events in flight hold it back.
-    fn checkpoint(&mut self) {
-        let cursor = match self.first_in_flight.first() {
+    /// Every event up to it is resolved or has a record.
+    fn cursor(&self) -> u64 {
+        match self.first_in_flight.first() {
             Some(first) => first - 1,
             None => self.read_pos,
-        };
+        }
+    }
+
+    /// Writes the statistics and the cursor if they changed: at most every `SUMMARY_EVERY`
+    /// unless `now` (the worker stops, or serves a resend).
+    fn write_summary(&mut self, now: bool) {
+        if !now && self.summary_written_at.elapsed() < SUMMARY_EVERY {
+            return;
+        }
+        if self.stats_dirty {
+            self.stats_dirty = false;
+            if let Err(error) = self.state.store.put_stats(&self.keys, &self.stats) {
+                tracing::error!(webhook = %self.webhook.id, %error, "could not record statistics");
+            }
+            self.state.delivery.mark_dirty();
+        }
+        let cursor = self.cursor();
         lifecycle::save_cursor(&self.state, &self.keys, cursor, &mut self.saved_cursor);
+        self.summary_written_at = Instant::now();
     }
 
     /// When to look again without being told: the next due retry, the rate limit, the end
@@ -792,6 +820,9 @@ impl Worker {
     fn next_wake(&mut self) -> Instant {
         let now = Instant::now();
         let mut wake = now + Duration::from_secs(5);
+        if self.stats_dirty || self.cursor() != self.saved_cursor {
+            wake = wake.min(self.summary_written_at + SUMMARY_EVERY);
+        }
         if let Some(due) = self.earliest_due() {
             let wait = (due - now_millis()).max(0) as u64;
             wake = wake.min(now + Duration::from_millis(wait));
