@@ -96,12 +96,19 @@ mod tests {
     }
 
     #[test]
-    fn thread_cpu_time_advances_with_work() {
+    fn thread_cpu_time_advances_with_work_and_not_with_sleep() {
         let before = thread_cpu_time();
+        let started = std::time::Instant::now();
         let mut x = 0u64;
-        while thread_cpu_time() - before < Duration::from_millis(2) {
+        while started.elapsed() < Duration::from_millis(20) {
             x = std::hint::black_box(x.wrapping_add(1));
         }
-        assert!(thread_cpu_time() > before);
+        let busy = thread_cpu_time().saturating_sub(before);
+        // Spinning 20 ms of wall time uses CPU (less only if the thread was descheduled).
+        assert!(busy >= Duration::from_millis(2), "{busy:?}");
+        let before = thread_cpu_time();
+        std::thread::sleep(Duration::from_millis(20));
+        let asleep = thread_cpu_time().saturating_sub(before);
+        assert!(asleep < Duration::from_millis(10), "{asleep:?}");
     }
 }
