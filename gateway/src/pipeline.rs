@@ -185,24 +185,12 @@ pub async fn prepare_resolved(
     else {
         return Prepared::unchanged();
     };
-    let first = first.to_owned();
-    let calls = resolution.calls.clone();
     let event = plugin_event(tenant, event, envelope_body);
-    let outcome = state
-        .plugins
-        .with_slot(move |slot| run_filters_and_transforms(slot, &calls, &event))
-        .await;
-    match outcome {
-        Ok((prepared, made)) => {
-            for (hook, outcome, elapsed) in made {
-                record(state, hook, outcome, elapsed);
-            }
-            prepared
-        }
-        Err(error) => Prepared::Failed {
-            reason: format!("{first}: {}: {error}", error.code()),
-        },
-    }
+    in_slot(state, resolution, first, move |slot, calls| {
+        run_filters_and_transforms(slot, calls, &event)
+    })
+    .await
+    .unwrap_or_else(|reason| Prepared::Failed { reason })
 }
 
 impl Prepared {
@@ -299,19 +287,33 @@ pub async fn authenticate_resolved(
     let Some(first) = resolution.first(Hook::Authenticate) else {
         return Ok(Vec::new());
     };
-    let first = first.to_owned();
-    let calls = resolution.calls.clone();
     let request = request();
-    let outcome = state
+    in_slot(state, resolution, first, move |slot, calls| {
+        run_authenticate(slot, calls, &request)
+    })
+    .await?
+}
+
+/// Runs `work` (one hook over the resolved calls) in one `with_slot` task and records the
+/// calls it made. `Err`: the slot itself failed; the reason names `first`, the plugin
+/// whose hook would have run first.
+async fn in_slot<T: Send + 'static>(
+    state: &AppState,
+    resolution: &Resolution,
+    first: &str,
+    work: impl Fn(&Slot<'_>, &[Call]) -> (T, Vec<Made>) + Send + 'static,
+) -> Result<T, String> {
+    let calls = resolution.calls.clone();
+    match state
         .plugins
-        .with_slot(move |slot| run_authenticate(slot, &calls, &request))
-        .await;
-    match outcome {
-        Ok((added, made)) => {
+        .with_slot(move |slot| work(slot, &calls))
+        .await
+    {
+        Ok((value, made)) => {
             for (hook, outcome, elapsed) in made {
                 record(state, hook, outcome, elapsed);
             }
-            added
+            Ok(value)
         }
         Err(error) => Err(format!("{first}: {}: {error}", error.code())),
     }

@@ -182,12 +182,17 @@ impl Worker {
             let wake_at = self.next_wake();
             tokio::select! {
                 Some(done) = self.done_rx.recv() => self.record(done).await,
-                message = control.recv() => match self.forget_earliest_due(message) {
-                    None | Some(Control::Stop) => self.stopping = true,
-                    Some(Control::Reload(webhook)) => self.reload(webhook),
-                    Some(Control::SendNow { seq, reply }) => self.send_now(seq, reply),
-                    Some(Control::Wake) => {}
-                },
+                message = control.recv() => {
+                    // It may come with new due keys (`recover` writes them, then wakes the
+                    // worker): read them again.
+                    self.earliest_due = None;
+                    match message {
+                        None | Some(Control::Stop) => self.stopping = true,
+                        Some(Control::Reload(webhook)) => self.reload(webhook),
+                        Some(Control::SendNow { seq, reply }) => self.send_now(seq, reply),
+                        Some(Control::Wake) => {}
+                    }
+                }
                 changed = log_changes.changed() => {
                     if changed.is_err() { self.stopping = true; }
                 }
@@ -275,13 +280,6 @@ impl Worker {
     fn dispatch(&mut self) -> Result<(), crate::store::StoreError> {
         self.dispatch_due_retries()?;
         self.dispatch_new_events()
-    }
-
-    /// A control message may come with new due keys (`recover` writes them, then wakes the
-    /// worker): read them again.
-    fn forget_earliest_due<M>(&mut self, message: M) -> M {
-        self.earliest_due = None;
-        message
     }
 
     /// The earliest due retry (`earliest_due`), read from the store if not known.
