@@ -94,6 +94,11 @@ impl Resolution {
         self.calls.iter().any(|p| p.plugin.runs_hook(hook))
     }
 
+    /// Whether a filter or transform runs: events need [`prepare_resolved`].
+    pub fn prepares(&self) -> bool {
+        self.runs(Hook::Filter) || self.runs(Hook::Transform)
+    }
+
     /// The label of the first plugin whose `hook` runs.
     fn first(&self, hook: Hook) -> Option<&str> {
         self.calls
@@ -292,6 +297,66 @@ pub async fn authenticate_resolved(
         run_authenticate(slot, calls, &request)
     })
     .await?
+}
+
+/// How long one `with_slot` task of [`prepare_batch`] runs calls back to back before it
+/// lets other tasks have the async worker.
+const BATCH_SLICE: Duration = Duration::from_millis(1);
+
+/// [`prepare_resolved`] for several events of one webhook: one result per event, in
+/// order. The calls run back to back in as few `with_slot` tasks as [`BATCH_SLICE`]
+/// allows. Each call still gets a fresh sandbox; what the batch saves is cache misses:
+/// run right after one another, calls find the engine's tables, the plugin's code and
+/// its pooled memory slot still in the CPU's caches, while a call between unrelated work
+/// (HTTP, the store) costs about half as much again (docs/PERFORMANCE.md).
+pub async fn prepare_batch(
+    state: &AppState,
+    tenant: &str,
+    resolution: &Resolution,
+    events: Vec<(StoredEvent, Vec<u8>)>,
+) -> Vec<Prepared> {
+    let Some(first) = resolution
+        .first(Hook::Filter)
+        .or(resolution.first(Hook::Transform))
+    else {
+        return vec![Prepared::unchanged(); events.len()];
+    };
+    let events: Arc<Vec<Event>> = Arc::new(
+        events
+            .into_iter()
+            .map(|(event, body)| plugin_event(tenant, &event, body))
+            .collect(),
+    );
+    let mut prepared = Vec::with_capacity(events.len());
+    while prepared.len() < events.len() {
+        let from = prepared.len();
+        let slice = {
+            let events = events.clone();
+            in_slot(state, resolution, first, move |slot, calls| {
+                let started = Instant::now();
+                let mut out = Vec::new();
+                let mut made = Vec::new();
+                for event in &events[from..] {
+                    let (result, calls_made) = run_filters_and_transforms(slot, calls, event);
+                    out.push(result);
+                    made.extend(calls_made);
+                    if slot.abandoned() || started.elapsed() >= BATCH_SLICE {
+                        break;
+                    }
+                }
+                (out, made)
+            })
+            .await
+        };
+        match slice {
+            Ok(out) => prepared.extend(out),
+            Err(reason) => prepared.resize(events.len(), Prepared::Failed { reason }),
+        }
+        if prepared.len() < events.len() {
+            tokio::task::yield_now().await;
+        }
+    }
+    prepared
 }
 
 /// Runs `work` (one hook over the resolved calls) in one `with_slot` task and records the

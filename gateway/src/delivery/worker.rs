@@ -2,8 +2,15 @@
 //! locks are needed: attempts run as separate tasks and report back over a channel.
 //!
 //! The cursor: every event with seq ≤ cursor is resolved (delivered, rejected, failed,
-//! filtered, skipped) or has a delivery record that carries its retry. New events in flight
-//! hold the cursor back; retries do not (their record is already durable state).
+//! filtered, skipped) or has a delivery record that carries its retry. New events taken
+//! but not resolved (being prepared, ready, in flight) hold the cursor back; retries do not
+//! (their record is already durable state).
+//!
+//! Filter and transform plugins run ahead of the sends: new events are prepared in batches
+//! by one task at a time (`pipeline::prepare_batch`), up to `max_in_flight` events ahead,
+//! and wait in `ready` for a send slot. `max_in_flight` bounds requests to the receiver;
+//! plugin work neither takes those slots nor adds to each request's time in them, and the
+//! calls of a batch run back to back, which makes each cheaper (warm caches).
 
 use std::{
     collections::{BTreeSet, HashSet, VecDeque},
@@ -61,6 +68,16 @@ pub enum Control {
     Wake,
 }
 
+/// A new event prepared by the plugins, waiting for a send slot.
+struct Ready {
+    delivery: Delivery,
+    body: Bytes,
+}
+
+/// What a `prepare_batch` task hands back: each delivery with its default envelope and
+/// what the plugins decided.
+struct PreparedBatch(Vec<(Delivery, Bytes, Prepared)>);
+
 struct Done {
     delivery: Delivery,
     first: bool,
@@ -105,8 +122,16 @@ pub struct Worker {
     stats_dirty: bool,
     /// When statistics and cursor were last written (`SUMMARY_EVERY`).
     summary_written_at: Instant,
-    first_in_flight: BTreeSet<u64>,
+    /// New events taken and not resolved yet: being prepared, ready or in flight.
+    holding_cursor: BTreeSet<u64>,
+    /// Deliveries being sent (first attempts, retries, resends): `max_in_flight` bounds it.
     in_flight: HashSet<u64>,
+    /// New events prepared by the plugins, in log order, waiting for a send slot.
+    ready: VecDeque<Ready>,
+    /// A `prepare_batch` task is running (one at a time, so batches finish in order).
+    preparing: bool,
+    prepared_tx: mpsc::UnboundedSender<PreparedBatch>,
+    prepared_rx: mpsc::UnboundedReceiver<PreparedBatch>,
     stats: Stats,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
@@ -133,6 +158,7 @@ impl Worker {
         };
         let stats = state.store.stats(&keys).map_err(|e| e.to_string())?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
         Ok(Worker {
             state,
             tenant,
@@ -148,8 +174,12 @@ impl Worker {
             saved_cursor: cursor,
             stats_dirty: false,
             summary_written_at: Instant::now(),
-            first_in_flight: BTreeSet::new(),
+            holding_cursor: BTreeSet::new(),
             in_flight: HashSet::new(),
+            ready: VecDeque::new(),
+            preparing: false,
+            prepared_tx,
+            prepared_rx,
             stats,
             done_tx,
             done_rx,
@@ -165,8 +195,12 @@ impl Worker {
             while let Ok(done) = self.done_rx.try_recv() {
                 self.record(done).await;
             }
+            while let Ok(batch) = self.prepared_rx.try_recv() {
+                self.accept_prepared(batch);
+            }
             self.write_outcomes();
-            if self.stopping && self.in_flight.is_empty() {
+            // Events prepared but not sent are left to the next start: they hold the cursor.
+            if self.stopping && self.in_flight.is_empty() && !self.preparing {
                 break;
             }
             if !self.stopping {
@@ -182,6 +216,7 @@ impl Worker {
             let wake_at = self.next_wake();
             tokio::select! {
                 Some(done) = self.done_rx.recv() => self.record(done).await,
+                Some(batch) = self.prepared_rx.recv() => self.accept_prepared(batch),
                 message = control.recv() => {
                     // It may come with new due keys (`recover` writes them, then wakes the
                     // worker): read them again.
@@ -352,11 +387,53 @@ impl Worker {
     }
 
     fn dispatch_new_events(&mut self) -> Result<(), crate::store::StoreError> {
-        let fifo = self.webhook.spec.ordering == Ordering::Fifo;
+        if self.webhook.spec.ordering == Ordering::Fifo && self.has_pending_retry() {
+            return Ok(());
+        }
+        self.send_ready();
+        let prepares = self.prepares_ahead();
+        let mut taken = Vec::new();
+        let read = self.take_new_events(prepares.is_some(), &mut taken);
+        // Taken events hold the cursor: hand them to a prepare task even if reading failed.
+        if let Some(resolution) = prepares
+            && !taken.is_empty()
+        {
+            self.start_prepare(taken, resolution);
+        }
+        read
+    }
+
+    /// Launches prepared events while `max_in_flight` and the rate limit allow.
+    fn send_ready(&mut self) {
+        while self.room() > 0 && !self.ready.is_empty() {
+            if !self.take_rate_token() {
+                return;
+            }
+            let Ready { delivery, body } = self.ready.pop_front().expect("not empty");
+            self.launch_with_body(delivery, body, None, true, None);
+        }
+    }
+
+    /// Takes new events from the log: into `taken`, to be prepared, when `prepares`
+    /// (up to `max_in_flight` ahead of the sends); otherwise launched right away while
+    /// there is room, once nothing taken earlier waits to be prepared or sent.
+    fn take_new_events(
+        &mut self,
+        prepares: bool,
+        taken: &mut Vec<(Delivery, StoredEvent)>,
+    ) -> Result<(), crate::store::StoreError> {
         let schedule = &self.webhook.spec.retry.schedule;
         let first_delay = schedule.first().map(|d| d.duration()).unwrap_or_default();
         loop {
-            if self.room() == 0 || (fifo && self.has_pending_retry()) {
+            let capacity = if prepares && !self.preparing {
+                self.max_in_flight()
+                    .saturating_sub(self.ready.len() + taken.len())
+            } else if !prepares && !self.preparing && self.ready.is_empty() {
+                self.room()
+            } else {
+                0
+            };
+            if capacity == 0 {
                 return Ok(());
             }
             if self.lookahead.is_empty() {
@@ -392,7 +469,7 @@ impl Worker {
                 self.schedule_first(seq, &event, first_delay)?;
                 continue;
             }
-            if !self.take_rate_token() {
+            if !prepares && !self.take_rate_token() {
                 self.lookahead.push_front((seq, event));
                 return Ok(());
             }
@@ -401,7 +478,72 @@ impl Worker {
             self.stats_dirty = true;
             self.stats.last_event_at = Some(now_millis());
             let delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
-            self.launch(delivery, &event, true, None);
+            if prepares {
+                self.holding_cursor.insert(seq);
+                taken.push((delivery, event));
+            } else {
+                self.launch(delivery, &event, true, None);
+            }
+        }
+    }
+
+    /// The webhook's plugins when a filter or transform of theirs runs: new events are
+    /// then prepared ahead of their sends. `None` also when they cannot be resolved: each
+    /// attempt then fails with the reason.
+    fn prepares_ahead(&mut self) -> Option<Resolution> {
+        if self.webhook.spec.plugins.is_empty() {
+            return None;
+        }
+        self.resolution().ok().filter(Resolution::prepares)
+    }
+
+    /// Runs the filters and transforms of `taken` in a task of its own; the outcome comes
+    /// back as a [`PreparedBatch`].
+    fn start_prepare(&mut self, taken: Vec<(Delivery, StoredEvent)>, resolution: Resolution) {
+        self.preparing = true;
+        let state = self.state.clone();
+        let tenant = self.tenant.clone();
+        let webhook = self.webhook.clone();
+        let prepared_tx = self.prepared_tx.clone();
+        tokio::spawn(async move {
+            let additional_data = webhook.spec.additional_data.as_ref();
+            let mut deliveries = Vec::with_capacity(taken.len());
+            let mut inputs = Vec::with_capacity(taken.len());
+            for (delivery, event) in taken {
+                let envelope = Bytes::from(envelope::body(&tenant, &event, additional_data));
+                inputs.push((event, envelope.to_vec()));
+                deliveries.push((delivery, envelope));
+            }
+            let outcomes = pipeline::prepare_batch(&state, &tenant, &resolution, inputs).await;
+            let batch = deliveries
+                .into_iter()
+                .zip(outcomes)
+                .map(|((delivery, envelope), outcome)| (delivery, envelope, outcome))
+                .collect();
+            let _ = prepared_tx.send(PreparedBatch(batch));
+        });
+    }
+
+    /// Files what a prepare task decided: filtered and failed events are resolved, the
+    /// others wait in `ready`.
+    fn accept_prepared(&mut self, PreparedBatch(batch): PreparedBatch) {
+        self.preparing = false;
+        for (mut delivery, envelope, prepared) in batch {
+            match prepared {
+                Prepared::Send { body, headers } => {
+                    let body = adopt_prepared(&mut delivery, body, headers, envelope);
+                    self.ready.push_back(Ready { delivery, body });
+                }
+                Prepared::Filtered { reason } => {
+                    self.holding_cursor.remove(&delivery.seq);
+                    self.resolve_without_attempt(delivery, MessageStatus::Filtered, reason, None);
+                }
+                Prepared::Failed { reason } => {
+                    self.holding_cursor.remove(&delivery.seq);
+                    self.log("plugin_failed", Some(reason.clone()));
+                    self.resolve_without_attempt(delivery, MessageStatus::Failed, reason, None);
+                }
+            }
         }
     }
 
@@ -499,11 +641,6 @@ impl Worker {
         first: bool,
         reply: Option<oneshot::Sender<Result<Attempt, String>>>,
     ) {
-        let seq = delivery.seq;
-        self.in_flight.insert(seq);
-        if first {
-            self.first_in_flight.insert(seq);
-        }
         let body = match &delivery.body {
             Some(body) => Bytes::from(body.clone().into_bytes()),
             None => Bytes::from(envelope::body(
@@ -513,9 +650,28 @@ impl Worker {
             )),
         };
         let with_plugins = !self.webhook.spec.plugins.is_empty();
-        // The filter and transform plugins run once per delivery (on its first attempt,
-        // whether immediate or delayed by the schedule); retries reuse the stored result.
+        // The filter and transform plugins run once per delivery (ahead of its first
+        // attempt, or with it when the schedule delays it); retries reuse the stored result.
         let event = (with_plugins && delivery.needs_plugins()).then(|| event.clone());
+        self.launch_with_body(delivery, body, event, first, reply);
+    }
+
+    /// Sends `delivery` with `body` in a task of its own, after running the filters and
+    /// transforms on `unprepared_event` when given (and authenticate plugins in any case).
+    fn launch_with_body(
+        &mut self,
+        delivery: Delivery,
+        body: Bytes,
+        unprepared_event: Option<StoredEvent>,
+        first: bool,
+        reply: Option<oneshot::Sender<Result<Attempt, String>>>,
+    ) {
+        let seq = delivery.seq;
+        self.in_flight.insert(seq);
+        if first {
+            self.holding_cursor.insert(seq);
+        }
+        let with_plugins = !self.webhook.spec.plugins.is_empty();
         let plugins = with_plugins.then(|| self.resolution());
         let task = Attempting {
             state: self.state.clone(),
@@ -527,7 +683,7 @@ impl Worker {
         let done = self.done_tx.clone();
         tokio::spawn(async move {
             let mut delivery = delivery;
-            let finished = task.run(&mut delivery, event, body).await;
+            let finished = task.run(&mut delivery, unprepared_event, body).await;
             let _ = done.send(Done {
                 delivery,
                 first,
@@ -574,7 +730,7 @@ impl Worker {
         let seq = delivery.seq;
         self.in_flight.remove(&seq);
         if first {
-            self.first_in_flight.remove(&seq);
+            self.holding_cursor.remove(&seq);
         }
         let sent = match finished {
             Finished::Sent(sent) => sent,
@@ -765,6 +921,7 @@ impl Worker {
         };
         now_millis() > ends_at
             && self.in_flight.is_empty()
+            && self.holding_cursor.is_empty()
             && self.read_pos >= self.state.log.durable_seq(&self.tenant).unwrap_or(0)
             && !self.has_pending_retry()
     }
@@ -789,7 +946,7 @@ impl Worker {
     /// Persists the cursor when it moved. New events in flight hold it back.
     /// Every event up to it is resolved or has a record.
     fn cursor(&self) -> u64 {
-        match self.first_in_flight.first() {
+        match self.holding_cursor.first() {
             Some(first) => first - 1,
             None => self.read_pos,
         }
@@ -881,13 +1038,8 @@ impl Attempting {
                         body: transformed,
                         headers,
                     } => {
-                        if let Some(transformed) = transformed {
-                            body = Bytes::from(transformed.clone().into_bytes());
-                            delivery.body = Some(transformed);
-                        }
-                        extra.clone_from(&headers);
-                        delivery.headers = headers;
-                        delivery.prepared = true;
+                        body = adopt_prepared(delivery, transformed, headers, body);
+                        extra.clone_from(&delivery.headers);
                     }
                 }
             }
@@ -948,6 +1100,26 @@ impl Attempting {
             .await;
         self.state.metrics.attempt_latency(sent.attempt.duration_ms);
         Finished::Sent(sent)
+    }
+}
+
+/// Stores what the filters and transforms decided on `delivery`, so that retries send
+/// exactly the same, and returns the body to send: the transformed one, or `envelope`.
+fn adopt_prepared(
+    delivery: &mut Delivery,
+    transformed: Option<String>,
+    headers: Vec<(String, String)>,
+    envelope: Bytes,
+) -> Bytes {
+    delivery.headers = headers;
+    delivery.prepared = true;
+    match transformed {
+        Some(transformed) => {
+            let body = Bytes::from(transformed.clone().into_bytes());
+            delivery.body = Some(transformed);
+            body
+        }
+        None => envelope,
     }
 }
 
