@@ -8,6 +8,7 @@
 //! `wasm32-wasip2` once per test process (see [`plugin_dir`]).
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     process::Command,
     sync::OnceLock,
@@ -1018,6 +1019,99 @@ async fn delayed_first_attempts_and_resends_are_transformed() {
     assert_eq!(resent.header("x-erp-record-type"), Some("ERP_ORDER_NEW"));
     let delivered = wait_status(&t, "erp-later", "large-1", "delivered", secs(5)).await;
     assert_eq!(delivered["runs_counter"], 2, "{delivered}");
+}
+
+/// Filters and transforms run ahead of the sends, in batches. That must not change what a
+/// fifo webhook promises: with a filter and a transform attached, a receiver failing 30%
+/// of requests, and a stop and start in the middle (events prepared but not sent are read
+/// again after the start), every kept event arrives transformed, in ingest order, and
+/// every dropped one is recorded as filtered.
+#[tokio::test]
+async fn prepared_events_keep_fifo_order_across_failures_and_a_stop() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::with(Behaviour::FailRandomly { p: 0.3, seed: 11 }).await;
+    upload_ok(&t, "large-orders", "field-filter").await;
+    upload_ok(&t, "erp", "erp-transform").await;
+    create_webhook(
+        &t,
+        "erp-fifo",
+        &rx.url("/erp"),
+        json!({
+            "ordering": "fifo",
+            "retry": {"schedule": vec!["PT0S"; 12]},
+            "plugins": [
+                {"plugin": "large-orders", "config": [{"path": "/payload/total", "op": "gte", "value": 100}]},
+                {"plugin": "erp"},
+            ],
+        }),
+    )
+    .await;
+
+    // Every third order is too small for the filter.
+    let ids: Vec<String> = (0..600).map(|i| format!("o-{i:03}")).collect();
+    let kept: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, id)| id.clone())
+        .collect();
+    // In two batches, so that the stop finds events prepared and waiting to be sent.
+    let ingest_all = |range: std::ops::Range<usize>| {
+        let events: Vec<Value> = ids[range.clone()]
+            .iter()
+            .zip(range)
+            .map(|(id, i)| {
+                let total = if i % 3 == 0 { 50.0 } else { 250.0 };
+                json!({"event_type": "order.created", "id": id, "payload": order(total)})
+            })
+            .collect();
+        let t = &t;
+        async move {
+            t.post("/events/batch", json!({"events": events}))
+                .await
+                .expect(202);
+        }
+    };
+    ingest_all(0..300).await;
+    rx.wait_delivered(&gw, 5, secs(30)).await;
+    t.post("/webhooks/erp-fifo/stop", json!({}))
+        .await
+        .expect(200);
+    assert!(rx.delivered_count() < 200, "stopped with events pending");
+    ingest_all(300..600).await;
+    t.post("/webhooks/erp-fifo/start", json!({}))
+        .await
+        .expect(200);
+
+    rx.wait_delivered(&gw, kept.len(), secs(30)).await;
+    assert_eq!(
+        rx.first_success_order(),
+        kept,
+        "first successes in ingest order"
+    );
+    let position: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let requests = rx.requests();
+    let arrivals: Vec<usize> = requests.iter().map(|r| position[r.webhook_id()]).collect();
+    assert!(
+        arrivals.is_sorted(),
+        "a later event was sent before an earlier one succeeded"
+    );
+    assert_eq!(rx.max_in_flight(), 1, "fifo: one request in flight");
+    for request in &requests {
+        let body = request.json();
+        assert_eq!(body["record_type"], "ERP_ORDER_NEW", "{body}");
+        assert_eq!(body["source_event_id"], request.webhook_id(), "{body}");
+    }
+    let failures = requests.iter().filter(|r| !r.succeeded()).count();
+    assert!(failures > 60, "the receiver failed only {failures} times");
+    for id in ids.iter().step_by(3) {
+        wait_status(&t, "erp-fifo", id, "filtered", secs(10)).await;
+    }
 }
 
 /// Versioning in the delivery path: a webhook pinned to v1 keeps v1 after v2 is uploaded;
