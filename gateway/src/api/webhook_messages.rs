@@ -24,7 +24,7 @@ use crate::{
     iso::{EpochMillis, format_millis, now_millis, parse_rfc3339, parse_time_param},
     log::LogError,
     model::{problems::FieldError, webhook::Webhook},
-    store::{codec_encode, deliveries::WebhookKeys},
+    store::{codec_encode_compact, deliveries::WebhookKeys},
 };
 
 /// A filtered page scans at most this many records, then returns what it found with an
@@ -267,7 +267,10 @@ async fn recover(
         delivery.next_attempt_at = Some(now);
         delivery.updated_at = now;
         let mut batch = sled::Batch::default();
-        batch.insert(keys.delivery(delivery.seq), codec_encode(&delivery)?);
+        batch.insert(
+            keys.delivery(delivery.seq),
+            codec_encode_compact(&delivery)?,
+        );
         batch.insert(keys.due(now, delivery.seq), &[]);
         state
             .store

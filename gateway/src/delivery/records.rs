@@ -44,11 +44,11 @@ pub struct Delivery {
     #[serde(default)]
     pub body: Option<String>,
     /// Headers transform plugins set, stored with the body for the same reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub headers: Vec<(String, String)>,
     /// The webhook's filter and transform plugins ran and `body`/`headers` hold their
     /// result: attempts send that instead of running the plugins again.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub prepared: bool,
 }
 
@@ -172,3 +172,61 @@ pub struct LogEntry {
 }
 
 pub const LOG_ENTRIES_KEPT: usize = 50;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{codec_decode, codec_encode, codec_encode_compact};
+
+    fn delivered() -> (Delivery, Attempt) {
+        let mut delivery = Delivery::new(41, "evt_01jd7x", "order.created", 1_795_341_600_000);
+        delivery.status = MessageStatus::Rejected;
+        delivery.status_code = Some(422);
+        delivery.runs = 1;
+        delivery.body = Some(r#"{"record_type":"ERP_ORDER_NEW"}"#.into());
+        delivery.headers = vec![("X-ERP-Record-Type".into(), "ERP_ORDER_NEW".into())];
+        delivery.prepared = true;
+        let attempt = Attempt {
+            id: "req_01jd7x5q3m".into(),
+            event_id: "evt_01jd7x".into(),
+            webhook_id: "erp".into(),
+            at: 1_795_341_600_123,
+            duration_ms: 4,
+            status_code: Some(422),
+            error: None,
+            response_headers: BTreeMap::from([("content-length".into(), "2".into())]),
+            response_body: "no".into(),
+        };
+        (delivery, attempt)
+    }
+
+    /// Records are written compact and read back field for field; records written as JSON
+    /// (before the compact format, or by older code paths) still read.
+    #[test]
+    fn records_round_trip_in_both_formats() {
+        let (delivery, attempt) = delivered();
+        for encoded in [
+            codec_encode_compact(&delivery).unwrap(),
+            codec_encode(&delivery).unwrap(),
+        ] {
+            let read: Delivery = codec_decode(&encoded).unwrap();
+            assert_eq!(format!("{read:?}"), format!("{delivery:?}"));
+        }
+        for encoded in [
+            codec_encode_compact(&attempt).unwrap(),
+            codec_encode(&attempt).unwrap(),
+        ] {
+            let read: Attempt = codec_decode(&encoded).unwrap();
+            assert_eq!(format!("{read:?}"), format!("{attempt:?}"));
+        }
+        // A JSON record from before `headers` and `prepared` were written.
+        let old = br#"{"seq":1,"event_id":"e","event_type":"t","status":"pending","status_code":null,"runs":0,"step":0,"created_at":1,"updated_at":1,"next_attempt_at":null}"#;
+        let read: Delivery = codec_decode(old).unwrap();
+        assert!(read.headers.is_empty() && !read.prepared && read.body.is_none());
+        assert!(
+            codec_encode_compact(&attempt).unwrap().len() * 2
+                < codec_encode(&attempt).unwrap().len(),
+            "compact is less than half the JSON"
+        );
+    }
+}

@@ -583,7 +583,7 @@ impl Worker {
         delivery.reason = Some(reason);
         self.state.store.deliveries.insert(
             self.keys.delivery(seq),
-            crate::store::codec_encode(&delivery)?,
+            crate::store::codec_encode_compact(&delivery)?,
         )?;
         self.state.metrics.delivery_outcome("filtered");
         Ok(())
@@ -607,7 +607,7 @@ impl Worker {
         let mut batch = Writes::default();
         batch.insert(
             self.keys.delivery(seq),
-            crate::store::codec_encode(&delivery)?,
+            crate::store::codec_encode_compact(&delivery)?,
         );
         batch.insert(self.keys.due(due, seq), Vec::new());
         batch.apply(&self.state.store.deliveries)?;
@@ -628,7 +628,7 @@ impl Worker {
         delivery.updated_at = now_millis();
         batch.insert(
             self.keys.delivery(delivery.seq),
-            crate::store::codec_encode(&delivery)?,
+            crate::store::codec_encode_compact(&delivery)?,
         );
         batch.apply(&self.state.store.deliveries)?;
         Ok(())
@@ -792,8 +792,8 @@ impl Worker {
         self.stats.next_trigger_at = delivery.next_attempt_at;
         let attempt_key = self.keys.attempt(seq, delivery.runs);
         match (
-            crate::store::codec_encode(&delivery),
-            crate::store::codec_encode(&attempt),
+            crate::store::codec_encode_compact(&delivery),
+            crate::store::codec_encode_compact(&attempt),
         ) {
             (Ok(d), Ok(a)) => {
                 batch.insert(self.keys.delivery(seq), d);
@@ -850,7 +850,7 @@ impl Worker {
         delivery.status = status;
         delivery.reason = Some(reason.clone());
         delivery.updated_at = now_millis();
-        let written = crate::store::codec_encode(&delivery)
+        let written = crate::store::codec_encode_compact(&delivery)
             .map_err(|e| e.to_string())
             .and_then(|value| {
                 batch.insert(self.keys.delivery(delivery.seq), value);

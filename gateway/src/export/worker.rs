@@ -39,7 +39,7 @@ use crate::{
         Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
     },
     pipeline::{self, Prepared},
-    store::{StoreError, Writes, codec_encode, deliveries::WebhookKeys},
+    store::{StoreError, Writes, codec_encode, codec_encode_compact, deliveries::WebhookKeys},
 };
 
 /// Events read from the log per batch.
@@ -472,10 +472,13 @@ impl ExportWorker {
 
     fn write_record(&self, delivery: &Delivery, attempt: &Attempt) -> Result<(), StoreError> {
         let mut batch = Writes::default();
-        batch.insert(self.keys.delivery(delivery.seq), codec_encode(delivery)?);
+        batch.insert(
+            self.keys.delivery(delivery.seq),
+            codec_encode_compact(delivery)?,
+        );
         batch.insert(
             self.keys.attempt(delivery.seq, delivery.runs),
-            codec_encode(attempt)?,
+            codec_encode_compact(attempt)?,
         );
         batch.insert(self.keys.stats(), codec_encode(&self.stats)?);
         batch.apply(&self.state.store.deliveries)?;
@@ -523,7 +526,7 @@ impl ExportWorker {
         self.state
             .store
             .deliveries
-            .insert(self.keys.delivery(seq), codec_encode(&delivery)?)?;
+            .insert(self.keys.delivery(seq), codec_encode_compact(&delivery)?)?;
         let outcome = match status {
             MessageStatus::Filtered => "filtered",
             _ => "failed",

@@ -19,12 +19,28 @@ pub fn tenant_prefix(tenant: &str) -> Vec<u8> {
     key
 }
 
+/// First byte of a value in the compact format. No JSON text starts with it.
+const COMPACT: u8 = 0;
+
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(serde_json::to_vec(value)?)
 }
 
+/// Encodes a record written per delivery (a `Delivery`, an `Attempt`) as postcard behind
+/// a marker byte: a third of the JSON's size and a fraction of its CPU. It matters at two
+/// records per delivery, because sled copies the node a key lands in on every insert.
+/// Only for types postcard can read back, which is not self-describing: no
+/// `skip_serializing_if`, `flatten`, untagged enums or `serde_json::Value`.
+pub fn encode_compact<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(postcard::to_extend(value, vec![COMPACT])?)
+}
+
+/// Reads either format.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    Ok(serde_json::from_slice(bytes)?)
+    match bytes.split_first() {
+        Some((&COMPACT, compact)) => Ok(postcard::from_bytes(compact)?),
+        _ => Ok(serde_json::from_slice(bytes)?),
+    }
 }
 
 pub(crate) fn get<T: DeserializeOwned>(

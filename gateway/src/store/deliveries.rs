@@ -211,7 +211,10 @@ impl Store {
     /// Appends to the integration log, keeping only the newest entries.
     pub fn append_log(&self, keys: &WebhookKeys, entry: &LogEntry) -> Result<(), StoreError> {
         let prefix = keys.tagged(LOG);
-        let n = rand::random::<u32>();
+        // Orders entries of the same millisecond (a stop and a start in quick succession)
+        // as they were written; a random tie-breaker listed them either way.
+        static WRITTEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.deliveries
             .insert(keys.log(entry.created_at, n), codec::encode(entry)?)?;
         let count = self.deliveries.scan_prefix(&prefix).count();

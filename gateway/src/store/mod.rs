@@ -15,7 +15,10 @@ mod writes;
 
 use std::path::Path;
 
-pub use codec::{decode as codec_decode, encode as codec_encode, tenant_key, tenant_prefix};
+pub use codec::{
+    decode as codec_decode, encode as codec_encode, encode_compact as codec_encode_compact,
+    tenant_key, tenant_prefix,
+};
 pub use writes::Writes;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored record is unreadable: {0}")]
     Codec(#[from] serde_json::Error),
+    #[error("stored record is unreadable: {0}")]
+    CompactCodec(#[from] postcard::Error),
     #[error("a stored secret cannot be opened with this master key: {0}")]
     Secret(String),
 }
