@@ -184,18 +184,8 @@ pub async fn prepare_resolved(
     event: &StoredEvent,
     envelope_body: Vec<u8>,
 ) -> Prepared {
-    let Some(first) = resolution
-        .first(Hook::Filter)
-        .or(resolution.first(Hook::Transform))
-    else {
-        return Prepared::unchanged();
-    };
-    let event = plugin_event(tenant, event, envelope_body);
-    in_slot(state, resolution, first, move |slot, calls| {
-        run_filters_and_transforms(slot, calls, &event)
-    })
-    .await
-    .unwrap_or_else(|reason| Prepared::Failed { reason })
+    let mut prepared = prepare_batch(state, tenant, resolution, vec![(event, envelope_body)]).await;
+    prepared.pop().expect("one result per event")
 }
 
 impl Prepared {
@@ -313,7 +303,7 @@ pub async fn prepare_batch(
     state: &AppState,
     tenant: &str,
     resolution: &Resolution,
-    events: Vec<(StoredEvent, Vec<u8>)>,
+    events: Vec<(&StoredEvent, Vec<u8>)>,
 ) -> Vec<Prepared> {
     let Some(first) = resolution
         .first(Hook::Filter)
@@ -324,7 +314,7 @@ pub async fn prepare_batch(
     let events: Arc<Vec<Event>> = Arc::new(
         events
             .into_iter()
-            .map(|(event, body)| plugin_event(tenant, &event, body))
+            .map(|(event, body)| plugin_event(tenant, event, body))
             .collect(),
     );
     let mut prepared = Vec::with_capacity(events.len());

@@ -72,11 +72,14 @@ pub enum Control {
 struct Ready {
     delivery: Delivery,
     body: Bytes,
+    /// The plugin versions its filters and transforms ran with: its authenticate hooks run
+    /// with the same ones (one event sees one version of each plugin).
+    resolution: Resolution,
 }
 
 /// What a `prepare_batch` task hands back: each delivery with its default envelope and
-/// what the plugins decided.
-struct PreparedBatch(Vec<(Delivery, Bytes, Prepared)>);
+/// what the plugins decided, and the resolution they ran with.
+struct PreparedBatch(Vec<(Delivery, Bytes, Prepared)>, Resolution);
 
 struct Done {
     delivery: Delivery,
@@ -409,8 +412,12 @@ impl Worker {
             if !self.take_rate_token() {
                 return;
             }
-            let Ready { delivery, body } = self.ready.pop_front().expect("not empty");
-            self.launch_with_body(delivery, body, None, true, None);
+            let Ready {
+                delivery,
+                body,
+                resolution,
+            } = self.ready.pop_front().expect("not empty");
+            self.launch_with_body(delivery, body, Some(resolution), None, true, None);
         }
     }
 
@@ -507,32 +514,39 @@ impl Worker {
         let prepared_tx = self.prepared_tx.clone();
         tokio::spawn(async move {
             let additional_data = webhook.spec.additional_data.as_ref();
-            let mut deliveries = Vec::with_capacity(taken.len());
-            let mut inputs = Vec::with_capacity(taken.len());
-            for (delivery, event) in taken {
-                let envelope = Bytes::from(envelope::body(&tenant, &event, additional_data));
-                inputs.push((event, envelope.to_vec()));
-                deliveries.push((delivery, envelope));
-            }
-            let outcomes = pipeline::prepare_batch(&state, &tenant, &resolution, inputs).await;
-            let batch = deliveries
-                .into_iter()
-                .zip(outcomes)
-                .map(|((delivery, envelope), outcome)| (delivery, envelope, outcome))
+            let envelopes: Vec<Bytes> = taken
+                .iter()
+                .map(|(_, event)| Bytes::from(envelope::body(&tenant, event, additional_data)))
                 .collect();
-            let _ = prepared_tx.send(PreparedBatch(batch));
+            let inputs = taken
+                .iter()
+                .zip(&envelopes)
+                .map(|((_, event), envelope)| (event, envelope.to_vec()))
+                .collect();
+            let outcomes = pipeline::prepare_batch(&state, &tenant, &resolution, inputs).await;
+            let batch = taken
+                .into_iter()
+                .zip(envelopes)
+                .zip(outcomes)
+                .map(|(((delivery, _), envelope), outcome)| (delivery, envelope, outcome))
+                .collect();
+            let _ = prepared_tx.send(PreparedBatch(batch, resolution));
         });
     }
 
     /// Files what a prepare task decided: filtered and failed events are resolved, the
     /// others wait in `ready`.
-    fn accept_prepared(&mut self, PreparedBatch(batch): PreparedBatch) {
+    fn accept_prepared(&mut self, PreparedBatch(batch, resolution): PreparedBatch) {
         self.preparing = false;
         for (mut delivery, envelope, prepared) in batch {
             match prepared {
                 Prepared::Send { body, headers } => {
                     let body = adopt_prepared(&mut delivery, body, headers, envelope);
-                    self.ready.push_back(Ready { delivery, body });
+                    self.ready.push_back(Ready {
+                        delivery,
+                        body,
+                        resolution: resolution.clone(),
+                    });
                 }
                 Prepared::Filtered { reason } => {
                     self.holding_cursor.remove(&delivery.seq);
@@ -653,15 +667,18 @@ impl Worker {
         // The filter and transform plugins run once per delivery (ahead of its first
         // attempt, or with it when the schedule delays it); retries reuse the stored result.
         let event = (with_plugins && delivery.needs_plugins()).then(|| event.clone());
-        self.launch_with_body(delivery, body, event, first, reply);
+        self.launch_with_body(delivery, body, None, event, first, reply);
     }
 
     /// Sends `delivery` with `body` in a task of its own, after running the filters and
-    /// transforms on `unprepared_event` when given (and authenticate plugins in any case).
+    /// transforms on `unprepared_event` when given (and authenticate plugins in any case:
+    /// those of `prepared_with` when its filters and transforms ran ahead, otherwise the
+    /// webhook's current ones).
     fn launch_with_body(
         &mut self,
         delivery: Delivery,
         body: Bytes,
+        prepared_with: Option<Resolution>,
         unprepared_event: Option<StoredEvent>,
         first: bool,
         reply: Option<oneshot::Sender<Result<Attempt, String>>>,
@@ -671,8 +688,10 @@ impl Worker {
         if first {
             self.holding_cursor.insert(seq);
         }
-        let with_plugins = !self.webhook.spec.plugins.is_empty();
-        let plugins = with_plugins.then(|| self.resolution());
+        let plugins = match prepared_with {
+            Some(resolution) => Some(Ok(resolution)),
+            None => (!self.webhook.spec.plugins.is_empty()).then(|| self.resolution()),
+        };
         let task = Attempting {
             state: self.state.clone(),
             webhook: self.webhook.clone(),
