@@ -113,12 +113,12 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 }
 
 /// Serves until SIGINT/SIGTERM; then stops accepting, finishes in-flight requests and
-/// flushes the store.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// flushes the store. The delivery engine runs on `delivery_runtime`, apart from the API.
+pub async fn serve(config: Config, delivery_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let listen = config.listen;
     let state = open(config)?;
     let router = crate::api::router(state.clone());
-    crate::delivery::Dispatcher::start(&state)?;
+    crate::delivery::Dispatcher::start(&state, delivery_runtime)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

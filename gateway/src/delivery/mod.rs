@@ -5,6 +5,13 @@
 //! `envelope` (the default body; pure), `target` (client and request parts of a webhook),
 //! `sender` (one HTTP attempt), `worker` (cursor, dispatch, outcome records),
 //! `records` (what is stored), `retention` (purging old data).
+//!
+//! Workers, their attempts and the HTTP client's connections run on a tokio runtime of
+//! their own (`Dispatcher::start`), apart from the one serving the API. Sharing one, an
+//! attempt's every hop (task, connection, back to the worker) waited in the run queue
+//! behind dozens of busy ingest connections; with `max_in_flight` requests per webhook
+//! that wait, not CPU, bounded deliveries/s. On their own threads the OS scheduler shares
+//! the CPU between ingest and delivery instead (docs/PERFORMANCE.md, session 5).
 
 pub mod envelope;
 pub mod lifecycle;
@@ -19,13 +26,14 @@ mod worker;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use tokio::{
+    runtime::Handle,
     sync::{mpsc, oneshot},
     task::JoinHandle,
 };
@@ -56,6 +64,8 @@ pub struct Dispatcher {
     workers: Mutex<HashMap<WorkerKey, Running>>,
     /// Delivery state was written since the last flush.
     dirty: AtomicBool,
+    /// The runtime workers run on, set by `start`.
+    runtime: OnceLock<Handle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,8 +77,12 @@ pub enum SendError {
 }
 
 impl Dispatcher {
-    /// Starts a worker for every running webhook and the background tasks.
-    pub fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
+    /// Starts a worker for every running webhook, on `runtime` (as every worker started
+    /// later), and the background tasks.
+    pub fn start(state: &Arc<AppState>, runtime: Handle) -> anyhow::Result<()> {
+        if state.delivery.runtime.set(runtime).is_err() {
+            anyhow::bail!("the delivery engine was started twice");
+        }
         for tenant in state.store.tenants_page(None, usize::MAX)?.0 {
             for webhook in state.store.all_webhooks_of(&tenant.id)? {
                 if webhook.status == WebhookStatus::Running {
@@ -76,9 +90,18 @@ impl Dispatcher {
                 }
             }
         }
-        tokio::spawn(flush_delivery_state(state.clone()));
+        state
+            .delivery
+            .runtime()
+            .spawn(flush_delivery_state(state.clone()));
         tokio::spawn(retention::run(state.clone()));
         Ok(())
+    }
+
+    /// Where workers run: the runtime given to `start`, or before it (tests of single
+    /// parts) the caller's.
+    fn runtime(&self) -> Handle {
+        self.runtime.get().cloned().unwrap_or_else(Handle::current)
     }
 
     pub fn mark_dirty(&self) {
@@ -90,6 +113,7 @@ impl Dispatcher {
         // Webhooks with an s3 destination get the export worker (files, not requests).
         if let crate::model::webhook::Destination::S3(_) = webhook.spec.destination {
             let (control, receiver) = mpsc::unbounded_channel();
+            let _in_delivery_runtime = self.runtime().enter();
             match crate::export::spawn(state.clone(), tenant.to_string(), webhook, receiver) {
                 Ok(task) => {
                     let running = Running {
@@ -113,7 +137,7 @@ impl Dispatcher {
             }
         };
         let (control, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(worker.run(receiver));
+        let task = self.runtime().spawn(worker.run(receiver));
         self.workers.lock().expect("workers").insert(
             key,
             Running {
@@ -219,7 +243,7 @@ impl Dispatcher {
                 let (control, receiver) = mpsc::unbounded_channel();
                 control.send(send).expect("receiver alive");
                 control.send(Control::Stop).expect("receiver alive");
-                tokio::spawn(worker.run_once(receiver));
+                self.runtime().spawn(worker.run_once(receiver));
             }
         }
         answer
