@@ -9,9 +9,10 @@
 //! Workers, their attempts and the HTTP client's connections run on a tokio runtime of
 //! their own (`Dispatcher::start`), apart from the one serving the API. Sharing one, an
 //! attempt's every hop (task, connection, back to the worker) waited in the run queue
-//! behind dozens of busy ingest connections; with `max_in_flight` requests per webhook
-//! that wait, not CPU, bounded deliveries/s. On their own threads the OS scheduler shares
-//! the CPU between ingest and delivery instead (docs/PERFORMANCE.md, session 5).
+//! behind dozens of busy ingest connections, and with `max_in_flight` requests per
+//! webhook that wait bounded one webhook's deliveries/s. On their own threads the OS
+//! scheduler shares the CPU between ingest and delivery instead (docs/PERFORMANCE.md,
+//! session 5).
 
 pub mod envelope;
 pub mod lifecycle;
