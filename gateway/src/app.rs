@@ -40,8 +40,12 @@ impl AppState {
     }
 }
 
-/// Opens everything under `config.data_dir` and returns the ready state.
-pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
+/// Opens everything under `config.data_dir` and returns the ready state; its delivery
+/// engine will run on `delivery_runtime`.
+pub fn open(
+    config: Config,
+    delivery_runtime: tokio::runtime::Handle,
+) -> anyhow::Result<Arc<AppState>> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let master_key = hookgate_signing::secret_box::MasterKey::from_config_or_file(
@@ -71,7 +75,7 @@ pub fn open(config: Config) -> anyhow::Result<Arc<AppState>> {
         webhook_writes: tokio::sync::Mutex::new(()),
         ready: AtomicBool::new(true),
         openapi: Default::default(),
-        delivery: Default::default(),
+        delivery: crate::delivery::Dispatcher::new(delivery_runtime),
         metrics: Default::default(),
         plugins,
         config,
@@ -116,9 +120,9 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// flushes the store. The delivery engine runs on `delivery_runtime`, apart from the API.
 pub async fn serve(config: Config, delivery_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = open(config)?;
+    let state = open(config, delivery_runtime)?;
     let router = crate::api::router(state.clone());
-    crate::delivery::Dispatcher::start(&state, delivery_runtime)?;
+    crate::delivery::Dispatcher::start(&state)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

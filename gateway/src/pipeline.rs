@@ -634,7 +634,7 @@ mod tests {
             ..Config::default()
         };
         Fixture {
-            state: crate::app::open(config).unwrap(),
+            state: crate::app::open(config, tokio::runtime::Handle::current()).unwrap(),
             _dir: dir,
         }
     }

@@ -7,12 +7,12 @@
 //! `records` (what is stored), `retention` (purging old data).
 //!
 //! Workers, their attempts and the HTTP client's connections run on a tokio runtime of
-//! their own (`Dispatcher::start`), apart from the one serving the API. Sharing one, an
-//! attempt's every hop (task, connection, back to the worker) waited in the run queue
-//! behind dozens of busy ingest connections, and with `max_in_flight` requests per
-//! webhook that wait bounded one webhook's deliveries/s. On their own threads the OS
-//! scheduler shares the CPU between ingest and delivery instead (docs/PERFORMANCE.md,
-//! session 5).
+//! their own (`Dispatcher::new`, given it by `main.rs`), apart from the one serving the
+//! API. Sharing one, an attempt's every hop (task, connection, back to the worker) waited
+//! in the run queue behind dozens of busy ingest connections, and with `max_in_flight`
+//! requests per webhook that wait bounded one webhook's deliveries/s. On their own
+//! threads the OS scheduler shares the CPU between ingest and delivery instead
+//! (docs/PERFORMANCE.md, session 5).
 
 pub mod envelope;
 pub mod lifecycle;
@@ -27,7 +27,7 @@ mod worker;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -60,13 +60,12 @@ struct Running {
 
 type WorkerKey = (String, String);
 
-#[derive(Default)]
 pub struct Dispatcher {
     workers: Mutex<HashMap<WorkerKey, Running>>,
     /// Delivery state was written since the last flush.
     dirty: AtomicBool,
-    /// The runtime workers run on, set by `start`.
-    runtime: OnceLock<Handle>,
+    /// The runtime workers run on (see the module's note).
+    runtime: Handle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +77,17 @@ pub enum SendError {
 }
 
 impl Dispatcher {
-    /// Starts a worker for every running webhook, on `runtime` (as every worker started
-    /// later), and the background tasks.
-    pub fn start(state: &Arc<AppState>, runtime: Handle) -> anyhow::Result<()> {
-        if state.delivery.runtime.set(runtime).is_err() {
-            anyhow::bail!("the delivery engine was started twice");
+    /// A dispatcher whose workers will run on `runtime`.
+    pub fn new(runtime: Handle) -> Dispatcher {
+        Dispatcher {
+            workers: Mutex::default(),
+            dirty: AtomicBool::new(false),
+            runtime,
         }
+    }
+
+    /// Starts a worker for every running webhook and the background tasks.
+    pub fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
         for tenant in state.store.tenants_page(None, usize::MAX)?.0 {
             for webhook in state.store.all_webhooks_of(&tenant.id)? {
                 if webhook.status == WebhookStatus::Running {
@@ -93,16 +97,10 @@ impl Dispatcher {
         }
         state
             .delivery
-            .runtime()
+            .runtime
             .spawn(flush_delivery_state(state.clone()));
         tokio::spawn(retention::run(state.clone()));
         Ok(())
-    }
-
-    /// Where workers run: the runtime given to `start`, or before it (tests of single
-    /// parts) the caller's.
-    fn runtime(&self) -> Handle {
-        self.runtime.get().cloned().unwrap_or_else(Handle::current)
     }
 
     pub fn mark_dirty(&self) {
@@ -114,7 +112,7 @@ impl Dispatcher {
         // Webhooks with an s3 destination get the export worker (files, not requests).
         if let crate::model::webhook::Destination::S3(_) = webhook.spec.destination {
             let (control, receiver) = mpsc::unbounded_channel();
-            let _in_delivery_runtime = self.runtime().enter();
+            let _in_delivery_runtime = self.runtime.enter();
             match crate::export::spawn(state.clone(), tenant.to_string(), webhook, receiver) {
                 Ok(task) => {
                     let running = Running {
@@ -138,7 +136,7 @@ impl Dispatcher {
             }
         };
         let (control, receiver) = mpsc::unbounded_channel();
-        let task = self.runtime().spawn(worker.run(receiver));
+        let task = self.runtime.spawn(worker.run(receiver));
         self.workers.lock().expect("workers").insert(
             key,
             Running {
@@ -244,7 +242,7 @@ impl Dispatcher {
                 let (control, receiver) = mpsc::unbounded_channel();
                 control.send(send).expect("receiver alive");
                 control.send(Control::Stop).expect("receiver alive");
-                self.runtime().spawn(worker.run_once(receiver));
+                self.runtime.spawn(worker.run_once(receiver));
             }
         }
         answer

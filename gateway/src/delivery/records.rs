@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::iso::{EpochMillis, format_millis};
+use crate::{
+    iso::{EpochMillis, format_millis},
+    store::CompactRecord,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -172,6 +175,10 @@ pub struct LogEntry {
 }
 
 pub const LOG_ENTRIES_KEPT: usize = 50;
+
+// Written on every delivery, so stored compact; their fields keep to what that allows.
+impl CompactRecord for Delivery {}
+impl CompactRecord for Attempt {}
 
 #[cfg(test)]
 mod tests {

@@ -26,12 +26,17 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(serde_json::to_vec(value)?)
 }
 
-/// Encodes a record written per delivery (a `Delivery`, an `Attempt`) as postcard behind
-/// a marker byte: a third of the JSON's size and a fraction of its CPU. It matters at two
-/// records per delivery, because sled copies the node a key lands in on every insert.
-/// Only for types postcard can read back, which is not self-describing: no
-/// `skip_serializing_if`, `flatten`, untagged enums or `serde_json::Value`.
-pub fn encode_compact<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+/// A record type stored in the compact format: those written on every delivery (a
+/// `Delivery`, an `Attempt`), where a third of the JSON's size and a fraction of its CPU
+/// matter because sled copies the node a key lands in on every insert.
+///
+/// Implement it only for types postcard reads back field for field; postcard is not
+/// self-describing, so no `skip_serializing_if`, `flatten`, untagged enums or
+/// `serde_json::Value`. A type that breaks this would lose data, not fail to compile.
+pub trait CompactRecord: Serialize + DeserializeOwned {}
+
+/// Encodes a [`CompactRecord`] as postcard behind a marker byte.
+pub fn encode_compact<T: CompactRecord>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(postcard::to_extend(value, vec![COMPACT])?)
 }
 

@@ -16,8 +16,8 @@ mod writes;
 use std::path::Path;
 
 pub use codec::{
-    decode as codec_decode, encode as codec_encode, encode_compact as codec_encode_compact,
-    tenant_key, tenant_prefix,
+    CompactRecord, decode as codec_decode, encode as codec_encode,
+    encode_compact as codec_encode_compact, tenant_key, tenant_prefix,
 };
 pub use writes::Writes;
 
