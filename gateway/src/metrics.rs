@@ -21,8 +21,9 @@ struct OutcomeLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginCallLabel {
-    hook: String,
-    outcome: String,
+    // Static: a label set is built for every call, and these come from fixed names.
+    hook: &'static str,
+    outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,12 +131,9 @@ impl Metrics {
 
     /// One plugin call: `hook` is filter/transform/authenticate, `outcome` is `ok` or the
     /// sandbox's error code.
-    pub fn plugin_call(&self, hook: &str, outcome: &str, micros: u64) {
+    pub fn plugin_call(&self, hook: &'static str, outcome: &'static str, micros: u64) {
         self.plugin_calls
-            .get_or_create(&PluginCallLabel {
-                hook: hook.to_string(),
-                outcome: outcome.to_string(),
-            })
+            .get_or_create(&PluginCallLabel { hook, outcome })
             .inc();
         self.plugin_call_seconds.observe(micros as f64 / 1e6);
     }

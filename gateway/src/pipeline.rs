@@ -452,7 +452,7 @@ pub(crate) fn check_transform_output(event: &Event) -> Result<(), PluginError> {
     check_plugin_headers(&event.headers)
 }
 
-fn record(state: &AppState, hook: Hook, outcome: &str, elapsed: Duration) {
+fn record(state: &AppState, hook: Hook, outcome: &'static str, elapsed: Duration) {
     state
         .metrics
         .plugin_call(hook.name(), outcome, elapsed.as_micros() as u64);
