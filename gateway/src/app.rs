@@ -62,10 +62,8 @@ pub fn open(
         &config.data_dir.join("segments"),
     )
     .context("cannot open the event log")?;
-    let plugins = hookgate_plugin_host::PluginRuntime::new(
-        hookgate_plugin_host::RuntimeConfig::new(config.data_dir.join("plugins")),
-    )
-    .context("cannot start the plugin runtime")?;
+    let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))
+        .context("cannot start the plugin runtime")?;
     crate::pipeline::load_stored_plugins(&store, &plugins)?;
     Ok(Arc::new(AppState {
         admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
@@ -80,6 +78,15 @@ pub fn open(
         plugins,
         config,
     }))
+}
+
+/// The sandbox's limits: the runtime's defaults, with the ones operators may set.
+fn plugin_runtime_config(config: &Config) -> hookgate_plugin_host::RuntimeConfig {
+    let mut runtime = hookgate_plugin_host::RuntimeConfig::new(config.data_dir.join("plugins"));
+    runtime.max_component_bytes = config.plugin_max_component_bytes;
+    runtime.memory_limit_bytes = config.plugin_memory_limit_bytes;
+    runtime.call_timeout = config.plugin_call_timeout.duration();
+    runtime
 }
 
 /// The configured admin token, or the one stored in `data_dir`, or a new one (stored 0600).

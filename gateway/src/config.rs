@@ -1,7 +1,7 @@
 //! The one `Config`: built from defaults, then a TOML file (`--config`), then
 //! `HOOKGATE_*` environment variables, then flags. Flags win over env, env over file.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -40,6 +40,13 @@ pub struct Config {
     /// Ingest body limit in bytes.
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// Largest plugin component accepted at upload, in bytes. Rust components are a few
+    /// hundred KiB; ones that bundle an interpreter (componentize-py: ~18 MiB) need more.
+    pub plugin_max_component_bytes: usize,
+    /// Linear memory one plugin call may grow to, in bytes.
+    pub plugin_memory_limit_bytes: usize,
+    /// Wall time one plugin call may run before it is interrupted.
+    pub plugin_call_timeout: IsoDuration,
 }
 
 impl Default for Config {
@@ -57,6 +64,9 @@ impl Default for Config {
             disable_after: "P5D".parse().expect("valid literal"),
             max_body_bytes: 1024 * 1024,
             log_format: LogFormat::Text,
+            plugin_max_component_bytes: 10 << 20,
+            plugin_memory_limit_bytes: 64 << 20,
+            plugin_call_timeout: "PT0.1S".parse().expect("valid literal"),
         }
     }
 }
@@ -91,7 +101,17 @@ pub struct ConfigArgs {
     pub max_body_bytes: Option<usize>,
     #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    #[arg(long, env = "HOOKGATE_PLUGIN_MAX_COMPONENT_BYTES")]
+    pub plugin_max_component_bytes: Option<usize>,
+    #[arg(long, env = "HOOKGATE_PLUGIN_MEMORY_LIMIT_BYTES")]
+    pub plugin_memory_limit_bytes: Option<usize>,
+    #[arg(long, env = "HOOKGATE_PLUGIN_CALL_TIMEOUT")]
+    pub plugin_call_timeout: Option<IsoDuration>,
 }
+
+/// A plugin call holds a sandbox slot (and, past its inline budget, a blocking thread) for
+/// as long as it runs; more than this is a misconfiguration, not a plugin's need.
+const MAX_PLUGIN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -141,7 +161,10 @@ impl ConfigArgs {
             disable_after_failures,
             disable_after,
             max_body_bytes,
-            log_format
+            log_format,
+            plugin_max_component_bytes,
+            plugin_memory_limit_bytes,
+            plugin_call_timeout
         );
         if self.admin_token.is_some() {
             config.admin_token = self.admin_token;
@@ -165,6 +188,23 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_webhooks_per_tenant must be at least 1".into(),
             ));
+        }
+        if self.plugin_max_component_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "plugin_max_component_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.plugin_memory_limit_bytes < 1 << 20 {
+            return Err(ConfigError::Invalid(
+                "plugin_memory_limit_bytes must be at least 1 MiB (1048576)".into(),
+            ));
+        }
+        let timeout = self.plugin_call_timeout.duration();
+        if timeout < Duration::from_millis(1) || timeout > MAX_PLUGIN_CALL_TIMEOUT {
+            return Err(ConfigError::Invalid(format!(
+                "plugin_call_timeout must be between 1 ms and {} s",
+                MAX_PLUGIN_CALL_TIMEOUT.as_secs()
+            )));
         }
         if let Some(token) = &self.admin_token
             && token.len() < 16
@@ -212,5 +252,40 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(args.load(), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn plugin_limits_are_settable_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookgate.toml");
+        std::fs::write(
+            &path,
+            "plugin_max_component_bytes = 33554432\nplugin_call_timeout = \"PT0.25S\"\n",
+        )
+        .unwrap();
+        let args = ConfigArgs {
+            config: Some(path),
+            plugin_memory_limit_bytes: Some(128 << 20),
+            ..Default::default()
+        };
+        let config = args.load().unwrap();
+        assert_eq!(config.plugin_max_component_bytes, 32 << 20);
+        assert_eq!(config.plugin_memory_limit_bytes, 128 << 20);
+        assert_eq!(
+            config.plugin_call_timeout.duration(),
+            Duration::from_millis(250)
+        );
+
+        for (timeout, memory) in [("PT0S", 64 << 20), ("PT1M", 64 << 20), ("PT0.1S", 4096)] {
+            let args = ConfigArgs {
+                plugin_call_timeout: Some(timeout.parse().unwrap()),
+                plugin_memory_limit_bytes: Some(memory),
+                ..Default::default()
+            };
+            assert!(
+                matches!(args.load(), Err(ConfigError::Invalid(_))),
+                "{timeout} {memory}"
+            );
+        }
     }
 }

@@ -83,6 +83,60 @@ fn wasm(crate_name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// The Python port of `field-filter` (`plugins/py-field-filter`), built with
+/// componentize-py once per test process. `None` when componentize-py is not installed
+/// and this is not CI (`tests/run` installs it from `tests/requirements.txt`); in CI its
+/// absence fails the test.
+fn python_filter_wasm() -> Option<&'static [u8]> {
+    static BUILT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .canonicalize()
+                .expect("repository root");
+            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            let installed = Command::new(&python)
+                .args(["-c", "import componentize_py"])
+                .output()
+                .is_ok_and(|out| out.status.success());
+            if !installed {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "componentize-py is not installed: run tests/run (pip install -r tests/requirements.txt)"
+                );
+                eprintln!("skipped: componentize-py is not installed (tests/run installs it)");
+                return None;
+            }
+            let out_dir = root.join("plugins/target/python");
+            std::fs::create_dir_all(&out_dir).expect("create plugins/target/python");
+            let component = out_dir.join("py_field_filter.wasm");
+            // The console script's entry point, called through the interpreter so that
+            // the script's install location need not be on PATH.
+            let output = Command::new(&python)
+                .args([
+                    "-c",
+                    "import sys, componentize_py; sys.argv[0] = 'componentize-py'; componentize_py.script()",
+                    "-d",
+                ])
+                .arg(root.join("wit"))
+                .args(["-w", "plugin", "componentize", "--stub-wasi", "-p"])
+                .arg(root.join("plugins/py-field-filter"))
+                .arg("app")
+                .arg("-o")
+                .arg(&component)
+                .output()
+                .expect("run componentize-py");
+            assert!(
+                output.status.success(),
+                "componentize-py failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            Some(std::fs::read(&component).expect("read the Python component"))
+        })
+        .as_deref()
+}
+
 /// `POST /{tenant}/v1/plugins/{name}` with raw bytes and this content type.
 async fn upload_as(t: &Client<'_>, name: &str, bytes: Vec<u8>, content_type: &str) -> Reply {
     let url = format!("{}/{}/v1/plugins/{name}", t.gateway.base, t.tenant);
@@ -1309,4 +1363,146 @@ async fn hostile_plugins_fail_only_their_own_webhook() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// The contract is language-neutral: the Python port of `field-filter`, built with
+/// componentize-py (CPython inside the component), uploads next to the Rust plugin, makes
+/// the same decision on every operator (each also checked against the expected one), logs
+/// through the host interface, and filters real deliveries.
+#[tokio::test]
+async fn python_field_filter_decides_like_the_rust_one() {
+    let Some(python_filter) = python_filter_wasm() else {
+        return;
+    };
+    assert!(
+        python_filter.len() > 10 << 20,
+        "an interpreter in the component: over the default upload cap"
+    );
+    let gw = Gateway::start_with(&[("HOOKGATE_PLUGIN_MAX_COMPONENT_BYTES", "33554432")]).await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::start().await;
+    upload_ok(&t, "large-orders", "field-filter").await;
+    // Compiling CPython takes seconds (more in a debug build on a busy machine).
+    let url = format!("{}/{}/v1/plugins/py-large-orders", gw.base, t.tenant);
+    let uploaded = gw
+        .http
+        .post(url)
+        .bearer_auth(&t.key)
+        .header(CONTENT_TYPE, "application/wasm")
+        .body(python_filter.to_vec())
+        .timeout(secs(300))
+        .send()
+        .await
+        .expect("upload sent");
+    assert_eq!(uploaded.status(), 201, "{:?}", uploaded.text().await);
+
+    let payload = json!({
+        "total": 250, "status": "paid", "email": "jane@example.com", "tags": ["vip", "eu"],
+        "flag": true, "customer": {"id": "C-77"}, "a/b": 1, "lines": [{"sku": "A-1"}],
+    });
+    let condition =
+        |path: &str, op: &str, value: Value| json!([{"path": path, "op": op, "value": value}]);
+    let cases: Vec<(Value, bool)> = vec![
+        (condition("/payload/total", "gte", json!(100)), true),
+        (condition("/payload/total", "gt", json!(250)), false),
+        (condition("/payload/total", "lte", json!(250.0)), true),
+        (condition("/payload/total", "lt", json!(100)), false),
+        (condition("/payload/total", "eq", json!(250.0)), true),
+        (condition("/payload/total", "gt", json!("100")), false),
+        (condition("/payload/status", "eq", json!("paid")), true),
+        (condition("/payload/status", "ne", json!("paid")), false),
+        (condition("/payload/status", "gt", json!("a")), true),
+        (
+            condition("/payload/status", "in", json!(["paid", "shipped"])),
+            true,
+        ),
+        (
+            condition("/payload/status", "not_in", json!(["paid"])),
+            false,
+        ),
+        (
+            condition("/payload/email", "contains", json!("@example")),
+            true,
+        ),
+        (condition("/payload/email", "prefix", json!("jane")), true),
+        (condition("/payload/tags", "contains", json!("vip")), true),
+        (condition("/payload/tags", "contains", json!("us")), false),
+        (condition("/payload/flag", "eq", json!(true)), true),
+        (condition("/payload/flag", "eq", json!(1)), false),
+        (condition("/payload/customer/id", "eq", json!("C-77")), true),
+        (condition("/payload/lines/0/sku", "eq", json!("A-1")), true),
+        (condition("/payload/a~1b", "eq", json!(1)), true),
+        (condition("/payload/nope", "exists", json!(null)), false),
+        (condition("/payload/nope", "missing", json!(null)), true),
+        (condition("/payload/nope", "ne", json!(1)), true),
+        (condition("/payload/nope", "not_in", json!([1])), true),
+        (condition("/payload/nope", "eq", json!(null)), false),
+        (
+            json!({"match": "any", "conditions": [
+                {"path": "/payload/total", "op": "lt", "value": 10},
+                {"path": "/payload/status", "op": "eq", "value": "paid"}]}),
+            true,
+        ),
+        (
+            json!({"match": "all", "conditions": [
+                {"path": "/payload/total", "op": "lt", "value": 10},
+                {"path": "/payload/status", "op": "eq", "value": "paid"}]}),
+            false,
+        ),
+    ];
+    for (config, expected) in &cases {
+        let request = json!({"hook": "filter", "config": config,
+                             "event": {"event_type": "order.created", "payload": payload}});
+        let rust = dry_run(&t, "large-orders", request.clone()).await;
+        let python = dry_run(&t, "py-large-orders", request).await;
+        assert_eq!(rust["result"], *expected, "Rust, {config}: {rust}");
+        assert_eq!(python["result"], *expected, "Python, {config}: {python}");
+    }
+    // A bad configuration is the plugin's error in both languages.
+    let bad = json!({"hook": "filter", "config": [{"path": "/payload/total", "op": "between"}],
+                     "event": {"event_type": "order.created", "payload": payload}});
+    for plugin in ["large-orders", "py-large-orders"] {
+        let refused = dry_run(&t, plugin, bad.clone()).await;
+        assert_eq!(refused["result"], Value::Null, "{plugin}: {refused}");
+        assert_eq!(
+            refused["error"]["code"], "plugin_error",
+            "{plugin}: {refused}"
+        );
+    }
+    // The host interface works from Python too: the drop is logged.
+    let dropped = dry_run(
+        &t,
+        "py-large-orders",
+        json!({"hook": "filter", "config": [{"path": "/payload/total", "op": "gte", "value": 100}],
+               "event": {"event_type": "order.created", "id": "o-9", "payload": {"total": 50}}}),
+    )
+    .await;
+    assert_eq!(dropped["result"], false, "{dropped}");
+    assert_eq!(
+        dropped["logs"],
+        json!([{"level": "debug", "message": "event o-9 dropped by py-field-filter"}])
+    );
+
+    create_webhook(
+        &t,
+        "py-orders",
+        &rx.url("/orders"),
+        json!({"plugins": [{"plugin": "py-large-orders",
+                            "config": [{"path": "/payload/total", "op": "gte", "value": 100}]}]}),
+    )
+    .await;
+    ingest(&t, "small-1", order(50.0)).await;
+    ingest(&t, "large-1", order(250.0)).await;
+    wait_status(&t, "py-orders", "large-1", "delivered", secs(20)).await;
+    let filtered = wait_status(&t, "py-orders", "small-1", "filtered", secs(10)).await;
+    assert!(
+        filtered["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("py-large-orders"),
+        "{filtered}"
+    );
+    let received = rx.webhook_ids();
+    assert!(received.contains(&"large-1".to_string()), "{received:?}");
+    assert!(!received.contains(&"small-1".to_string()), "{received:?}");
 }

@@ -16,11 +16,12 @@ use crate::RuntimeConfig;
 
 /// Upper bounds per component instance for the pooling allocator. A Rust component for
 /// wasm32-wasip2 has a handful of core instances (the plugin, wasi shims, fixups), one or
-/// two memories and a few tables; these leave headroom for other toolchains
-/// (componentize-py/js bundle an interpreter but still few modules).
-const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
-const MEMORIES_PER_COMPONENT: u32 = 4;
-const TABLES_PER_COMPONENT: u32 = 16;
+/// two memories and a few tables; a componentize-py one (CPython and its libraries linked
+/// as shared objects) has 38 core instances within the same memory and table bounds.
+/// Core instances are only counted by the pool, not reserved, so the headroom is free.
+pub(crate) const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+pub(crate) const MEMORIES_PER_COMPONENT: u32 = 4;
+pub(crate) const TABLES_PER_COMPONENT: u32 = 16;
 /// Table elements per table: enough for large interpreters' function tables.
 const TABLE_ELEMENTS: usize = 100_000;
 

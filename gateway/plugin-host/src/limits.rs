@@ -10,10 +10,13 @@ pub(crate) struct CallLimits {
     pub(crate) memory_denied: bool,
 }
 
-/// Instances, tables and memories a component may create; matches the pool's bounds.
-const MAX_INSTANCES: usize = 16;
-const MAX_TABLES: usize = 16;
-const MAX_MEMORIES: usize = 4;
+use crate::engine::{CORE_INSTANCES_PER_COMPONENT, MEMORIES_PER_COMPONENT, TABLES_PER_COMPONENT};
+
+/// Instances, tables and memories a component may create: the pool's bounds, so that the
+/// store refuses first.
+const MAX_INSTANCES: usize = CORE_INSTANCES_PER_COMPONENT as usize;
+const MAX_TABLES: usize = TABLES_PER_COMPONENT as usize;
+const MAX_MEMORIES: usize = MEMORIES_PER_COMPONENT as usize;
 
 impl CallLimits {
     pub(crate) fn new(memory_bytes: usize, table_elements: usize) -> Self {

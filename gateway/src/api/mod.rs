@@ -64,7 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(subscriptions::routes())
         .merge(events::routes())
         .merge(messages::routes())
-        .merge(plugins::routes())
+        .merge(plugins::routes(state.config.plugin_max_component_bytes))
         .merge(ops::routes())
         .split_for_parts();
     let document = openapi.to_json().expect("the OpenAPI document serializes");

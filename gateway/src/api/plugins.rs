@@ -36,11 +36,6 @@ use crate::{
     store::plugins::{PluginSecret, PluginVersion},
 };
 
-/// Largest component accepted: the runtime's own cap (`RuntimeConfig`'s default, which
-/// `app::open` keeps), enforced here while reading the body so a bigger upload is a 413
-/// before it is held in memory. Applies to this route only; the rest of the API keeps
-/// `max_body_bytes`.
-const UPLOAD_LIMIT: usize = 10 << 20;
 const MAX_SECRET_BYTES: usize = 64 << 10;
 const MAX_SECRET_KEY_LEN: usize = 128;
 
@@ -49,12 +44,16 @@ const MAX_SECRET_KEY_LEN: usize = 128;
 /// process has one runtime, so a process-wide lock is the right scope.
 static PLUGIN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn routes() -> Routes {
+/// `upload_limit` is the largest component accepted (`plugin_max_component_bytes`, the
+/// runtime's own cap), enforced while reading the body so a bigger upload is a 413 before
+/// it is held in memory. It applies to the upload route only; the rest of the API keeps
+/// `max_body_bytes`.
+pub fn routes(upload_limit: usize) -> Routes {
     Routes::new()
         .routes(routes!(list_plugins))
         .routes(
             routes!(upload_plugin, get_plugin, delete_plugin)
-                .layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
+                .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .routes(routes!(get_plugin_version, delete_plugin_version))
         .routes(routes!(test_plugin))
