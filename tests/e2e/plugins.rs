@@ -1363,6 +1363,16 @@ async fn hostile_plugins_fail_only_their_own_webhook() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // Quick calls ran inline; the loop was cut off there and made again on a blocking
+    // thread (and then kept off the workers).
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    assert!(value(r#"hookgate_plugin_runs_total{ran="inline"}"#) >= 1);
+    assert!(value(r#"hookgate_plugin_runs_total{ran="blocking"}"#) >= 1);
+    assert!(value("hookgate_plugin_runs_abandoned_total") >= 1);
 }
 
 /// The contract is language-neutral: the Python port of `field-filter`, built with

@@ -75,4 +75,4 @@ pub use error::{LoadError, PluginError, UploadError};
 pub use hook::Hook;
 pub use host::{CallContext, LogLevel, LogLine, NOT_IMPLEMENTED_MARKER, NoSecrets, SecretSource};
 pub use plugin::LoadedPlugin;
-pub use runtime::{CacheStats, PluginArtifact, PluginRuntime, RuntimeError, Slot};
+pub use runtime::{CacheStats, PluginArtifact, PluginRuntime, RunStats, RuntimeError, Slot};

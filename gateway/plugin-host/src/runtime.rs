@@ -49,11 +49,29 @@ pub struct CacheStats {
     pub memory_hits: u64,
 }
 
+/// Where the call sequences of [`PluginRuntime::with_slot`] ran, since this runtime
+/// started: a sequence that leaves the caller's thread costs a hop to a blocking thread and
+/// back, so a rising `blocking` share means plugins run slow (or all slots are busy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunStats {
+    /// Sequences that ran inline, on the caller's (async worker) thread.
+    pub inline: u64,
+    /// Sequences that ran on a blocking thread: no slot was free at once, a plugin was
+    /// barred from running inline, or an inline run was cut off and made again.
+    pub blocking: u64,
+    /// Of those, inline runs cut off at the inline deadline (or at a call of a plugin
+    /// barred from running inline) and made again.
+    pub abandoned: u64,
+}
+
 #[derive(Default)]
 struct Counters {
     compiled: AtomicU64,
     cache_hits: AtomicU64,
     memory_hits: AtomicU64,
+    inline_runs: AtomicU64,
+    blocking_runs: AtomicU64,
+    abandoned_runs: AtomicU64,
 }
 
 /// Validates, compiles, caches and runs plugins. Create one per process and share it
@@ -245,6 +263,16 @@ impl PluginRuntime {
         }
     }
 
+    /// Where [`with_slot`](Self::with_slot) sequences ran.
+    pub fn run_stats(&self) -> RunStats {
+        let c = &self.inner.counters;
+        RunStats {
+            inline: c.inline_runs.load(Ordering::Relaxed),
+            blocking: c.blocking_runs.load(Ordering::Relaxed),
+            abandoned: c.abandoned_runs.load(Ordering::Relaxed),
+        }
+    }
+
     /// Runs the plugin's `filter` hook on a blocking thread once a slot is free.
     /// `Ok(false)` means drop the event for this webhook.
     pub async fn call_filter(
@@ -357,9 +385,12 @@ impl PluginRuntime {
         T: Send + 'static,
         F: Fn(&Slot<'_>) -> T + Send + 'static,
     {
+        let counters = &self.inner.counters;
         if let Some(done) = self.inline(&work) {
+            counters.inline_runs.fetch_add(1, Ordering::Relaxed);
             return done;
         }
+        counters.blocking_runs.fetch_add(1, Ordering::Relaxed);
         let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
             return Err(PluginError::Host("plugin runtime is shutting down".into()));
         };
@@ -385,7 +416,11 @@ impl PluginRuntime {
             inline: Some(Cell::new(false)),
         };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&slot))) {
-            Ok(_) if slot.abandoned() => None,
+            Ok(_) if slot.abandoned() => {
+                let counters = &self.inner.counters;
+                counters.abandoned_runs.fetch_add(1, Ordering::Relaxed);
+                None
+            }
             Ok(done) => Some(Ok(done)),
             Err(_) => Some(Err(PluginError::Host(
                 "plugin call task failed: it panicked".into(),

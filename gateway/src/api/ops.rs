@@ -78,11 +78,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut text = state.metrics.render();
     // Group-commit rounds: count and total time; their ratio is the fsync latency that
     // every durable write waits for (`log`: event appends, `store`: everything else).
-    let mut flush_lines = String::new();
+    let mut appended = String::new();
     for (name, commit) in [("log", state.log.appends()), ("store", state.log.commit())] {
         let flushes = commit.flush_count.load(Ordering::Relaxed);
         let seconds = commit.flush_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        flush_lines.push_str(&format!(
+        appended.push_str(&format!(
             "# HELP hookgate_{name}_flushes Group-commit flushes of the {name}.\n\
              # TYPE hookgate_{name}_flushes counter\n\
              hookgate_{name}_flushes_total {flushes}\n\
@@ -91,9 +91,22 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
              hookgate_{name}_flush_seconds_total {seconds}\n"
         ));
     }
+    // Plugin call sequences by where they ran: inline on a delivery worker, or on a
+    // blocking thread (a hop each way; `abandoned` of those were cut off inline first).
+    let runs = state.plugins.run_stats();
+    appended.push_str(&format!(
+        "# HELP hookgate_plugin_runs Plugin call sequences of deliveries, by where they ran.\n\
+         # TYPE hookgate_plugin_runs counter\n\
+         hookgate_plugin_runs_total{{ran=\"inline\"}} {}\n\
+         hookgate_plugin_runs_total{{ran=\"blocking\"}} {}\n\
+         # HELP hookgate_plugin_runs_abandoned Inline plugin runs cut off and made again on a blocking thread.\n\
+         # TYPE hookgate_plugin_runs_abandoned counter\n\
+         hookgate_plugin_runs_abandoned_total {}\n",
+        runs.inline, runs.blocking, runs.abandoned
+    ));
     match text.rfind("# EOF") {
-        Some(at) => text.insert_str(at, &flush_lines),
-        None => text.push_str(&flush_lines),
+        Some(at) => text.insert_str(at, &appended),
+        None => text.push_str(&appended),
     }
     (
         [(
