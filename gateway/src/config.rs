@@ -112,6 +112,8 @@ pub struct ConfigArgs {
 /// A plugin call holds a sandbox slot (and, past its inline budget, a blocking thread) for
 /// as long as it runs; more than this is a misconfiguration, not a plugin's need.
 const MAX_PLUGIN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a 32-bit WebAssembly memory can address.
+const MAX_PLUGIN_MEMORY: usize = 4 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -194,10 +196,10 @@ impl Config {
                 "plugin_max_component_bytes must be at least 1024".into(),
             ));
         }
-        if self.plugin_memory_limit_bytes < 1 << 20 {
-            return Err(ConfigError::Invalid(
-                "plugin_memory_limit_bytes must be at least 1 MiB (1048576)".into(),
-            ));
+        if !(1 << 20..=MAX_PLUGIN_MEMORY).contains(&self.plugin_memory_limit_bytes) {
+            return Err(ConfigError::Invalid(format!(
+                "plugin_memory_limit_bytes must be between 1 MiB (1048576) and 4 GiB ({MAX_PLUGIN_MEMORY})"
+            )));
         }
         let timeout = self.plugin_call_timeout.duration();
         if timeout < Duration::from_millis(1) || timeout > MAX_PLUGIN_CALL_TIMEOUT {
@@ -276,7 +278,12 @@ mod tests {
             Duration::from_millis(250)
         );
 
-        for (timeout, memory) in [("PT0S", 64 << 20), ("PT1M", 64 << 20), ("PT0.1S", 4096)] {
+        for (timeout, memory) in [
+            ("PT0S", 64 << 20),
+            ("PT1M", 64 << 20),
+            ("PT0.1S", 4096),
+            ("PT0.1S", 8 << 30),
+        ] {
             let args = ConfigArgs {
                 plugin_call_timeout: Some(timeout.parse().unwrap()),
                 plugin_memory_limit_bytes: Some(memory),
