@@ -137,7 +137,9 @@ fn python_filter_wasm() -> Option<&'static [u8]> {
         .as_deref()
 }
 
-/// `POST /{tenant}/v1/plugins/{name}` with raw bytes and this content type.
+/// `POST /{tenant}/v1/plugins/{name}` with raw bytes and this content type. The upload
+/// compiles the component: seconds for one that bundles an interpreter (more in a debug
+/// build on a busy machine), hence the long timeout.
 async fn upload_as(t: &Client<'_>, name: &str, bytes: Vec<u8>, content_type: &str) -> Reply {
     let url = format!("{}/{}/v1/plugins/{name}", t.gateway.base, t.tenant);
     let response = t
@@ -147,6 +149,7 @@ async fn upload_as(t: &Client<'_>, name: &str, bytes: Vec<u8>, content_type: &st
         .bearer_auth(&t.key)
         .header(CONTENT_TYPE, content_type)
         .body(bytes)
+        .timeout(secs(300))
         .send()
         .await
         .expect("upload sent");
@@ -1392,19 +1395,9 @@ async fn python_field_filter_decides_like_the_rust_one() {
     let t = Client::new(&gw, "acme").await;
     let rx = Receiver::start().await;
     upload_ok(&t, "large-orders", "field-filter").await;
-    // Compiling CPython takes seconds (more in a debug build on a busy machine).
-    let url = format!("{}/{}/v1/plugins/py-large-orders", gw.base, t.tenant);
-    let uploaded = gw
-        .http
-        .post(url)
-        .bearer_auth(&t.key)
-        .header(CONTENT_TYPE, "application/wasm")
-        .body(python_filter.to_vec())
-        .timeout(secs(300))
-        .send()
+    upload(&t, "py-large-orders", python_filter.to_vec())
         .await
-        .expect("upload sent");
-    assert_eq!(uploaded.status(), 201, "{:?}", uploaded.text().await);
+        .expect(201);
 
     let payload = json!({
         "total": 250, "status": "paid", "email": "jane@example.com", "tags": ["vip", "eu"],
