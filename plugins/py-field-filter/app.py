@@ -96,9 +96,8 @@ def holds(op, field, value):
         if isinstance(field, str) and isinstance(value, str):
             return value in field
         return isinstance(field, list) and any(same(v, value) for v in field)
-    if op == "prefix":
-        return isinstance(field, str) and isinstance(value, str) and field.startswith(value)
-    raise Err(f"unknown operator {op!r}")
+    # "prefix", the one operator left: settings() admits only OPERATORS.
+    return isinstance(field, str) and isinstance(value, str) and field.startswith(value)
 
 
 OPERATORS = {"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "prefix",

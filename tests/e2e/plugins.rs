@@ -35,16 +35,21 @@ const fn secs(n: u64) -> Duration {
 // Building and uploading plugins
 // ---------------------------------------------------------------------------------------
 
+/// The repository root (the tests belong to the `gateway/` crate).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository root")
+}
+
 /// Builds every crate of `plugins/` for wasm32-wasip2 (release, target dir
 /// `plugins/target`) once per test process and returns the directory of the `.wasm`
 /// files. The same approach as the plugin host's own tests, so both share one build.
 fn plugin_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .canonicalize()
-            .expect("repository root");
+        let root = repo_root();
         let target_dir = root.join("plugins/target");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let output = Command::new(cargo)
@@ -91,10 +96,7 @@ fn python_filter_wasm() -> Option<&'static [u8]> {
     static BUILT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .canonicalize()
-                .expect("repository root");
+            let root = repo_root();
             let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
             let installed = Command::new(&python)
                 .args(["-c", "import componentize_py"])
