@@ -86,6 +86,7 @@ fn plugin_runtime_config(config: &Config) -> hookgate_plugin_host::RuntimeConfig
     runtime.max_component_bytes = config.plugin_max_component_bytes;
     runtime.memory_limit_bytes = config.plugin_memory_limit_bytes;
     runtime.call_timeout = config.plugin_call_timeout.duration();
+    runtime.max_calls_per_tenant = config.plugin_max_calls_per_tenant;
     runtime
 }
 

@@ -47,6 +47,13 @@ pub struct Config {
     pub plugin_memory_limit_bytes: usize,
     /// Wall time one plugin call may run before it is interrupted.
     pub plugin_call_timeout: IsoDuration,
+    /// Plugin calls one tenant may run at once, of the sandbox's 64 slots: the others stay
+    /// free for other tenants however slow one tenant's plugins are.
+    pub plugin_max_calls_per_tenant: u32,
+    /// Plugin versions (all names together) one tenant may store. Each keeps its component
+    /// and its compiled code on disk, so this with `plugin_max_component_bytes` bounds a
+    /// tenant's share of `data_dir/plugins`.
+    pub plugin_max_versions_per_tenant: usize,
 }
 
 impl Default for Config {
@@ -67,6 +74,8 @@ impl Default for Config {
             plugin_max_component_bytes: 10 << 20,
             plugin_memory_limit_bytes: 64 << 20,
             plugin_call_timeout: "PT0.1S".parse().expect("valid literal"),
+            plugin_max_calls_per_tenant: hookgate_plugin_host::SANDBOX_SLOTS / 4,
+            plugin_max_versions_per_tenant: 50,
         }
     }
 }
@@ -107,6 +116,10 @@ pub struct ConfigArgs {
     pub plugin_memory_limit_bytes: Option<usize>,
     #[arg(long, env = "HOOKGATE_PLUGIN_CALL_TIMEOUT")]
     pub plugin_call_timeout: Option<IsoDuration>,
+    #[arg(long, env = "HOOKGATE_PLUGIN_MAX_CALLS_PER_TENANT")]
+    pub plugin_max_calls_per_tenant: Option<u32>,
+    #[arg(long, env = "HOOKGATE_PLUGIN_MAX_VERSIONS_PER_TENANT")]
+    pub plugin_max_versions_per_tenant: Option<usize>,
 }
 
 /// A plugin call holds a sandbox slot (and, past its inline budget, a blocking thread) for
@@ -166,7 +179,9 @@ impl ConfigArgs {
             log_format,
             plugin_max_component_bytes,
             plugin_memory_limit_bytes,
-            plugin_call_timeout
+            plugin_call_timeout,
+            plugin_max_calls_per_tenant,
+            plugin_max_versions_per_tenant
         );
         if self.admin_token.is_some() {
             config.admin_token = self.admin_token;
@@ -207,6 +222,17 @@ impl Config {
                 "plugin_call_timeout must be between 1 ms and {} s",
                 MAX_PLUGIN_CALL_TIMEOUT.as_secs()
             )));
+        }
+        let slots = hookgate_plugin_host::SANDBOX_SLOTS;
+        if !(1..=slots).contains(&self.plugin_max_calls_per_tenant) {
+            return Err(ConfigError::Invalid(format!(
+                "plugin_max_calls_per_tenant must be between 1 and {slots} (the sandbox's slots)"
+            )));
+        }
+        if self.plugin_max_versions_per_tenant == 0 {
+            return Err(ConfigError::Invalid(
+                "plugin_max_versions_per_tenant must be at least 1".into(),
+            ));
         }
         if let Some(token) = &self.admin_token
             && token.len() < 16

@@ -85,6 +85,8 @@ pub enum Prepared {
 /// so one event sees one version of each plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct Resolution {
+    /// The tenant whose plugins these are: its calls share that tenant's sandbox slots.
+    tenant: Arc<str>,
     calls: Arc<Vec<Call>>,
 }
 
@@ -118,6 +120,7 @@ pub fn resolve(state: &AppState, tenant: &str, webhook: &Webhook) -> Result<Reso
         .map(|attachment| resolve_one(state, tenant, attachment))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Resolution {
+        tenant: tenant.into(),
         calls: Arc::new(calls),
     })
 }
@@ -361,7 +364,7 @@ async fn in_slot<T: Send + 'static>(
     let calls = resolution.calls.clone();
     match state
         .plugins
-        .with_slot(move |slot| work(slot, &calls))
+        .with_slot(&resolution.tenant, move |slot| work(slot, &calls))
         .await
     {
         Ok((value, made)) => {
@@ -472,7 +475,7 @@ fn resolve_one(
             Some(v) => format!("plugin `{name}` v{v} does not exist"),
             None => format!("plugin `{name}` does not exist"),
         })?;
-    let plugin = load(&state.plugins, &record)?;
+    let plugin = load(&state.plugins, tenant, &record)?;
     Ok(Call {
         label: format!("plugin `{name}` v{}", record.version),
         plugin,
@@ -494,14 +497,15 @@ pub(crate) fn resolve_version(
     }
 }
 
-/// The runtime's loaded plugin for a stored version. Every stored version is loaded at
-/// startup and at upload, so this is a map lookup; only if a cache file vanished meanwhile
-/// does it read (or recompile) from disk.
+/// `tenant`'s handle on the runtime's plugin for a stored version. The code of every
+/// stored version is loaded at startup and at upload, so this is a map lookup; only if a
+/// cache file vanished meanwhile does it read (or recompile) from disk.
 pub(crate) fn load(
     runtime: &PluginRuntime,
+    tenant: &str,
     record: &PluginVersion,
 ) -> Result<Arc<LoadedPlugin>, String> {
-    runtime.load(&record.sha256).map_err(|e| {
+    runtime.load(tenant, &record.sha256).map_err(|e| {
         format!(
             "plugin `{}` v{}: cannot be loaded: {e}",
             record.name, record.version
@@ -556,7 +560,7 @@ pub fn load_stored_plugins(store: &Store, runtime: &PluginRuntime) -> Result<(),
     let digests = store.all_plugin_digests()?;
     let mut failed = 0;
     for sha256 in &digests {
-        if let Err(error) = runtime.load(sha256) {
+        if let Err(error) = runtime.preload(sha256) {
             failed += 1;
             tracing::error!(%sha256, %error, "cannot load a stored plugin; its calls will fail until it is uploaded again");
         }

@@ -43,7 +43,6 @@ use hookgate_plugin_host::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-
 #[allow(dead_code)]
 #[path = "../tests/sandbox/support.rs"]
 mod support;
@@ -94,10 +93,10 @@ fn plugin_calls(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let rt = PluginRuntime::new(support::test_config(dir.path())).unwrap();
     let filter = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let transform = rt
-        .load(&rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("erp-transform")).unwrap().sha256)
         .unwrap();
     let event = order_event();
     let ctx = CallContext::default().at(1_795_341_600_000);
@@ -282,10 +281,10 @@ fn profile_loop(spec: &str) {
     };
     let rt = PluginRuntime::new(config).unwrap();
     let filter = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let transform = rt
-        .load(&rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("erp-transform")).unwrap().sha256)
         .unwrap();
     let event = order_event();
     let ctx = CallContext::default().at(1_795_341_600_000);

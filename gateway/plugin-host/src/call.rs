@@ -217,7 +217,7 @@ where
         };
         return CallReport::failed(error, start.elapsed());
     }
-    let Some(export) = plugin.hooks[hook.index()] else {
+    let Some(export) = plugin.code().hooks[hook.index()] else {
         return CallReport::failed(PluginError::NotExported(hook), start.elapsed());
     };
     if plugin.is_neutral(hook) {
@@ -231,9 +231,9 @@ where
     }
 
     let mut store = new_store(sb, ctx, deadline);
-    let instance = match plugin.pre.instantiate(&mut store) {
+    let instance = match plugin.code().pre.instantiate(&mut store) {
         Ok(instance) => instance,
-        Err(_) if store.data().blocked_inline => {
+        Err(_) if store.data().blocked_inline || store.data().waited_past_deadline => {
             return finish(store, Err(PluginError::Timeout), start, start.elapsed(), sb);
         }
         Err(err) => {
@@ -258,7 +258,9 @@ where
             Ok((Err(reason),)) => Err(plugin_reason(reason, sb.config.max_output_bytes)),
             Err(err) => Err(call_error(err, &store)),
         });
-    let outcome = if store.data().blocked_inline {
+    // A WASI wait cut off (inline, or at the deadline) fails the call however the plugin
+    // reacted to the error it got.
+    let outcome = if store.data().blocked_inline || store.data().waited_past_deadline {
         Err(PluginError::Timeout)
     } else {
         outcome
@@ -268,9 +270,10 @@ where
 
 fn new_store(sb: &Sandbox, ctx: CallContext, deadline: Deadline) -> Store<CallState> {
     let limits = CallLimits::new(sb.config.memory_limit_bytes, MAX_TABLE_ELEMENTS);
+    let time_up = Instant::now() + sb.config.call_timeout;
     let mut store = Store::new(
         &sb.engine,
-        CallState::new(ctx, limits, sb.config.max_log_bytes),
+        CallState::new(ctx, limits, sb.config.max_log_bytes, time_up),
     );
     store.limiter(|state| &mut state.limits);
     match deadline {

@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default [`RuntimeConfig::max_concurrent_calls`]: the sandbox's pool slots.
+pub const SANDBOX_SLOTS: u32 = 64;
+
 /// Limits and locations for a [`PluginRuntime`](crate::PluginRuntime). Every limit applies
 /// per call, to every tenant alike.
 #[derive(Debug, Clone)]
@@ -13,6 +16,11 @@ pub struct RuntimeConfig {
     /// Calls that may run at once; further calls wait for a slot. Also sizes the pooling
     /// allocator, so it bounds the sandbox's memory reservation too.
     pub max_concurrent_calls: u32,
+    /// Of those, calls one tenant may run at once (at least 1, at most
+    /// `max_concurrent_calls`): the rest of the slots stay free for other tenants, however
+    /// slow one tenant's plugins are. Freed slots go to the waiting tenant holding the
+    /// fewest.
+    pub max_calls_per_tenant: u32,
     /// Linear memory a plugin may grow to, in bytes.
     pub memory_limit_bytes: usize,
     /// Wall time a call may run before it is interrupted.
@@ -35,7 +43,8 @@ impl RuntimeConfig {
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
         RuntimeConfig {
             cache_dir: cache_dir.into(),
-            max_concurrent_calls: 64,
+            max_concurrent_calls: SANDBOX_SLOTS,
+            max_calls_per_tenant: SANDBOX_SLOTS / 4,
             memory_limit_bytes: 64 << 20,
             call_timeout: Duration::from_millis(100),
             fuel_per_call: None,

@@ -4,6 +4,7 @@
 //! its budget, the limits, and a WASI context that denies everything.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
@@ -155,10 +156,19 @@ pub(crate) struct CallState {
     /// On an inline call, a WASI operation would have waited: the call failed and must run
     /// again on a blocking thread.
     pub(crate) blocked_inline: bool,
+    /// When the call's time is up: WASI operations never wait past it.
+    deadline: Instant,
+    /// A WASI operation was still waiting at the deadline: the call failed with a timeout.
+    pub(crate) waited_past_deadline: bool,
 }
 
 impl CallState {
-    pub(crate) fn new(context: CallContext, limits: CallLimits, log_budget: usize) -> Self {
+    pub(crate) fn new(
+        context: CallContext,
+        limits: CallLimits,
+        log_budget: usize,
+        deadline: Instant,
+    ) -> Self {
         CallState {
             context,
             logs: LogBuffer::new(log_budget),
@@ -168,6 +178,8 @@ impl CallState {
             table: ResourceTable::new(),
             inline: false,
             blocked_inline: false,
+            deadline,
+            waited_past_deadline: false,
         }
     }
 
@@ -177,6 +189,8 @@ impl CallState {
             table: &mut self.table,
             inline: self.inline,
             blocked: &mut self.blocked_inline,
+            deadline: self.deadline,
+            timed_out: &mut self.waited_past_deadline,
         }
     }
 }

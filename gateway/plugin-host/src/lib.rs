@@ -65,12 +65,13 @@ mod host;
 mod limits;
 mod plugin;
 mod runtime;
+mod slots;
 mod validate;
 mod wasi;
 
 pub use bindings::{Event, Header, OutgoingRequest};
 pub use call::CallReport;
-pub use config::RuntimeConfig;
+pub use config::{RuntimeConfig, SANDBOX_SLOTS};
 pub use error::{LoadError, PluginError, UploadError};
 pub use hook::Hook;
 pub use host::{CallContext, LogLevel, LogLine, NOT_IMPLEMENTED_MARKER, NoSecrets, SecretSource};

@@ -1,7 +1,14 @@
-//! A plugin ready to run: its linked `InstancePre` and where its hooks are.
+//! A plugin ready to run: compiled code (linked `InstancePre`, where its hooks are),
+//! shared by every tenant that uploaded the same bytes, and each tenant's own handle on
+//! it with the state calls learn (hooks that proved neutral, inline bans).
+//!
+//! **Invariant:** nothing a call of one tenant learns is kept where another tenant's
+//! calls read it. Code is shared by content hash; state never is (a tenant could
+//! otherwise upload another tenant's bytes and, with its own inputs, switch off that
+//! tenant's hooks).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
@@ -10,15 +17,23 @@ use crate::Hook;
 use crate::bindings::HOOKS_INTERFACE;
 use crate::host::CallState;
 
-/// One compiled plugin version, shared by all calls (`Arc<LoadedPlugin>`). Cheap to call
-/// many times: the imports are resolved once here, each call only instantiates.
-pub struct LoadedPlugin {
+/// One compiled component, shared by every tenant that uploaded these bytes. Holds no
+/// state that calls change.
+pub(crate) struct CompiledPlugin {
     sha256: String,
     pub(crate) pre: InstancePre<CallState>,
     /// Export index per hook (by `Hook::index`), `None` when the hook is not exported.
     pub(crate) hooks: [Option<ComponentExportIndex>; 3],
-    /// Per hook: a call showed it to be a neutral default (see `call::run`), so it is not
-    /// called again; its neutral result is returned instead.
+}
+
+/// One tenant's handle on a compiled plugin version, shared by that tenant's calls
+/// (`Arc<LoadedPlugin>`). Cheap to call many times: the imports are resolved once, each
+/// call only instantiates.
+pub struct LoadedPlugin {
+    code: Arc<CompiledPlugin>,
+    tenant: Arc<str>,
+    /// Per hook: a call of this tenant showed it to be a neutral default (see
+    /// `call::run`), so it is not called again; its neutral result is returned instead.
     neutral: [AtomicBool; 3],
     /// Until when (ms on [`clock_ms`]) calls of this plugin do not run inline: see
     /// [`inline_allowed`](Self::inline_allowed).
@@ -35,7 +50,7 @@ fn clock_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
-impl LoadedPlugin {
+impl CompiledPlugin {
     /// Links `component` against the sandbox's imports and finds its hooks. Fails when an
     /// import cannot be satisfied (wrong name or type) or no hook is exported; the types
     /// of the hooks themselves are checked at upload by instantiating once.
@@ -56,31 +71,54 @@ impl LoadedPlugin {
                 "{HOOKS_INTERFACE} exports none of filter, transform, authenticate"
             ));
         }
-        Ok(LoadedPlugin {
+        Ok(CompiledPlugin {
             sha256: sha256.to_owned(),
             pre,
             hooks,
+        })
+    }
+
+    pub(crate) fn exports(&self) -> Vec<Hook> {
+        Hook::ALL
+            .into_iter()
+            .filter(|h| self.hooks[h.index()].is_some())
+            .collect()
+    }
+}
+
+impl LoadedPlugin {
+    /// A fresh handle of `tenant` on `code`: it has learnt nothing yet.
+    pub(crate) fn new(code: Arc<CompiledPlugin>, tenant: &str) -> Self {
+        LoadedPlugin {
+            code,
+            tenant: tenant.into(),
             neutral: Default::default(),
             suspect_until: AtomicU64::new(0),
             banned_until: AtomicU64::new(0),
-        })
+        }
+    }
+
+    pub(crate) fn code(&self) -> &CompiledPlugin {
+        &self.code
     }
 
     /// The sha256 (hex) of the uploaded component: its identity in the cache.
     pub fn sha256(&self) -> &str {
-        &self.sha256
+        &self.code.sha256
+    }
+
+    /// The tenant whose handle this is: its calls share that tenant's sandbox slots.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
     }
 
     /// The hooks this plugin exports, in `filter, transform, authenticate` order.
     pub fn exports(&self) -> Vec<Hook> {
-        Hook::ALL
-            .into_iter()
-            .filter(|h| self.exports_hook(*h))
-            .collect()
+        self.code.exports()
     }
 
     pub fn exports_hook(&self, hook: Hook) -> bool {
-        self.hooks[hook.index()].is_some()
+        self.code.hooks[hook.index()].is_some()
     }
 
     /// Whether calling `hook` can do anything: it is exported and has not shown itself to
@@ -134,7 +172,8 @@ impl LoadedPlugin {
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
-            .field("sha256", &self.sha256)
+            .field("sha256", &self.code.sha256)
+            .field("tenant", &self.tenant)
             .field("exports", &self.exports())
             .finish()
     }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::bindings::{Event, Header, OutgoingRequest, hookgate};
@@ -20,6 +19,8 @@ use crate::cpu::thread_cpu_time;
 use crate::engine::{self, EpochTicker};
 use crate::host::{CallContext, CallState};
 use crate::limits::CallLimits;
+use crate::plugin::CompiledPlugin;
+use crate::slots::FairSlots;
 use crate::{
     Hook, LoadError, LoadedPlugin, PluginError, RuntimeConfig, UploadError, validate, wasi,
 };
@@ -85,13 +86,46 @@ struct Inner {
     sandbox: Sandbox,
     linker: Linker<CallState>,
     cache: ArtifactCache,
-    loaded: RwLock<HashMap<String, Arc<LoadedPlugin>>>,
-    /// One permit per pool slot usable by calls; async calls wait for one.
-    permits: Arc<Semaphore>,
+    /// By sha256: the compiled code, and each tenant's handle on it.
+    loaded: RwLock<HashMap<String, Loaded>>,
+    /// The pool slots usable by calls, shared fairly between tenants.
+    slots: Arc<FairSlots>,
     /// Upload probes use the one extra pool slot, one at a time.
     probe_slot: Mutex<()>,
     counters: Counters,
     _ticker: EpochTicker,
+}
+
+impl Drop for Inner {
+    /// Calls still waiting for a slot fail instead of waiting for good.
+    fn drop(&mut self) {
+        self.slots.close();
+    }
+}
+
+/// One compiled component and the tenants' handles on it.
+struct Loaded {
+    code: Arc<CompiledPlugin>,
+    tenants: HashMap<String, Arc<LoadedPlugin>>,
+}
+
+impl Loaded {
+    fn new(code: Arc<CompiledPlugin>) -> Self {
+        Loaded {
+            code,
+            tenants: HashMap::new(),
+        }
+    }
+
+    /// `tenant`'s handle, made on first use.
+    fn handle(&mut self, tenant: &str) -> Arc<LoadedPlugin> {
+        if let Some(handle) = self.tenants.get(tenant) {
+            return handle.clone();
+        }
+        let handle = Arc::new(LoadedPlugin::new(self.code.clone(), tenant));
+        self.tenants.insert(tenant.to_owned(), handle.clone());
+        handle
+    }
 }
 
 /// Why the runtime could not start.
@@ -125,7 +159,10 @@ impl PluginRuntime {
 
         let (tick, deadline_ticks) = engine::epoch_schedule(config.call_timeout);
         let ticker = EpochTicker::start(engine.clone(), tick).map_err(RuntimeError::Ticker)?;
-        let permits = Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize));
+        let slots = FairSlots::new(
+            config.max_concurrent_calls.max(1) as usize,
+            config.max_calls_per_tenant as usize,
+        );
         Ok(PluginRuntime {
             inner: Arc::new(Inner {
                 sandbox: Sandbox {
@@ -137,7 +174,7 @@ impl PluginRuntime {
                 linker,
                 cache,
                 loaded: RwLock::new(HashMap::new()),
-                permits,
+                slots,
                 probe_slot: Mutex::new(()),
                 counters: Counters::default(),
                 _ticker: ticker,
@@ -169,7 +206,7 @@ impl PluginRuntime {
             .map_err(|e| UploadError::Invalid(format!("{e:#}")))?;
         inner.counters.compiled.fetch_add(1, Ordering::Relaxed);
         validate::check_imports(&inner.sandbox.engine, &component)?;
-        let plugin = LoadedPlugin::link(&sha256, &inner.linker, &component)
+        let plugin = CompiledPlugin::link(&sha256, &inner.linker, &component)
             .map_err(UploadError::WorldMismatch)?;
         inner.probe(&plugin)?;
 
@@ -191,32 +228,64 @@ impl PluginRuntime {
             size: wasm.len(),
             exports: plugin.exports(),
         };
+        // Code compiled earlier from the same bytes stays: tenants' handles point at it.
         inner
             .loaded
             .write()
             .expect("plugin map poisoned")
-            .insert(sha256, Arc::new(plugin));
+            .entry(sha256)
+            .or_insert_with(|| Loaded::new(Arc::new(plugin)));
         Ok(artifact)
     }
 
-    /// The plugin with this sha256, ready to call: from memory, else deserialized from our
-    /// cached `.cwasm`, else (cache missing, or written by an incompatible engine)
-    /// recompiled from the cached `.wasm`, which also rewrites the `.cwasm`. Blocking
-    /// (file I/O; a recompile takes as long as an upload): call at startup or from
-    /// `spawn_blocking`.
-    pub fn load(&self, sha256: &str) -> Result<Arc<LoadedPlugin>, LoadError> {
+    /// `tenant`'s handle on the plugin with this sha256, ready to call. Tenants that
+    /// uploaded the same bytes share the compiled code but never a handle: what calls of
+    /// one tenant learn (hooks that proved neutral, inline bans) does not touch another's.
+    ///
+    /// The code comes from memory, else is deserialized from our cached `.cwasm`, else
+    /// (cache missing, or written by an incompatible engine) recompiled from the cached
+    /// `.wasm`, which also rewrites the `.cwasm`. Blocking (file I/O; a recompile takes as
+    /// long as an upload) unless the code is in memory: call at startup
+    /// ([`preload`](Self::preload)) or from `spawn_blocking`.
+    pub fn load(&self, tenant: &str, sha256: &str) -> Result<Arc<LoadedPlugin>, LoadError> {
         let inner = &self.inner;
         if !is_digest(sha256) {
             return Err(LoadError::BadDigest(sha256.to_owned()));
         }
-        if let Some(plugin) = inner
+        if let Some(handle) = inner
             .loaded
             .read()
             .expect("plugin map poisoned")
             .get(sha256)
+            .and_then(|loaded| loaded.tenants.get(tenant))
         {
             inner.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(plugin.clone());
+            return Ok(handle.clone());
+        }
+        self.preload(sha256)?;
+        let mut loaded = inner.loaded.write().expect("plugin map poisoned");
+        match loaded.get_mut(sha256) {
+            Some(entry) => Ok(entry.handle(tenant)),
+            // Removed by a concurrent `remove` between the two locks.
+            None => Err(LoadError::NotFound(sha256.to_owned())),
+        }
+    }
+
+    /// Makes the compiled code of `sha256` ready in memory (no tenant handle): at startup,
+    /// so that the first delivery does not pay for it. Blocking, as [`load`](Self::load).
+    pub fn preload(&self, sha256: &str) -> Result<(), LoadError> {
+        let inner = &self.inner;
+        if !is_digest(sha256) {
+            return Err(LoadError::BadDigest(sha256.to_owned()));
+        }
+        if inner
+            .loaded
+            .read()
+            .expect("plugin map poisoned")
+            .contains_key(sha256)
+        {
+            inner.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
         }
         let component = match inner.deserialize(sha256) {
             Some(component) => {
@@ -230,14 +299,31 @@ impl PluginRuntime {
             sha256: sha256.to_owned(),
             reason,
         };
-        let plugin =
-            Arc::new(LoadedPlugin::link(sha256, &inner.linker, &component).map_err(invalid)?);
+        let code =
+            Arc::new(CompiledPlugin::link(sha256, &inner.linker, &component).map_err(invalid)?);
         let mut loaded = inner.loaded.write().expect("plugin map poisoned");
-        Ok(loaded.entry(sha256.to_owned()).or_insert(plugin).clone())
+        loaded
+            .entry(sha256.to_owned())
+            .or_insert_with(|| Loaded::new(code));
+        Ok(())
     }
 
-    /// Forgets a loaded plugin and deletes its cached files (when its last version is
-    /// deleted). Calls holding an `Arc<LoadedPlugin>` finish normally.
+    /// Forgets `tenant`'s handle on a plugin (its versions with these bytes are deleted);
+    /// the compiled code stays for other tenants. Calls holding the handle finish normally.
+    pub fn forget(&self, tenant: &str, sha256: &str) {
+        if let Some(loaded) = self
+            .inner
+            .loaded
+            .write()
+            .expect("plugin map poisoned")
+            .get_mut(sha256)
+        {
+            loaded.tenants.remove(tenant);
+        }
+    }
+
+    /// Forgets a plugin for every tenant and deletes its cached files (when no version of
+    /// any tenant uses these bytes any more). Calls holding a handle finish normally.
     pub fn remove(&self, sha256: &str) -> Result<(), LoadError> {
         if !is_digest(sha256) {
             return Err(LoadError::BadDigest(sha256.to_owned()));
@@ -332,7 +418,9 @@ impl PluginRuntime {
         event: &Event,
         ctx: CallContext,
     ) -> CallReport<bool> {
-        self.on_this_thread(|sb| call::filter(sb, plugin, config, event, ctx, Deadline::Full))
+        self.on_this_thread(plugin, |sb| {
+            call::filter(sb, plugin, config, event, ctx, Deadline::Full)
+        })
     }
 
     /// Blocking [`call_transform`](Self::call_transform); see
@@ -344,7 +432,9 @@ impl PluginRuntime {
         event: &Event,
         ctx: CallContext,
     ) -> CallReport<Event> {
-        self.on_this_thread(|sb| call::transform(sb, plugin, config, event, ctx, Deadline::Full))
+        self.on_this_thread(plugin, |sb| {
+            call::transform(sb, plugin, config, event, ctx, Deadline::Full)
+        })
     }
 
     /// Blocking [`call_authenticate`](Self::call_authenticate); see
@@ -356,7 +446,7 @@ impl PluginRuntime {
         request: &OutgoingRequest,
         ctx: CallContext,
     ) -> CallReport<Vec<Header>> {
-        self.on_this_thread(|sb| {
+        self.on_this_thread(plugin, |sb| {
             call::authenticate(sb, plugin, config, request, ctx, Deadline::Full)
         })
     }
@@ -380,18 +470,18 @@ impl PluginRuntime {
     /// Each call gets a fresh store and all the per-call limits either way. `work` must
     /// only make plugin calls and cheap bookkeeping (it may run twice, and holds a slot and
     /// a thread while it runs).
-    pub async fn with_slot<T, F>(&self, work: F) -> Result<T, PluginError>
+    pub async fn with_slot<T, F>(&self, tenant: &str, work: F) -> Result<T, PluginError>
     where
         T: Send + 'static,
         F: Fn(&Slot<'_>) -> T + Send + 'static,
     {
         let counters = &self.inner.counters;
-        if let Some(done) = self.inline(&work) {
+        if let Some(done) = self.inline(tenant, &work) {
             counters.inline_runs.fetch_add(1, Ordering::Relaxed);
             return done;
         }
         counters.blocking_runs.fetch_add(1, Ordering::Relaxed);
-        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+        let Some(permit) = self.inner.slots.acquire(tenant).await else {
             return Err(PluginError::Host("plugin runtime is shutting down".into()));
         };
         let inner = self.inner.clone();
@@ -409,8 +499,12 @@ impl PluginRuntime {
     /// Step 1 of [`with_slot`](Self::with_slot): `None` when `work` must run on a blocking
     /// thread instead. A panic in `work` fails it as a panic on a blocking thread would,
     /// instead of unwinding through the caller's task.
-    fn inline<T>(&self, work: &impl Fn(&Slot<'_>) -> T) -> Option<Result<T, PluginError>> {
-        let _permit = self.inner.permits.try_acquire().ok()?;
+    fn inline<T>(
+        &self,
+        tenant: &str,
+        work: &impl Fn(&Slot<'_>) -> T,
+    ) -> Option<Result<T, PluginError>> {
+        let _permit = self.inner.slots.try_acquire(tenant)?;
         let slot = Slot {
             sandbox: &self.inner.sandbox,
             inline: Some(Cell::new(false)),
@@ -437,7 +531,7 @@ impl PluginRuntime {
         run: impl FnOnce(&Sandbox, &LoadedPlugin) -> CallReport<T> + Send + 'static,
     ) -> CallReport<T> {
         let waited = Instant::now();
-        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+        let Some(permit) = self.inner.slots.acquire(plugin.tenant()).await else {
             return CallReport::failed(
                 PluginError::Host("plugin runtime is shutting down".into()),
                 waited.elapsed(),
@@ -458,10 +552,14 @@ impl PluginRuntime {
         }
     }
 
-    fn on_this_thread<T>(&self, run: impl FnOnce(&Sandbox) -> CallReport<T>) -> CallReport<T> {
-        match self.inner.permits.try_acquire() {
-            Ok(_permit) => run(&self.inner.sandbox),
-            Err(_) => CallReport::failed(PluginError::Busy, std::time::Duration::ZERO),
+    fn on_this_thread<T>(
+        &self,
+        plugin: &LoadedPlugin,
+        run: impl FnOnce(&Sandbox) -> CallReport<T>,
+    ) -> CallReport<T> {
+        match self.inner.slots.try_acquire(plugin.tenant()) {
+            Some(_permit) => run(&self.inner.sandbox),
+            None => CallReport::failed(PluginError::Busy, std::time::Duration::ZERO),
         }
     }
 }
@@ -469,7 +567,7 @@ impl PluginRuntime {
 impl Inner {
     /// Instantiates a freshly linked plugin once, under the call limits, and type-checks
     /// every exported hook. Runs only the component's own initializers, never a hook.
-    fn probe(&self, plugin: &LoadedPlugin) -> Result<(), UploadError> {
+    fn probe(&self, plugin: &CompiledPlugin) -> Result<(), UploadError> {
         let _slot = self
             .probe_slot
             .lock()
@@ -478,7 +576,12 @@ impl Inner {
         let limits = CallLimits::new(config.memory_limit_bytes, 100_000);
         let mut store = wasmtime::Store::new(
             &self.sandbox.engine,
-            CallState::new(CallContext::default(), limits, 0),
+            CallState::new(
+                CallContext::default(),
+                limits,
+                0,
+                Instant::now() + config.call_timeout,
+            ),
         );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();

@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::host::CallState;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
@@ -107,13 +107,21 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
     Ok(())
 }
 
-/// The resource table of one call, and whether the call runs inline on an async worker.
+/// The resource table of one call, whether the call runs inline on an async worker, and
+/// until when a WASI operation may wait.
 pub(crate) struct IoView<'a> {
     pub(crate) table: &'a mut ResourceTable,
     pub(crate) inline: bool,
     /// Set when an operation would have waited on an inline call.
     pub(crate) blocked: &'a mut bool,
+    /// The call's deadline: no operation waits past it.
+    pub(crate) deadline: Instant,
+    /// Set when an operation was cut off at the deadline.
+    pub(crate) timed_out: &'a mut bool,
 }
+
+const WOULD_WAIT_INLINE: &str = "a WASI call would wait on an async worker";
+const DEADLINE_PASSED: &str = "the call's time limit passed while a WASI call waited";
 
 /// On an inline call: the output of `operation` (an async host operation) if it completes
 /// without waiting, else `would_block()` (an error that fails the call) and the call is
@@ -136,27 +144,46 @@ fn inline<R>(
     }
 }
 
-fn would_block_error() -> wasmtime::Error {
-    wasmtime::Error::msg("a WASI call would wait on an async worker")
+/// On a blocking thread: the output of `operation`, waited for at most until `deadline`;
+/// past it `deadline_passed()` (an error that fails the call) and the call is marked as
+/// timed out. The epoch deadline only interrupts running WebAssembly: without this, a
+/// plugin sleeping in `poll` (`std::thread::sleep`, a far `subscribe-instant`) would hold
+/// its thread and sandbox slot for as long as it asked.
+fn until_deadline<R>(
+    deadline: Instant,
+    timed_out: &mut bool,
+    operation: impl Future<Output = R>,
+    deadline_passed: impl FnOnce() -> R,
+) -> R {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    match wasmtime_wasi::runtime::in_tokio(tokio::time::timeout_at(deadline, operation)) {
+        Ok(output) => output,
+        Err(_elapsed) => {
+            *timed_out = true;
+            deadline_passed()
+        }
+    }
 }
 
-fn would_block<T>() -> wasmtime::Result<T> {
-    Err(would_block_error())
+fn fail<T>(message: &'static str) -> wasmtime::Result<T> {
+    Err(wasmtime::Error::msg(message))
 }
 
-fn stream_would_block<T>() -> StreamResult<T> {
-    Err(StreamError::Trap(would_block_error()))
+fn fail_stream<T>(message: &'static str) -> StreamResult<T> {
+    Err(StreamError::Trap(wasmtime::Error::msg(message)))
 }
 
-/// The methods of wasmtime-wasi's synchronous host that block on its async one, each
-/// either as is (`!inline`) or via [`inline`]. `$sync` and `$async` are the two traits.
-macro_rules! inline_or_blocking {
-    ($view:expr, $sync:path, $async:path, $method:ident($($arg:expr),*), $would_block:expr) => {{
-        let IoView { table, inline: run_inline, blocked } = $view;
+/// A method of wasmtime-wasi's async `wasi:io` host (`$async` is the trait) that may wait:
+/// inline, it must not ([`inline`]); on a blocking thread, not past the call's deadline
+/// ([`until_deadline`]). `$fail` makes the error of either cut-off.
+macro_rules! bounded_wait {
+    ($view:expr, $async:path, $method:ident($($arg:expr),*), $fail:ident) => {{
+        let IoView { table, inline: run_inline, blocked, deadline, timed_out } = $view;
+        let operation = <ResourceTable as $async>::$method(table, $($arg),*);
         if *run_inline {
-            inline(blocked, <ResourceTable as $async>::$method(table, $($arg),*), $would_block)
+            inline(blocked, operation, || $fail(WOULD_WAIT_INLINE))
         } else {
-            <ResourceTable as $sync>::$method(table, $($arg),*)
+            until_deadline(*deadline, timed_out, operation, || $fail(DEADLINE_PASSED))
         }
     }};
 }
@@ -169,12 +196,11 @@ impl streams::Host for IoView<'_> {
 
 impl streams::HostOutputStream for IoView<'_> {
     fn drop(&mut self, stream: Resource<DynOutputStream>) -> wasmtime::Result<()> {
-        inline_or_blocking!(
+        bounded_wait!(
             self,
-            streams::HostOutputStream,
             async_io::streams::HostOutputStream,
             drop(stream),
-            would_block
+            fail
         )
     }
 
@@ -191,12 +217,11 @@ impl streams::HostOutputStream for IoView<'_> {
         stream: Resource<DynOutputStream>,
         bytes: Vec<u8>,
     ) -> StreamResult<()> {
-        inline_or_blocking!(
+        bounded_wait!(
             self,
-            streams::HostOutputStream,
             async_io::streams::HostOutputStream,
             blocking_write_and_flush(stream, bytes),
-            stream_would_block
+            fail_stream
         )
     }
 
@@ -205,12 +230,11 @@ impl streams::HostOutputStream for IoView<'_> {
         stream: Resource<DynOutputStream>,
         len: u64,
     ) -> StreamResult<()> {
-        inline_or_blocking!(
+        bounded_wait!(
             self,
-            streams::HostOutputStream,
             async_io::streams::HostOutputStream,
             blocking_write_zeroes_and_flush(stream, len),
-            stream_would_block
+            fail_stream
         )
     }
 
@@ -231,21 +255,13 @@ impl streams::HostOutputStream for IoView<'_> {
 
     fn blocking_flush(&mut self, stream: Resource<DynOutputStream>) -> StreamResult<()> {
         // As wasmtime-wasi does: the async method takes the stream as a borrow.
-        let IoView {
-            table,
-            inline: run_inline,
-            blocked,
-        } = self;
-        if *run_inline {
-            let stream = Resource::new_borrow(stream.rep());
-            inline(
-                blocked,
-                async_io::streams::HostOutputStream::blocking_flush(*table, stream),
-                stream_would_block,
-            )
-        } else {
-            streams::HostOutputStream::blocking_flush(*table, stream)
-        }
+        let stream = Resource::new_borrow(stream.rep());
+        bounded_wait!(
+            self,
+            async_io::streams::HostOutputStream,
+            blocking_flush(stream),
+            fail_stream
+        )
     }
 
     fn splice(
@@ -263,25 +279,18 @@ impl streams::HostOutputStream for IoView<'_> {
         src: Resource<DynInputStream>,
         len: u64,
     ) -> StreamResult<u64> {
-        inline_or_blocking!(
+        bounded_wait!(
             self,
-            streams::HostOutputStream,
             async_io::streams::HostOutputStream,
             blocking_splice(dst, src, len),
-            stream_would_block
+            fail_stream
         )
     }
 }
 
 impl streams::HostInputStream for IoView<'_> {
     fn drop(&mut self, stream: Resource<DynInputStream>) -> wasmtime::Result<()> {
-        inline_or_blocking!(
-            self,
-            streams::HostInputStream,
-            async_io::streams::HostInputStream,
-            drop(stream),
-            would_block
-        )
+        bounded_wait!(self, async_io::streams::HostInputStream, drop(stream), fail)
     }
 
     fn read(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<Vec<u8>> {
@@ -293,12 +302,11 @@ impl streams::HostInputStream for IoView<'_> {
         stream: Resource<DynInputStream>,
         len: u64,
     ) -> StreamResult<Vec<u8>> {
-        inline_or_blocking!(
+        bounded_wait!(
             self,
-            streams::HostInputStream,
             async_io::streams::HostInputStream,
             blocking_read(stream, len),
-            stream_would_block
+            fail_stream
         )
     }
 
@@ -307,12 +315,11 @@ impl streams::HostInputStream for IoView<'_> {
     }
 
     fn blocking_skip(&mut self, stream: Resource<DynInputStream>, len: u64) -> StreamResult<u64> {
-        inline_or_blocking!(
+        bounded_wait!(
             self,
-            streams::HostInputStream,
             async_io::streams::HostInputStream,
             blocking_skip(stream, len),
-            stream_would_block
+            fail_stream
         )
     }
 
@@ -326,35 +333,17 @@ impl streams::HostInputStream for IoView<'_> {
 
 impl poll::Host for IoView<'_> {
     fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
-        inline_or_blocking!(
-            self,
-            poll::Host,
-            async_io::poll::Host,
-            poll(pollables),
-            would_block
-        )
+        bounded_wait!(self, async_io::poll::Host, poll(pollables), fail)
     }
 }
 
 impl poll::HostPollable for IoView<'_> {
     fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
-        inline_or_blocking!(
-            self,
-            poll::HostPollable,
-            async_io::poll::HostPollable,
-            ready(pollable),
-            would_block
-        )
+        bounded_wait!(self, async_io::poll::HostPollable, ready(pollable), fail)
     }
 
     fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
-        inline_or_blocking!(
-            self,
-            poll::HostPollable,
-            async_io::poll::HostPollable,
-            block(pollable),
-            would_block
-        )
+        bounded_wait!(self, async_io::poll::HostPollable, block(pollable), fail)
     }
 
     fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {

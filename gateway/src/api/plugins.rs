@@ -240,7 +240,8 @@ async fn durable(state: &AppState) -> ApiResult<()> {
     responses((status = 201, body = VersionView),
         (status = 400, description = "Not a component of the hookgate:plugin world (reason in `message`), or a bad name"),
         (status = 413, description = "Larger than 10 MiB"),
-        (status = 415, description = "Not sent as application/wasm")))]
+        (status = 415, description = "Not sent as application/wasm"),
+        (status = 429, description = "The tenant stores `plugin_max_versions_per_tenant` versions already")))]
 async fn upload_plugin(
     State(state): State<Arc<AppState>>,
     auth: TenantAuth,
@@ -250,13 +251,17 @@ async fn upload_plugin(
 ) -> ApiResult<(StatusCode, Json<VersionView>)> {
     check_name(&name)?;
     require_wasm_content_type(&headers)?;
+    // Before compiling, so a tenant at its limit costs no compile; again under the lock,
+    // where concurrent uploads are counted.
+    check_version_limit(&state, &auth.tenant)?;
     let artifact = compile(&state, body.clone()).await?;
 
     let _writes = PLUGIN_WRITES.lock().await;
+    check_version_limit(&state, &auth.tenant)?;
     // A delete that released this digest (its last other user) may have run between the
     // compile and this lock; then the component is gone from the runtime: compile again.
     // Otherwise this is a lookup in memory.
-    if state.plugins.load(&artifact.sha256).is_err() {
+    if state.plugins.preload(&artifact.sha256).is_err() {
         compile(&state, body).await?;
     }
     let version = state.store.add_plugin_version(
@@ -270,6 +275,22 @@ async fn upload_plugin(
     durable(&state).await?;
     tracing::info!(tenant = %auth.tenant, plugin = %name, version = version.version, sha256 = %version.sha256, "plugin version uploaded");
     Ok((StatusCode::CREATED, Json(version_view(version))))
+}
+
+/// A tenant's plugin versions are bounded: each keeps its component and compiled code on
+/// disk and in memory.
+fn check_version_limit(state: &AppState, tenant: &str) -> ApiResult<()> {
+    let limit = state.config.plugin_max_versions_per_tenant;
+    if state.store.count_plugin_versions(tenant) >= limit {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "plugin_version_limit_reached",
+            format!(
+                "a tenant may store at most {limit} plugin versions; delete old versions first"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Compiles on a blocking thread: tens to hundreds of milliseconds of CPU.
@@ -391,9 +412,11 @@ fn blocking_webhooks(
     Ok(users)
 }
 
-/// Releases compiled artifacts no version of any tenant uses any more.
-fn release_digests(state: &AppState, removed: &[PluginVersion]) -> ApiResult<()> {
+/// Drops `tenant`'s handles on the removed versions, and the compiled artifacts no
+/// version of any tenant uses any more.
+fn release_digests(state: &AppState, tenant: &str, removed: &[PluginVersion]) -> ApiResult<()> {
     for version in removed {
+        state.plugins.forget(tenant, &version.sha256);
         if !state.store.plugin_digest_in_use(&version.sha256)?
             && let Err(error) = state.plugins.remove(&version.sha256)
         {
@@ -426,7 +449,7 @@ async fn delete_plugin(
         )));
     }
     let removed = state.store.delete_plugin(&auth.tenant, &name)?;
-    release_digests(&state, &removed)?;
+    release_digests(&state, &auth.tenant, &removed)?;
     durable(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -469,7 +492,7 @@ async fn delete_plugin_version(
             .into_iter()
             .collect()
     };
-    release_digests(&state, &removed)?;
+    release_digests(&state, &auth.tenant, &removed)?;
     durable(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -619,7 +642,8 @@ async fn test_plugin(
             None => no_plugin(&name),
         })?;
     let event = test_event(body.event)?;
-    let plugin = pipeline::load(&state.plugins, &record).map_err(ApiError::internal)?;
+    let plugin =
+        pipeline::load(&state.plugins, &auth.tenant, &record).map_err(ApiError::internal)?;
     let config = pipeline::config_string(&body.config);
     let context = || {
         hookgate_plugin_host::CallContext::new(pipeline::secrets_for(

@@ -186,6 +186,7 @@ async fn delete_tenant(
         state.delivery.stop_and_wait(&tenant, &webhook.id).await;
     }
     for digest in state.store.delete_tenant_plugins(&tenant)? {
+        state.plugins.forget(&tenant, &digest);
         if !state.store.plugin_digest_in_use(&digest)?
             && let Err(error) = state.plugins.remove(&digest)
         {

@@ -261,6 +261,14 @@ impl Store {
         Ok(digests)
     }
 
+    /// How many plugin versions (all names together) the tenant stores.
+    pub fn count_plugin_versions(&self, tenant: &str) -> usize {
+        self.plugins
+            .scan_prefix(codec::tenant_prefix(tenant))
+            .keys()
+            .count()
+    }
+
     /// Every digest some version of some tenant uses: what the runtime loads at startup.
     pub fn all_plugin_digests(&self) -> Result<BTreeSet<String>, StoreError> {
         let mut digests = BTreeSet::new();

@@ -15,7 +15,7 @@ async fn field_filter_keeps_only_matching_events() {
     let rt = runtime(dir.path());
     let artifact = rt.compile(&wasm("field-filter")).unwrap();
     assert_eq!(artifact.exports, Hook::ALL.to_vec());
-    let plugin = rt.load(&artifact.sha256).unwrap();
+    let plugin = rt.load(TENANT, &artifact.sha256).unwrap();
 
     let config = r#"[{"path": "/payload/total", "op": "gte", "value": 100},
                      {"path": "/payload/status", "op": "in", "value": ["paid", "shipped"]}]"#;
@@ -70,7 +70,7 @@ async fn sdk_defaults_are_neutral() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let event = envelope("order.created", json!({"total": 1}));
 
@@ -107,7 +107,7 @@ async fn default_hooks_run_once_then_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("erp-transform")).unwrap().sha256)
         .unwrap();
     let event = envelope("order.created", json!({"order_id": "SO-1", "lines": []}));
     assert!(plugin.runs_hook(Hook::Filter) && plugin.runs_hook(Hook::Transform));
@@ -148,7 +148,7 @@ async fn erp_transform_flattens_order_lines() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("erp-transform")).unwrap().sha256)
         .unwrap();
     let order = json!({
         "order_id": "SO-1001", "customer": {"id": 77}, "currency": "EUR",
@@ -211,7 +211,7 @@ async fn erp_transform_can_keep_the_source_payload() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("erp-transform")).unwrap().sha256)
         .unwrap();
     let payload = json!({"sent_at_ns": 1_795_341_600_000_000_000u64, "seq": 7, "pad": "x\"y"});
     let config = r#"{"event_types": {"bench.x": "ERP_ORDER_NEW"}, "include_payload": true}"#;
@@ -243,7 +243,7 @@ async fn custom_signer_signs_timestamp_and_body_with_the_tenant_secret() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let artifact = rt.compile(&wasm("custom-signer")).unwrap();
-    let plugin = rt.load(&artifact.sha256).unwrap();
+    let plugin = rt.load(TENANT, &artifact.sha256).unwrap();
     let body = br#"{"id":"evt_1"}"#.to_vec();
     let request = OutgoingRequest {
         method: "POST".into(),
@@ -286,7 +286,10 @@ async fn host_functions_reach_the_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("stateful-counter")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("stateful-counter")).unwrap().sha256,
+        )
         .unwrap();
     let request = OutgoingRequest {
         method: "POST".into(),

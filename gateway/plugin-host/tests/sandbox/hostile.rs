@@ -15,7 +15,10 @@ async fn infinite_loop_is_cut_off_at_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256,
+        )
         .unwrap();
     for call in 0..2 {
         let started = Instant::now();
@@ -49,10 +52,13 @@ async fn with_slot_runs_quick_calls_inline_and_moves_slow_ones_off_the_caller() 
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let good = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let looping = rt
-        .load(&rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256,
+        )
         .unwrap();
     // The test's runtime has one thread: inline means on this one.
     let caller = std::thread::current().id();
@@ -62,7 +68,7 @@ async fn with_slot_runs_quick_calls_inline_and_moves_slow_ones_off_the_caller() 
     for _ in 0..10 {
         let good = good.clone();
         let (keep, thread) = rt
-            .with_slot(move |slot| {
+            .with_slot(TENANT, move |slot| {
                 let report = slot.call_filter(&good, "[]", &envelope("x", json!({})), no_secrets());
                 (report.result, std::thread::current().id())
             })
@@ -79,7 +85,7 @@ async fn with_slot_runs_quick_calls_inline_and_moves_slow_ones_off_the_caller() 
         let started = Instant::now();
         let (looping, seen) = (looping.clone(), runs.clone());
         let result = rt
-            .with_slot(move |slot| {
+            .with_slot(TENANT, move |slot| {
                 let before = Instant::now();
                 let report =
                     slot.call_filter(&looping, "", &envelope("x", json!({})), no_secrets());
@@ -122,7 +128,10 @@ async fn fuel_quota_stops_a_loop_and_is_reported() {
     };
     let rt = PluginRuntime::new(config).unwrap();
     let looping = rt
-        .load(&rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256,
+        )
         .unwrap();
     let report = rt
         .call_filter(&looping, "", envelope("x", json!({})), no_secrets())
@@ -131,7 +140,7 @@ async fn fuel_quota_stops_a_loop_and_is_reported() {
     assert_eq!(report.fuel_used, Some(5_000_000));
 
     let filter = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let report = rt
         .call_filter(&filter, "[]", envelope("x", json!({})), no_secrets())
@@ -149,7 +158,10 @@ async fn memory_bomb_hits_the_memory_limit() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("hostile-memory-bomb")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("hostile-memory-bomb")).unwrap().sha256,
+        )
         .unwrap();
     let started = Instant::now();
     let report = rt
@@ -164,7 +176,10 @@ async fn huge_outputs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("hostile-huge-output")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("hostile-huge-output")).unwrap().sha256,
+        )
         .unwrap();
 
     // 1 GiB cannot even be allocated inside the sandbox.
@@ -224,7 +239,7 @@ async fn panics_are_traps_with_the_panic_message() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("hostile-panic")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("hostile-panic")).unwrap().sha256)
         .unwrap();
     let report = rt
         .call_filter(&plugin, "", envelope("x", json!({})), no_secrets())
@@ -313,16 +328,22 @@ async fn hostile_calls_fail_alone_while_a_good_plugin_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let good = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let looping = rt
-        .load(&rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("hostile-infinite-loop")).unwrap().sha256,
+        )
         .unwrap();
     let bomb = rt
-        .load(&rt.compile(&wasm("hostile-memory-bomb")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("hostile-memory-bomb")).unwrap().sha256,
+        )
         .unwrap();
     let panics = rt
-        .load(&rt.compile(&wasm("hostile-panic")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("hostile-panic")).unwrap().sha256)
         .unwrap();
 
     let mut hostile = Vec::new();
@@ -397,7 +418,7 @@ async fn oversized_input_is_refused_before_running() {
     })
     .unwrap();
     let plugin = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let report = rt
         .call_filter(

@@ -27,8 +27,8 @@ fn restart_reuses_the_cached_compilation() {
 
     // A new runtime on the same directory: deserializes, never compiles.
     let rt = runtime(dir.path());
-    let plugin = rt.load(&sha256).unwrap();
-    rt.load(&sha256).unwrap();
+    let plugin = rt.load(TENANT, &sha256).unwrap();
+    rt.load(TENANT, &sha256).unwrap();
     assert_eq!(
         rt.cache_stats(),
         CacheStats {
@@ -52,17 +52,17 @@ fn missing_or_unusable_compiled_cache_is_rebuilt_from_the_upload() {
 
     std::fs::remove_file(&cwasm).unwrap();
     let rt = runtime(dir.path());
-    rt.load(&sha256).unwrap();
+    rt.load(TENANT, &sha256).unwrap();
     assert_eq!(rt.cache_stats().compiled, 1);
     assert!(cwasm.exists(), "the compiled artifact is rewritten");
 
     // Not something our engine wrote (e.g. from another wasmtime version): recompiled.
     std::fs::write(&cwasm, b"not a wasmtime artifact").unwrap();
     let rt = runtime(dir.path());
-    rt.load(&sha256).unwrap();
+    rt.load(TENANT, &sha256).unwrap();
     assert_eq!(rt.cache_stats().compiled, 1);
     let rt = runtime(dir.path());
-    rt.load(&sha256).unwrap();
+    rt.load(TENANT, &sha256).unwrap();
     assert_eq!(
         rt.cache_stats(),
         CacheStats {
@@ -78,17 +78,20 @@ fn unknown_or_malformed_digests_do_not_load() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     assert!(matches!(
-        rt.load(&"0".repeat(64)),
+        rt.load(TENANT, &"0".repeat(64)),
         Err(LoadError::NotFound(_))
     ));
     assert!(matches!(
-        rt.load("../../etc/passwd"),
+        rt.load(TENANT, "../../etc/passwd"),
         Err(LoadError::BadDigest(_))
     ));
 
     let sha256 = rt.compile(&wasm("field-filter")).unwrap().sha256;
     rt.remove(&sha256).unwrap();
-    assert!(matches!(rt.load(&sha256), Err(LoadError::NotFound(_))));
+    assert!(matches!(
+        rt.load(TENANT, &sha256),
+        Err(LoadError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -96,7 +99,10 @@ async fn every_call_gets_a_fresh_instance() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("stateful-counter")).unwrap().sha256)
+        .load(
+            TENANT,
+            &rt.compile(&wasm("stateful-counter")).unwrap().sha256,
+        )
         .unwrap();
     for _ in 0..5 {
         let report = rt
@@ -123,7 +129,7 @@ fn blocking_calls_report_instantiation_separately() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path());
     let plugin = rt
-        .load(&rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
         .unwrap();
     let report = rt.call_filter_blocking(&plugin, "[]", &envelope("x", json!({})), no_secrets());
     assert_eq!(report.result, Ok(true));

@@ -117,3 +117,6 @@ pub fn secrets(pairs: &[(&str, &str)]) -> CallContext {
         .collect();
     CallContext::new(Arc::new(map) as Arc<dyn SecretSource>)
 }
+
+/// The tenant the tests' calls run as, unless a test is about tenants.
+pub const TENANT: &str = "acme";
