@@ -83,7 +83,7 @@ fn plugin_dir() -> &'static Path {
 }
 
 /// The component built from the plugin crate `crate_name` (e.g. `field-filter`).
-fn wasm(crate_name: &str) -> Vec<u8> {
+pub(crate) fn wasm(crate_name: &str) -> Vec<u8> {
     let path = plugin_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
@@ -165,16 +165,16 @@ async fn upload_as(t: &Client<'_>, name: &str, bytes: Vec<u8>, content_type: &st
     }
 }
 
-async fn upload(t: &Client<'_>, name: &str, bytes: Vec<u8>) -> Reply {
+pub(crate) async fn upload(t: &Client<'_>, name: &str, bytes: Vec<u8>) -> Reply {
     upload_as(t, name, bytes, "application/wasm").await
 }
 
 /// Uploads the example/test plugin crate `crate_name` as `name`; returns the version.
-async fn upload_ok(t: &Client<'_>, name: &str, crate_name: &str) -> Value {
+pub(crate) async fn upload_ok(t: &Client<'_>, name: &str, crate_name: &str) -> Value {
     upload(t, name, wasm(crate_name)).await.expect(201).body
 }
 
-async fn dry_run(t: &Client<'_>, name: &str, body: Value) -> Value {
+pub(crate) async fn dry_run(t: &Client<'_>, name: &str, body: Value) -> Value {
     t.post(&format!("/plugins/{name}/test"), body)
         .await
         .expect(200)

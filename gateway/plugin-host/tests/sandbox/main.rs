@@ -2,5 +2,6 @@
 
 mod examples;
 mod hostile;
+mod isolation;
 mod lifecycle;
 mod support;
