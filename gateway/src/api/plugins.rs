@@ -42,7 +42,7 @@ const MAX_SECRET_KEY_LEN: usize = 128;
 /// Serializes what must not interleave between uploads and deletes: recording a version
 /// versus releasing a digest from the runtime (compiles themselves run outside it). One
 /// process has one runtime, so a process-wide lock is the right scope.
-static PLUGIN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static PLUGIN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `upload_limit` is the largest component accepted (`plugin_max_component_bytes`, the
 /// runtime's own cap), enforced while reading the body so a bigger upload is a 413 before

@@ -185,6 +185,9 @@ async fn delete_tenant(
     for webhook in state.store.all_webhooks_of(&tenant)? {
         state.delivery.stop_and_wait(&tenant, &webhook.id).await;
     }
+    // Under the plugin write lock: another tenant's upload of the same bytes must not
+    // find its compiled code deleted between its compile and its stored version.
+    let plugin_writes = super::plugins::PLUGIN_WRITES.lock().await;
     for digest in state.store.delete_tenant_plugins(&tenant)? {
         state.plugins.forget(&tenant, &digest);
         if !state.store.plugin_digest_in_use(&digest)?
@@ -193,6 +196,7 @@ async fn delete_tenant(
             tracing::warn!(%error, "could not remove a compiled plugin");
         }
     }
+    drop(plugin_writes);
     // Every delivery record and index entry of the tenant, one removal each: off the
     // async workers, as for a webhook.
     let store = state.store.clone();
