@@ -197,7 +197,10 @@ async fn tenants_sharing_bytes_share_no_state() {
     assert_eq!(posed.result, Ok(vec![]));
     assert!(!attacker.runs_hook(hookgate_plugin_host::Hook::Authenticate));
 
-    // The victim's hook still runs and signs.
+    // The victim's hook still runs and signs, on the handle it had and on the one its
+    // next delivery looks up.
+    assert!(victim.runs_hook(hookgate_plugin_host::Hook::Authenticate));
+    let victim = rt.load("victim", &sha).unwrap();
     assert!(victim.runs_hook(hookgate_plugin_host::Hook::Authenticate));
     for _ in 0..3 {
         let headers = rt
@@ -210,4 +213,5 @@ async fn tenants_sharing_bytes_share_no_state() {
     }
     // Loading again gives the same handle (its state is kept per tenant, not per call).
     assert!(Arc::ptr_eq(&victim, &rt.load("victim", &sha).unwrap()));
+    assert!(!Arc::ptr_eq(&victim, &rt.load("mallory", &sha).unwrap()));
 }
