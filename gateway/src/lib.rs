@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod export;
 pub mod ids;
 pub mod iso;
+pub mod json_depth;
 pub mod log;
 pub mod metrics;
 pub mod model;

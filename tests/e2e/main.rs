@@ -4,6 +4,7 @@
 mod harness;
 mod receiver;
 
+mod deep_json;
 mod delivery;
 mod delivery_crash;
 mod delivery_records;
@@ -11,5 +12,6 @@ mod delivery_replay;
 mod durability;
 mod export;
 mod foundation;
+mod plugin_isolation;
 mod plugins;
 mod signing;

@@ -93,10 +93,16 @@ fn plugin_calls(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let rt = PluginRuntime::new(support::test_config(dir.path())).unwrap();
     let filter = rt
-        .load(support::TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(
+            support::TENANT,
+            &rt.compile(&wasm("field-filter")).unwrap().sha256,
+        )
         .unwrap();
     let transform = rt
-        .load(support::TENANT, &rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .load(
+            support::TENANT,
+            &rt.compile(&wasm("erp-transform")).unwrap().sha256,
+        )
         .unwrap();
     let event = order_event();
     let ctx = CallContext::default().at(1_795_341_600_000);
@@ -281,10 +287,16 @@ fn profile_loop(spec: &str) {
     };
     let rt = PluginRuntime::new(config).unwrap();
     let filter = rt
-        .load(support::TENANT, &rt.compile(&wasm("field-filter")).unwrap().sha256)
+        .load(
+            support::TENANT,
+            &rt.compile(&wasm("field-filter")).unwrap().sha256,
+        )
         .unwrap();
     let transform = rt
-        .load(support::TENANT, &rt.compile(&wasm("erp-transform")).unwrap().sha256)
+        .load(
+            support::TENANT,
+            &rt.compile(&wasm("erp-transform")).unwrap().sha256,
+        )
         .unwrap();
     let event = order_event();
     let ctx = CallContext::default().at(1_795_341_600_000);

@@ -13,8 +13,9 @@
 //! let runtime = PluginRuntime::new(RuntimeConfig::new("/var/lib/hookgate/plugins"))?;
 //! // Upload (blocking: tens of ms of compilation).
 //! let artifact = runtime.compile(&wasm)?;
-//! // At startup, for every stored plugin version: reuses the cached compilation.
-//! let plugin = runtime.load(&artifact.sha256)?;
+//! // At startup, for every stored plugin version: reuses the cached compilation. Each
+//! // tenant gets its own handle (shared code, never shared state).
+//! let plugin = runtime.load("acme", &artifact.sha256)?;
 //! // Per event: fresh sandbox per call, runs on a blocking thread.
 //! let report = runtime
 //!     .call_filter(&plugin, r#"{"min_total": 100}"#, event, CallContext::new(Arc::new(NoSecrets)))

@@ -1,17 +1,45 @@
 //! How delivery records appear in responses (Front Systems / Sterling message shape).
+//!
+//! Payloads are shown as stored: typed views hold the `RawValue` and serialize its bytes
+//! verbatim. Never through `serde_json::Value`: that would re-parse the payload, and a
+//! payload it cannot hold (nested past 128 levels by an older gateway, a number beyond
+//! `f64`) would make the route fail for every event listed with it.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Value, value::RawValue};
 
+use super::error::ApiResult;
 use crate::{
     app::AppState,
     delivery::records::{Delivery, MessageStatus},
     iso::format_millis,
     log::StoredEvent,
-    store::{StoreError, deliveries::WebhookKeys},
+    store::deliveries::WebhookKeys,
 };
 
 /// `{id, event_type, webhook_id, status, status_code, success, runs_counter, created_at,
 /// updated_at, next_attempt_at, reason}`, plus `payload` and `runs` when asked.
+#[derive(Debug, Serialize)]
+pub struct MessageView {
+    id: String,
+    event_type: String,
+    webhook_id: String,
+    status: MessageStatus,
+    status_code: Option<u16>,
+    success: bool,
+    runs_counter: u32,
+    created_at: String,
+    updated_at: String,
+    next_attempt_at: Option<String>,
+    reason: Option<String>,
+    /// Absent unless asked for; then the stored payload, or `null` when the event is no
+    /// longer stored (purged by retention).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Option<Box<RawValue>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runs: Option<Vec<Value>>,
+}
+
 pub fn message(
     state: &AppState,
     tenant: &str,
@@ -19,51 +47,56 @@ pub fn message(
     delivery: &Delivery,
     include_payload: bool,
     include_runs: bool,
-) -> Result<Value, StoreError> {
-    let mut view = json!({
-        "id": delivery.event_id,
-        "event_type": delivery.event_type,
-        "webhook_id": webhook_id,
-        "status": delivery.status,
-        "status_code": delivery.status_code,
-        "success": delivery.status == MessageStatus::Delivered,
-        "runs_counter": delivery.runs,
-        "created_at": format_millis(delivery.created_at),
-        "updated_at": format_millis(delivery.updated_at),
-        "next_attempt_at": delivery.next_attempt_at.map(format_millis),
-        "reason": delivery.reason,
-    });
-    if include_payload {
-        let payload = state
-            .log
-            .event_by_seq(tenant, delivery.seq)
-            .ok()
-            .flatten()
-            .map(|e| serde_json::to_value(&e.payload).unwrap_or(Value::Null));
-        view["payload"] = payload.unwrap_or(Value::Null);
-    }
-    if include_runs {
+) -> ApiResult<MessageView> {
+    let payload = if include_payload {
+        // A read error is an error (500 with the request id), not a silent `null`.
+        let event = state.log.event_by_seq(tenant, delivery.seq)?;
+        Some(event.map(|e| e.payload))
+    } else {
+        None
+    };
+    let runs = if include_runs {
         let keys = WebhookKeys::new(tenant, webhook_id);
-        let runs: Vec<Value> = state
-            .store
-            .attempts(&keys, delivery.seq)?
-            .iter()
-            .map(|a| a.view())
-            .collect();
-        view["runs"] = Value::Array(runs);
-    }
-    Ok(view)
+        let attempts = state.store.attempts(&keys, delivery.seq)?;
+        Some(attempts.iter().map(|a| a.view()).collect())
+    } else {
+        None
+    };
+    Ok(MessageView {
+        id: delivery.event_id.clone(),
+        event_type: delivery.event_type.clone(),
+        webhook_id: webhook_id.to_string(),
+        status: delivery.status,
+        status_code: delivery.status_code,
+        success: delivery.status == MessageStatus::Delivered,
+        runs_counter: delivery.runs,
+        created_at: format_millis(delivery.created_at),
+        updated_at: format_millis(delivery.updated_at),
+        next_attempt_at: delivery.next_attempt_at.map(format_millis),
+        reason: delivery.reason.clone(),
+        payload,
+        runs,
+    })
 }
 
 /// The NewStore shape of an event: `{id, tenant, event_type, published_at, payload}`.
-pub fn event(tenant: &str, event: &StoredEvent) -> Value {
-    json!({
-        "id": event.id,
-        "tenant": tenant,
-        "event_type": event.event_type,
-        "published_at": format_millis(event.published_at),
-        "payload": event.payload,
-    })
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    id: String,
+    tenant: String,
+    event_type: String,
+    published_at: String,
+    payload: Box<RawValue>,
+}
+
+pub fn event(tenant: &str, event: StoredEvent) -> EventView {
+    EventView {
+        id: event.id,
+        tenant: tenant.to_string(),
+        event_type: event.event_type,
+        published_at: format_millis(event.published_at),
+        payload: event.payload,
+    }
 }
 
 /// One status for an event across its webhooks: what an operator asks first.

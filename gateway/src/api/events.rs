@@ -23,6 +23,7 @@ use crate::{
     app::AppState,
     ids,
     iso::{now_millis, parse_rfc3339},
+    json_depth,
     log::NewEvent,
     model::{problems::FieldError, webhook::is_event_type_name},
     schemas,
@@ -30,6 +31,13 @@ use crate::{
 
 /// At most this many events in one batch request.
 const MAX_BATCH: usize = 1000;
+
+/// How deeply a payload may nest arrays and objects. Whatever reads an event back as a
+/// `serde_json::Value` (the built-in filter, plugins, receivers) stops at 128 levels, and
+/// it reads the payload inside the envelope (`{..., "payload": ..., "data": ...}`), one
+/// level down. 64 leaves that room with a wide margin and is far beyond what business
+/// events need; anything deeper is refused before it is stored.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -152,6 +160,12 @@ fn prepare(
         && !ids::is_client_id(id)
     {
         problem("id", "must match ^[a-z0-9-]{1,50}$".into());
+    }
+    if json_depth::exceeds(event.payload.get().as_bytes(), MAX_PAYLOAD_DEPTH) {
+        problem(
+            "payload",
+            format!("must not nest arrays and objects more than {MAX_PAYLOAD_DEPTH} levels deep"),
+        );
     }
     let published_at = match event.published_at.as_deref().map(parse_rfc3339) {
         None => received_at,

@@ -6,8 +6,8 @@ use axum::{
     Json,
     extract::{Path, Query, State},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json, value::RawValue};
 use utoipa_axum::routes;
 
 use super::delivery_views;
@@ -70,13 +70,26 @@ fn deliveries_of(state: &AppState, tenant: &str, seq: u64) -> ApiResult<Vec<(Str
     Ok(found)
 }
 
-/// An event with its delivery state: `status` sums up every webhook's outcome.
+/// An event with its delivery state: `status` sums up every webhook's outcome. The
+/// payload is the stored `RawValue`, written out verbatim (see `delivery_views`).
+#[derive(Debug, Serialize)]
+struct EventMessage {
+    id: String,
+    event_type: String,
+    status: &'static str,
+    published_at: String,
+    created_at: String,
+    updated_at: String,
+    payload: Box<RawValue>,
+    deliveries: Vec<delivery_views::MessageView>,
+}
+
 fn event_message(
     state: &AppState,
     tenant: &str,
     seq: u64,
-    event: &StoredEvent,
-) -> ApiResult<Value> {
+    event: StoredEvent,
+) -> ApiResult<EventMessage> {
     let deliveries = deliveries_of(state, tenant, seq)?;
     let records: Vec<Delivery> = deliveries.iter().map(|(_, d)| d.clone()).collect();
     let updated = records
@@ -87,17 +100,17 @@ fn event_message(
     let views = deliveries
         .iter()
         .map(|(webhook, d)| delivery_views::message(state, tenant, webhook, d, false, false))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(json!({
-        "id": event.id,
-        "event_type": event.event_type,
-        "status": delivery_views::aggregate_status(&records),
-        "published_at": format_millis(event.published_at),
-        "created_at": format_millis(event.received_at),
-        "updated_at": format_millis(updated),
-        "payload": event.payload,
-        "deliveries": views,
-    }))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(EventMessage {
+        id: event.id,
+        event_type: event.event_type,
+        status: delivery_views::aggregate_status(&records),
+        published_at: format_millis(event.published_at),
+        created_at: format_millis(event.received_at),
+        updated_at: format_millis(updated),
+        payload: event.payload,
+        deliveries: views,
+    })
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/events/{event_type}/messages", tag = "events",
@@ -109,7 +122,7 @@ async fn messages_of_type(
     auth: TenantAuth,
     Path((_, event_type)): Path<(String, String)>,
     Query(query): Query<TimeRangeQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+) -> ApiResult<Json<Page<EventMessage>>> {
     if !is_event_type_name(&event_type) {
         return Err(ApiError::bad_request(format!(
             "`{event_type}` is not a valid event type name"
@@ -142,8 +155,8 @@ async fn messages_of_type(
     )?;
     let data = page
         .events
-        .iter()
-        .map(|(seq, e)| event_message(&state, &auth.tenant, *seq, e))
+        .into_iter()
+        .map(|(seq, e)| event_message(&state, &auth.tenant, seq, e))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(Page {
         data,
@@ -169,7 +182,7 @@ async fn messages_of_type_and_webhook(
     auth: TenantAuth,
     Path((_, event_type, webhook_id)): Path<(String, String, String)>,
     Query(query): Query<FailedToSendQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+) -> ApiResult<Json<Page<delivery_views::MessageView>>> {
     super::webhooks::existing(&state, &auth.tenant, &webhook_id)?;
     let limit = match query.limit {
         None => 50,
@@ -211,12 +224,12 @@ async fn message(
     State(state): State<Arc<AppState>>,
     auth: TenantAuth,
     Path((_, event_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventMessage>> {
     let (seq, event) = state
         .log
         .event_by_id(&auth.tenant, &event_id)?
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
-    Ok(Json(event_message(&state, &auth.tenant, seq, &event)?))
+    Ok(Json(event_message(&state, &auth.tenant, seq, event)?))
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/messages/{event_id}/attempts", tag = "events", security(("bearer" = [])),

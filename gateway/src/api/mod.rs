@@ -11,6 +11,8 @@ mod messages;
 mod ops;
 mod plugins;
 mod secrets_view;
+#[cfg(test)]
+mod stored_payload_reads;
 mod subscriptions;
 mod tenants;
 mod webhook_messages;

@@ -92,7 +92,7 @@ pub fn scan_deliveries(
     limit: usize,
     keep: impl Fn(&crate::delivery::records::Delivery) -> bool,
     detail: Detail,
-) -> ApiResult<Page<Value>> {
+) -> ApiResult<Page<delivery_views::MessageView>> {
     let after = match iterator {
         None => None,
         Some(text) => Some(
@@ -161,7 +161,7 @@ async fn webhook_messages(
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MessageQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+) -> ApiResult<Json<Page<delivery_views::MessageView>>> {
     existing(&state, &auth.tenant, &id)?;
     let mut errors = Vec::new();
     let from = bound(query.from.as_deref(), "from", &mut errors).unwrap_or(EpochMillis::MIN);
@@ -355,13 +355,13 @@ async fn rejected_one(
     State(state): State<Arc<AppState>>,
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<delivery_views::EventView>> {
     let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
     let event = state
         .log
         .event_by_seq(&auth.tenant, seq)?
         .ok_or_else(|| ApiError::not_found("the event is no longer stored"))?;
-    Ok(Json(delivery_views::event(&auth.tenant, &event)))
+    Ok(Json(delivery_views::event(&auth.tenant, event)))
 }
 
 #[utoipa::path(delete, path = "/{tenant}/v1/webhooks/{id}/rejected/{event_id}", tag = "webhooks",
