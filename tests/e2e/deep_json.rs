@@ -417,3 +417,43 @@ async fn filter_that_cannot_evaluate_an_event_does_not_deliver_it() {
     assert_eq!(delivered.len(), 1, "{delivered:?}");
     assert_eq!(delivered[0]["id"], "paid-1");
 }
+
+/// A GET webhook signed with JWT carries the event as the token's claims. An event that
+/// cannot become claims fails its attempt with the reason; before, the token went out
+/// without the event and the message counted as delivered.
+#[tokio::test]
+async fn jwt_get_webhook_does_not_send_a_token_without_the_event() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::start().await;
+    let jwt_get = json!({
+        "method": "GET",
+        "retry": {"mode": "manual", "schedule": ["PT0S"]},
+        "authentication": {"type": "jwt", "algorithm": "HMAC256",
+                           "secret": "jwt-shared-secret-for-the-e2e-test-0123456789",
+                           "iss": "hookgate", "sub": "acme"},
+    });
+    create_webhook(&t, "getter", &rx.url("/get"), jwt_get).await;
+    post_text(
+        &t,
+        "/events",
+        event_text("huge-get", r#"{"status": "paid", "amount": 1e400}"#),
+    )
+    .await
+    .expect(202);
+    ingest(&t, "plain-get", json!({"status": "paid"})).await;
+
+    wait_status(&t, "getter", "plain-get", "delivered", secs(10)).await;
+    wait_status(&t, "getter", "huge-get", "failed", secs(10)).await;
+    let attempts = crate::receiver::attempts(&t, "huge-get").await;
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let error = attempts[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("the event cannot be carried as JWT claims")
+            && error.contains("number out of range"),
+        "{}",
+        attempts[0]
+    );
+    assert_eq!(attempts[0]["status_code"], Value::Null);
+    assert_eq!(rx.webhook_ids(), ["plain-get"], "nothing sent for huge-get");
+}

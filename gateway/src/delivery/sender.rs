@@ -67,11 +67,21 @@ impl Target {
         let at = now_millis();
         let url = self.url_for(&out);
         let is_get = self.method == Method::GET;
-        // A GET carries no body; its JWT carries the event instead (CloudBlue).
-        let claims: Option<serde_json::Value> = if is_get {
-            serde_json::from_slice(&out.body).ok()
+        // A GET carries no body; its JWT carries the event instead (CloudBlue). A body
+        // that cannot become claims (a number beyond f64, say) fails the attempt: sending
+        // a token without the event would deliver nothing and call it delivered.
+        let (claims, unusable) = if is_get && self.signer.carries_claims() {
+            match serde_json::from_slice::<serde_json::Value>(&out.body) {
+                Ok(claims) => (Some(claims), None),
+                Err(error) => (
+                    None,
+                    Some(format!(
+                        "the event cannot be carried as JWT claims: {error}"
+                    )),
+                ),
+            }
         } else {
-            None
+            (None, None)
         };
         let signed_body: &[u8] = if is_get { &[] } else { &out.body };
         let request = OutgoingRequest {
@@ -82,8 +92,16 @@ impl Target {
             now: jiff::Timestamp::now(),
             get_claims: claims.as_ref(),
         };
-        let result = match self.signer.sign(&request).await {
-            Err(e) => Err(format!("authentication failed: {e}")),
+        let signed = match unusable {
+            Some(error) => Err(error),
+            None => self
+                .signer
+                .sign(&request)
+                .await
+                .map_err(|e| format!("authentication failed: {e}")),
+        };
+        let result = match signed {
+            Err(error) => Err(error),
             Ok(mut auth) => {
                 let mut result = self.dispatch(&url, &out, &auth).await;
                 // OAuth2: a 401 may mean our cached token was revoked; one fresh token,

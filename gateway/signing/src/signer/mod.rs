@@ -160,6 +160,12 @@ impl Signer {
         }
     }
 
+    /// Whether this scheme puts `OutgoingRequest::get_claims` into what it signs (JWT):
+    /// only then does a GET request's event need to be parsed into claims.
+    pub fn carries_claims(&self) -> bool {
+        matches!(self.scheme, Scheme::Jwt(_))
+    }
+
     /// Call when the receiver answered 401 to a request signed with `sent`. For `oauth2`
     /// it drops the cached token if that is the one in `sent` (another task may already
     /// have replaced it) and returns `true`: sign again and retry once before counting the
