@@ -17,23 +17,24 @@
 //!
 //! ```no_run
 //! # use hookgate_signing::*;
-//! # async fn example(body: serde_json::Value, key: MasterKey, stored: &mut AuthConfig)
+//! # async fn example(body: serde_json::Value, key: MasterKey)
 //! # -> Result<(), Box<dyn std::error::Error>> {
 //! // Create: parse, generate a missing standard_webhooks secret, validate, seal, store.
 //! let mut auth: AuthConfig = serde_json::from_value(body["authentication"].clone())?;
-//! let mut tls: TlsConfig = serde_json::from_value(body["tls"].clone())?;
+//! let tls: TlsConfig = serde_json::from_value(body["tls"].clone())?;
 //! let policy = DestinationPolicy { allow_private: false };
 //! let shown_once = auth.prepare_new(); // Some(secret) to return in the 201 response
 //! auth.validate().map_err(|errors| format!("{errors:?}"))?; // each FieldError -> 400
 //! auth.check_destinations(&policy).map_err(|e| format!("{e:?}"))?;
 //! tls.validate().map_err(|errors| format!("{errors:?}"))?;
-//! auth.seal_secrets(&key);
-//! tls.seal_secrets(&key);
-//! // …store; responses show auth.masked() and tls.masked()…
+//! // Store with every secret sealed; responses show hints (`masked_json`).
+//! let stored = config::secret_scope::to_sealed_json(&(&auth, &tls), &key)?;
+//! let shown = config::secret_scope::masked_json(&(&auth, &tls))?;
 //!
-//! // Start the webhook: open, then build the transport and signer once.
-//! auth.open_secrets(&key)?;
-//! tls.open_secrets(&key)?;
+//! // Start the webhook: load with the secrets opened, then build the transport and
+//! // signer once.
+//! let (auth, tls): (AuthConfig, TlsConfig) =
+//!     config::secret_scope::from_sealed_json(&stored, &key)?;
 //! let options = TransportOptions { policy, ..TransportOptions::default() };
 //! let transport = Transport::new(&tls, &options)?;
 //! let signer = Signer::new(&auth, &transport)?;
@@ -56,7 +57,7 @@
 //!     headers = signer.sign(&request).await?;
 //!     response = send(&transport, &request, &headers).await?;
 //! }
-//! # let _ = (shown_once, response, stored); Ok(()) }
+//! # let _ = (shown_once, response, stored, shown); Ok(()) }
 //! # async fn send(t: &Transport, r: &OutgoingRequest<'_>, h: &SignedHeaders)
 //! # -> Result<reqwest::Response, Box<dyn std::error::Error>> {
 //! #     let mut builder = t.request(r.method.clone(), r.url)?;

@@ -10,7 +10,6 @@ mod events;
 mod messages;
 mod ops;
 mod plugins;
-mod secrets_view;
 #[cfg(test)]
 mod stored_payload_reads;
 mod subscriptions;

@@ -14,9 +14,8 @@ use super::{
     Routes,
     error::{ApiError, ApiResult},
     extract::{ApiJson, ListQuery, Page, TenantAuth},
-    secrets_view::{mask_all, restore_masked},
 };
-use hookgate_signing::{DestinationPolicy, transport::check_ip};
+use hookgate_signing::{DestinationPolicy, config::secret_scope, transport::check_ip};
 
 use crate::{
     app::AppState,
@@ -45,11 +44,10 @@ pub fn routes() -> Routes {
         .routes(routes!(rotate_secret))
 }
 
-/// The API view of a webhook: flat fields, secrets masked.
+/// The API view of a webhook: flat fields, every secret shown as its hint (written in a
+/// masking scope, so a new secret field is masked by its type alone).
 pub fn view(webhook: &Webhook) -> Value {
-    let mut view = webhook.to_view();
-    mask_all(&mut view);
-    view
+    secret_scope::masked(|| webhook.to_view())
 }
 
 pub fn destination_policy(state: &AppState) -> DestinationPolicy {
@@ -207,8 +205,7 @@ async fn update(
     current: Webhook,
     mut body: Value,
 ) -> ApiResult<Json<Value>> {
-    let current_json = serde_json::to_value(&current.spec).expect("spec serializes");
-    restore_masked(&mut body, &current_json);
+    secret_scope::restore_masked(&mut body, &current.spec).map_err(ApiError::internal)?;
     let mut spec = parse_spec(body).map_err(ApiError::validation)?;
     if spec.id.as_deref().is_some_and(|id| id != current.id) {
         return Err(ApiError::validation(vec![FieldError {

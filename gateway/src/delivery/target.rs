@@ -24,7 +24,7 @@ pub fn build(webhook: &Webhook, allow_private: bool) -> Result<Target, TargetErr
     let mut url = url::Url::parse(spec.url.as_deref().ok_or(TargetError::NoUrl)?)
         .map_err(|e| TargetError::Invalid(e.to_string()))?;
     if let Some(key) = &spec.query_key {
-        url.query_pairs_mut().append_pair("key", key);
+        url.query_pairs_mut().append_pair("key", key.expose());
     }
     let mut headers = HeaderMap::new();
     for (name, value) in &spec.headers {

@@ -81,7 +81,7 @@ impl Uploader {
             .with_bucket_name(&destination.bucket)
             .with_region(&destination.region)
             .with_access_key_id(&destination.access_key_id)
-            .with_secret_access_key(&destination.secret_access_key)
+            .with_secret_access_key(destination.secret_access_key.expose())
             .with_virtual_hosted_style_request(!destination.path_style)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {

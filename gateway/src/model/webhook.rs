@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use hookgate_signing::{AuthConfig, DestinationPolicy, TlsConfig, transport::check_url};
+use hookgate_signing::{
+    AuthConfig, DestinationPolicy, SecretString, TlsConfig, transport::check_url,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -142,7 +144,7 @@ pub struct S3Destination {
     #[serde(default)]
     pub path_style: bool,
     pub access_key_id: String,
-    pub secret_access_key: String,
+    pub secret_access_key: SecretString,
     #[serde(default = "default_flush_interval")]
     pub flush_interval: IsoDuration,
     #[serde(default = "default_max_file_bytes")]
@@ -183,7 +185,7 @@ pub struct WebhookSpec {
     #[serde(default)]
     pub additional_data: Option<Value>,
     #[serde(default)]
-    pub query_key: Option<String>,
+    pub query_key: Option<SecretString>,
     #[serde(default = "default_timeout")]
     pub timeout: IsoDuration,
     #[serde(default)]
@@ -313,7 +315,7 @@ impl WebhookSpec {
             problems.add("additional_data", "must be a JSON object");
         }
         if let Some(key) = &self.query_key
-            && (key.is_empty() || key.len() > 512)
+            && (key.expose().is_empty() || key.expose().len() > 512)
         {
             problems.add("query_key", "must be 1 to 512 characters");
         }
@@ -377,7 +379,7 @@ impl WebhookSpec {
                 if s3.access_key_id.is_empty() {
                     problems.add("destination.access_key_id", "is required");
                 }
-                if s3.secret_access_key.is_empty() {
+                if s3.secret_access_key.expose().is_empty() {
                     problems.add("destination.secret_access_key", "is required");
                 }
                 if let Some(endpoint) = &s3.endpoint {

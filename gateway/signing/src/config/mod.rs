@@ -2,21 +2,21 @@
 //!
 //! This module owns the *shape* of the config and everything that only looks at it:
 //! validation ([`AuthConfig::validate`], [`TlsConfig::validate`]), secret generation and
-//! rotation ([`AuthConfig::prepare_new`], [`AuthConfig::rotate`]), masking for responses
-//! ([`AuthConfig::masked`]) and sealing for storage ([`AuthConfig::seal_secrets`]). It does
-//! no I/O; turning a config into something that signs is [`crate::Signer::new`]'s job.
+//! rotation ([`AuthConfig::prepare_new`], [`AuthConfig::rotate`]). It does no I/O;
+//! turning a config into something that signs is [`crate::Signer::new`]'s job.
 //!
-//! Every secret field is a [`SecretString`], so `{:?}` of a config is safe to log.
+//! Every secret field is a [`SecretString`], so `{:?}` of a config is safe to log, and
+//! [`secret_scope`] masks it for responses, seals it for storage and opens it on load,
+//! in these configs and in any other document that holds one (a webhook, a destination).
 
 mod lifecycle;
-mod secret_fields;
+pub mod secret_scope;
 mod secret_string;
 pub(crate) mod validate;
 
 use serde::{Deserialize, Serialize};
 
 pub use lifecycle::{ROTATION_OVERLAP, RotateError};
-pub use secret_fields::OpenFieldError;
 pub use secret_string::SecretString;
 
 /// Header the `hmac` scheme writes when none is configured (Automation API).

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::secret_scope::{Mode, current_mode};
 use crate::key_material::{WHSEC_PREFIX, WHSK_PREFIX};
 use crate::secret_box::is_sealed;
 
@@ -11,10 +12,36 @@ use crate::secret_box::is_sealed;
 const MIN_LEN_FOR_TAIL_HINT: usize = 12;
 
 /// A secret config value: serialized as a plain JSON string, but `Debug` prints only a
-/// hint, so a `{:?}` of a webhook in a log line never leaks it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
+/// hint, so a `{:?}` of a webhook in a log line never leaks it. Inside a secret scope
+/// (`config::secret_scope`) it is written as its hint or sealed, and read opened.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SecretString(String);
+
+impl Serialize for SecretString {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match current_mode() {
+            Mode::Mask => serializer.serialize_str(&self.hint()),
+            Mode::Seal(key) if !self.is_sealed() => serializer.serialize_str(&key.seal(&self.0)),
+            _ => serializer.serialize_str(&self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        match current_mode() {
+            Mode::Open(key) if is_sealed(&value) => {
+                key.open(&value).map(SecretString).map_err(|error| {
+                    serde::de::Error::custom(format!(
+                        "a stored secret cannot be opened with this master key: {error}"
+                    ))
+                })
+            }
+            _ => Ok(SecretString(value)),
+        }
+    }
+}
 
 impl SecretString {
     pub fn new(value: impl Into<String>) -> Self {
