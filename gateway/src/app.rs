@@ -19,6 +19,8 @@ pub struct AppState {
     pub config: Config,
     pub store: Store,
     pub log: EventLog,
+    /// Every webhook's delivery state (cursors, records, attempts, retries, stats).
+    pub deliveries: Arc<dyn crate::storage::DeliveryState>,
     pub schemas: SchemaCache,
     pub admin_token_sha256: Vec<u8>,
     /// Serializes webhook creation so the per-tenant limit cannot be raced past.
@@ -62,6 +64,11 @@ pub fn open(
         &config.data_dir.join("segments"),
     )
     .context("cannot open the event log")?;
+    let deliveries = Arc::new(crate::store::deliveries::EmbeddedDeliveryState::new(
+        store.deliveries.clone(),
+        log.commit().clone(),
+        &delivery_runtime,
+    ));
     let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))
         .context("cannot start the plugin runtime")?;
     crate::pipeline::load_stored_plugins(&store, &plugins)?;
@@ -69,6 +76,7 @@ pub fn open(
         admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
         store,
         log,
+        deliveries,
         schemas: SchemaCache::default(),
         webhook_writes: tokio::sync::Mutex::new(()),
         ready: AtomicBool::new(true),

@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod schemas;
+pub mod storage;
 pub mod store;

@@ -14,7 +14,7 @@ use crate::{
     delivery::records::{Delivery, MessageStatus},
     iso::format_millis,
     log::StoredEvent,
-    store::deliveries::WebhookKeys,
+    storage::WebhookRef,
 };
 
 /// `{id, event_type, webhook_id, status, status_code, success, runs_counter, created_at,
@@ -40,7 +40,7 @@ pub struct MessageView {
     runs: Option<Vec<Value>>,
 }
 
-pub fn message(
+pub async fn message(
     state: &AppState,
     tenant: &str,
     webhook_id: &str,
@@ -56,8 +56,8 @@ pub fn message(
         None
     };
     let runs = if include_runs {
-        let keys = WebhookKeys::new(tenant, webhook_id);
-        let attempts = state.store.attempts(&keys, delivery.seq)?;
+        let webhook = WebhookRef::new(tenant, webhook_id);
+        let attempts = state.deliveries.attempts(&webhook, delivery.seq).await?;
         Some(attempts.iter().map(|a| a.view()).collect())
     } else {
         None

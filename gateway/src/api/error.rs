@@ -11,7 +11,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{log::LogError, model::problems::FieldError, store::StoreError};
+use crate::{log::LogError, model::problems::FieldError, storage::StorageError, store::StoreError};
 
 tokio::task_local! {
     /// The id of the request being served, for error bodies and logs.
@@ -87,6 +87,19 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         ApiError::internal(error)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            // Like a failed flush: nothing was acknowledged, a retry may succeed.
+            StorageError::Unavailable(e) => {
+                tracing::error!(error = %e, "storage unavailable");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", e)
+            }
+            corrupt @ StorageError::Corrupt(_) => ApiError::internal(corrupt),
+        }
     }
 }
 

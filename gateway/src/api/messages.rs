@@ -22,7 +22,7 @@ use crate::{
     iso::{EpochMillis, format_millis, parse_time_param},
     log::StoredEvent,
     model::{problems::FieldError, webhook::is_event_type_name},
-    store::deliveries::WebhookKeys,
+    storage::WebhookRef,
 };
 
 pub fn routes() -> Routes {
@@ -59,11 +59,15 @@ fn time_bound(
 }
 
 /// The deliveries of one event to every webhook of the tenant that took it.
-fn deliveries_of(state: &AppState, tenant: &str, seq: u64) -> ApiResult<Vec<(String, Delivery)>> {
+async fn deliveries_of(
+    state: &AppState,
+    tenant: &str,
+    seq: u64,
+) -> ApiResult<Vec<(String, Delivery)>> {
     let mut found = Vec::new();
     for webhook in state.store.all_webhooks_of(tenant)? {
-        let keys = WebhookKeys::new(tenant, &webhook.id);
-        if let Some(delivery) = state.store.delivery(&keys, seq)? {
+        let webhook_ref = WebhookRef::new(tenant, &webhook.id);
+        if let Some(delivery) = state.deliveries.delivery(&webhook_ref, seq).await? {
             found.push((webhook.id, delivery));
         }
     }
@@ -84,23 +88,23 @@ struct EventMessage {
     deliveries: Vec<delivery_views::MessageView>,
 }
 
-fn event_message(
+async fn event_message(
     state: &AppState,
     tenant: &str,
     seq: u64,
     event: StoredEvent,
 ) -> ApiResult<EventMessage> {
-    let deliveries = deliveries_of(state, tenant, seq)?;
+    let deliveries = deliveries_of(state, tenant, seq).await?;
     let records: Vec<Delivery> = deliveries.iter().map(|(_, d)| d.clone()).collect();
     let updated = records
         .iter()
         .map(|d| d.updated_at)
         .max()
         .unwrap_or(event.received_at);
-    let views = deliveries
-        .iter()
-        .map(|(webhook, d)| delivery_views::message(state, tenant, webhook, d, false, false))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let mut views = Vec::with_capacity(deliveries.len());
+    for (webhook, d) in &deliveries {
+        views.push(delivery_views::message(state, tenant, webhook, d, false, false).await?);
+    }
     Ok(EventMessage {
         id: event.id,
         event_type: event.event_type,
@@ -153,11 +157,10 @@ async fn messages_of_type(
         query.iterator.as_deref(),
         limit,
     )?;
-    let data = page
-        .events
-        .into_iter()
-        .map(|(seq, e)| event_message(&state, &auth.tenant, seq, e))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let mut data = Vec::with_capacity(page.events.len());
+    for (seq, event) in page.events {
+        data.push(event_message(&state, &auth.tenant, seq, event).await?);
+    }
     Ok(Json(Page {
         data,
         done: page.next.is_none(),
@@ -213,7 +216,8 @@ async fn messages_of_type_and_webhook(
             payload: true,
             runs: false,
         },
-    )?;
+    )
+    .await?;
     Ok(Json(page))
 }
 
@@ -229,7 +233,7 @@ async fn message(
         .log
         .event_by_id(&auth.tenant, &event_id)?
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
-    Ok(Json(event_message(&state, &auth.tenant, seq, event)?))
+    Ok(Json(event_message(&state, &auth.tenant, seq, event).await?))
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/messages/{event_id}/attempts", tag = "events", security(("bearer" = [])),
@@ -246,11 +250,8 @@ async fn message_attempts(
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
     let mut attempts = Vec::new();
     for webhook in state.store.all_webhooks_of(&auth.tenant)? {
-        attempts.extend(
-            state
-                .store
-                .attempts(&WebhookKeys::new(&auth.tenant, &webhook.id), seq)?,
-        );
+        let webhook_ref = WebhookRef::new(&auth.tenant, &webhook.id);
+        attempts.extend(state.deliveries.attempts(&webhook_ref, seq).await?);
     }
     attempts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
     let data: Vec<Value> = attempts.iter().map(|a| a.view()).collect();

@@ -43,11 +43,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
 }
 
 /// `(tenant, webhook, events in the log after its stored cursor)` for every webhook.
-fn webhook_lags(state: &AppState) -> anyhow::Result<Vec<(String, String, u64)>> {
+async fn webhook_lags(state: &AppState) -> anyhow::Result<Vec<(String, String, u64)>> {
     let mut lags = Vec::new();
     for (tenant, webhook) in state.store.all_webhook_ids()? {
-        let keys = crate::store::deliveries::WebhookKeys::new(&tenant, &webhook);
-        let Some(cursor) = state.store.cursor(&keys)? else {
+        let webhook_ref = crate::storage::WebhookRef::new(&tenant, &webhook);
+        let Some(cursor) = state.deliveries.cursor(&webhook_ref).await? else {
             continue; // never started: nothing is queued for it yet
         };
         let head = state.log.durable_seq(&tenant)?;
@@ -71,7 +71,7 @@ async fn openapi_document(State(state): State<Arc<AppState>>) -> impl IntoRespon
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     // Workers update the lag as they move; a stopped, disabled or deleted webhook has no
     // worker, so every webhook's lag is read from its stored cursor here.
-    match webhook_lags(&state) {
+    match webhook_lags(&state).await {
         Ok(lags) => state.metrics.reset_lags(lags),
         Err(error) => tracing::warn!(%error, "could not read webhook cursors for /metrics"),
     }

@@ -22,7 +22,7 @@ use crate::{
     delivery::records::{Delivery, MessageStatus},
     iso::now_millis,
     log::NewEvent,
-    store::{codec_encode_compact, deliveries::WebhookKeys},
+    storage::{OutcomeSet, WebhookRef},
 };
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -143,12 +143,14 @@ impl Gateway {
         delivery.status = MessageStatus::Rejected;
         delivery.status_code = Some(400);
         delivery.runs = 1;
-        let keys = WebhookKeys::new("acme", "w1");
-        let deliveries = &self.state.store.deliveries;
-        deliveries
-            .insert(keys.delivery(seq), codec_encode_compact(&delivery).unwrap())
+        let mut set = OutcomeSet::default();
+        set.record(delivery, None);
+        set.reject(seq);
+        self.state
+            .deliveries
+            .apply(&WebhookRef::new("acme", "w1"), set)
+            .await
             .unwrap();
-        deliveries.insert(keys.rejected(seq), &[]).unwrap();
     }
 }
 

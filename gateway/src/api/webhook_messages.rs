@@ -20,11 +20,10 @@ use super::{
 };
 use crate::{
     app::AppState,
-    delivery::{SendError, records::MessageStatus},
-    iso::{EpochMillis, format_millis, now_millis, parse_rfc3339, parse_time_param},
-    log::LogError,
+    delivery::{SendError, ledger, records::MessageStatus},
+    iso::{EpochMillis, format_millis, parse_rfc3339, parse_time_param},
     model::{problems::FieldError, webhook::Webhook},
-    store::{codec_encode_compact, deliveries::WebhookKeys},
+    storage::WebhookRef,
 };
 
 /// A filtered page scans at most this many records, then returns what it found with an
@@ -84,8 +83,11 @@ pub struct Detail {
     pub runs: bool,
 }
 
+/// Records read per page while a listing scans a webhook's messages.
+const SCAN_PAGE: usize = 256;
+
 /// Walks a webhook's deliveries in seq order, keeping those `keep` accepts.
-pub fn scan_deliveries(
+pub async fn scan_deliveries(
     state: &AppState,
     (tenant, webhook_id): (&str, &str),
     iterator: Option<&str>,
@@ -100,28 +102,41 @@ pub fn scan_deliveries(
                 .map_err(|_| ApiError::bad_request("`iterator` is not one this API returned"))?,
         ),
     };
-    let keys = WebhookKeys::new(tenant, webhook_id);
+    let webhook = WebhookRef::new(tenant, webhook_id);
     let mut data = Vec::new();
-    let mut last_seen = None;
-    for (scanned, delivery) in state.store.deliveries_after(&keys, after).enumerate() {
-        let delivery = delivery?;
-        if data.len() == limit || scanned == SCAN_BUDGET {
-            return Ok(Page {
-                data,
-                iterator: last_seen.map(|s: u64| s.to_string()),
-                done: false,
-            });
+    let mut last_seen = after;
+    let mut scanned = 0;
+    loop {
+        let records = state
+            .deliveries
+            .deliveries_after(&webhook, last_seen, SCAN_PAGE)
+            .await?;
+        if records.is_empty() {
+            break;
         }
-        last_seen = Some(delivery.seq);
-        if keep(&delivery) {
-            data.push(delivery_views::message(
-                state,
-                tenant,
-                webhook_id,
-                &delivery,
-                detail.payload,
-                detail.runs,
-            )?);
+        for delivery in records {
+            if data.len() == limit || scanned == SCAN_BUDGET {
+                return Ok(Page {
+                    data,
+                    iterator: last_seen.map(|s: u64| s.to_string()),
+                    done: false,
+                });
+            }
+            scanned += 1;
+            last_seen = Some(delivery.seq);
+            if keep(&delivery) {
+                data.push(
+                    delivery_views::message(
+                        state,
+                        tenant,
+                        webhook_id,
+                        &delivery,
+                        detail.payload,
+                        detail.runs,
+                    )
+                    .await?,
+                );
+            }
         }
     }
     Ok(Page {
@@ -183,7 +198,8 @@ async fn webhook_messages(
             payload: query.include_payload,
             runs: query.include_runs,
         },
-    )?;
+    )
+    .await?;
     Ok(Json(page))
 }
 
@@ -252,40 +268,9 @@ async fn recover(
     let (Ok(since), Ok(until)) = (since, until) else {
         return Err(ApiError::validation(errors));
     };
-    let keys = WebhookKeys::new(&auth.tenant, &id);
-    let now = now_millis();
-    let mut recovered = 0u64;
-    let failed: Vec<_> = state
-        .store
-        .deliveries_after(&keys, None)
-        .filter_map(Result::ok)
-        .filter(|d| d.status == MessageStatus::Failed && (since..=until).contains(&d.created_at))
-        .collect();
-    for mut delivery in failed {
-        delivery.status = MessageStatus::Pending;
-        delivery.step = 0;
-        delivery.next_attempt_at = Some(now);
-        delivery.updated_at = now;
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            keys.delivery(delivery.seq),
-            codec_encode_compact(&delivery)?,
-        );
-        batch.insert(keys.due(now, delivery.seq), &[]);
-        state
-            .store
-            .deliveries
-            .apply_batch(batch)
-            .map_err(crate::store::StoreError::from)?;
-        recovered += 1;
-    }
-    super::webhooks::log_action(
-        &state,
-        &keys,
-        "recover",
-        Some(format!("{recovered} failed messages re-queued")),
-    );
-    state.durable().await.map_err(LogError::from)?;
+    let webhook = WebhookRef::new(&auth.tenant, &id);
+    let recovered = ledger::recover(&*state.deliveries, &webhook, since, until).await?;
+    state.deliveries.sync().await?;
     state.delivery.wake(&auth.tenant, &id);
     Ok((StatusCode::ACCEPTED, Json(json!({"recovered": recovered}))))
 }
@@ -300,7 +285,7 @@ async fn rejected_list(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
     existing(&state, &auth.tenant, &id)?;
-    let keys = WebhookKeys::new(&auth.tenant, &id);
+    let webhook = WebhookRef::new(&auth.tenant, &id);
     let after = query
         .iterator
         .as_deref()
@@ -309,10 +294,14 @@ async fn rejected_list(
                 .map_err(|_| ApiError::bad_request("`iterator` is not one this API returned"))
         })
         .transpose()?;
-    let (seqs, done) = state.store.rejected_seqs(&keys, after, query.limit()?)?;
+    let page = state
+        .deliveries
+        .rejected(&webhook, after, query.limit()?)
+        .await?;
+    let (seqs, done) = (page.seqs, page.done);
     let mut data = Vec::new();
     for seq in &seqs {
-        if let Some(d) = state.store.delivery(&keys, *seq)? {
+        if let Some(d) = state.deliveries.delivery(&webhook, *seq).await? {
             data.push(json!({"id": d.event_id, "created_at": format_millis(d.updated_at)}));
         }
     }
@@ -328,7 +317,7 @@ async fn rejected_list(
 }
 
 /// The webhook and the seq of one of its rejected events, or 404.
-fn rejected_seq(
+async fn rejected_seq(
     state: &AppState,
     tenant: &str,
     id: &str,
@@ -337,8 +326,9 @@ fn rejected_seq(
     let webhook = existing(state, tenant, id)?;
     let seq = seq_of(state, tenant, event_id)?;
     if !state
-        .store
-        .is_rejected(&WebhookKeys::new(tenant, id), seq)?
+        .deliveries
+        .is_rejected(&WebhookRef::new(tenant, id), seq)
+        .await?
     {
         return Err(ApiError::not_found(format!(
             "event `{event_id}` is not in the rejected list of `{id}`"
@@ -356,7 +346,7 @@ async fn rejected_one(
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<delivery_views::EventView>> {
-    let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
+    let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id).await?;
     let event = state
         .log
         .event_by_seq(&auth.tenant, seq)?
@@ -373,13 +363,10 @@ async fn rejected_delete(
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
-    state
-        .store
-        .deliveries
-        .remove(WebhookKeys::new(&auth.tenant, &id).rejected(seq))
-        .map_err(crate::store::StoreError::from)?;
-    state.durable().await.map_err(LogError::from)?;
+    let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id).await?;
+    let webhook = WebhookRef::new(&auth.tenant, &id);
+    ledger::unreject(&*state.deliveries, &webhook, seq).await?;
+    state.deliveries.sync().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -392,7 +379,7 @@ async fn rejected_retry(
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let (webhook, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id)?;
+    let (webhook, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id).await?;
     let attempt = state
         .delivery
         .send_now(&state, &auth.tenant, &webhook, seq)
@@ -410,7 +397,10 @@ async fn stats(
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     existing(&state, &auth.tenant, &id)?;
-    let stats = state.store.stats(&WebhookKeys::new(&auth.tenant, &id))?;
+    let stats = state
+        .deliveries
+        .stats(&WebhookRef::new(&auth.tenant, &id))
+        .await?;
     Ok(Json(stats.view()))
 }
 
@@ -424,8 +414,9 @@ async fn integration_log(
 ) -> ApiResult<Json<Value>> {
     existing(&state, &auth.tenant, &id)?;
     let entries: Vec<Value> = state
-        .store
-        .log_entries(&WebhookKeys::new(&auth.tenant, &id))?
+        .deliveries
+        .log_entries(&WebhookRef::new(&auth.tenant, &id))
+        .await?
         .into_iter()
         .map(|e| json!({"action": e.action, "reason": e.reason, "created_at": format_millis(e.created_at)}))
         .collect();

@@ -19,15 +19,15 @@ use hookgate_signing::{DestinationPolicy, config::secret_scope, transport::check
 
 use crate::{
     app::AppState,
+    delivery::ledger,
     ids,
     iso::now_millis,
     log::LogError,
     model::problems::FieldError,
     model::webhook::{
-        IntegrationType, ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id,
-        parse_spec,
+        ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id, parse_spec,
     },
-    store::deliveries::WebhookKeys,
+    storage::WebhookRef,
 };
 
 pub fn routes() -> Routes {
@@ -149,16 +149,10 @@ async fn create_webhook(
             webhook.id
         )));
     }
-    let keys = WebhookKeys::new(&auth.tenant, &webhook.id);
-    // A permanent webhook receives what is ingested from now on; a temporary one replays
-    // its window from the start of the log.
-    let cursor = match webhook.spec.integration_type {
-        IntegrationType::Permanent => state.log.durable_seq(&auth.tenant)?,
-        IntegrationType::Temporary => 0,
-    };
-    state.store.set_cursor(&keys, cursor)?;
-    log_action(&state, &keys, "created", None);
-    state.durable().await.map_err(LogError::from)?;
+    let webhook_ref = WebhookRef::new(&auth.tenant, &webhook.id);
+    let start = ledger::start_position(&state.log, &auth.tenant, &webhook)?;
+    ledger::created(&*state.deliveries, &webhook_ref, start).await?;
+    durable_with_delivery_state(&state).await?;
     state
         .delivery
         .webhook_changed(&state, &auth.tenant, &webhook.id)
@@ -300,14 +294,9 @@ async fn delete_webhook(
     }
     // Only once the worker has recorded its last attempt can its records go.
     state.delivery.stop_and_wait(&auth.tenant, &id).await;
-    // One removal per stored message and attempt: a busy webhook has hundreds of
-    // thousands, seconds of work that must not hold an async worker.
-    let store = state.store.clone();
-    let keys = WebhookKeys::new(&auth.tenant, &id);
-    tokio::task::spawn_blocking(move || store.forget_webhook(&keys))
-        .await
-        .map_err(ApiError::internal)??;
-    state.durable().await.map_err(LogError::from)?;
+    let webhook_ref = WebhookRef::new(&auth.tenant, &id);
+    state.deliveries.forget(&webhook_ref).await?;
+    durable_with_delivery_state(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -331,21 +320,33 @@ async fn set_running(
     };
     webhook.updated_at = now_millis();
     state.store.put_webhook(tenant, &webhook)?;
-    let keys = WebhookKeys::new(tenant, id);
-    log_action(
-        state,
-        &keys,
-        if running { "started" } else { "stopped" },
-        None,
-    );
+    let action = if running { "started" } else { "stopped" };
+    log_action(state, tenant, id, action, None).await;
     state.durable().await.map_err(LogError::from)?;
     state.delivery.webhook_changed(state, tenant, id).await;
     Ok(Json(view(&webhook)))
 }
 
-/// Appends to the integration log; a failure here must not fail the request.
-pub fn log_action(state: &AppState, keys: &WebhookKeys, action: &str, reason: Option<String>) {
-    crate::delivery::lifecycle::log(state, keys, action, reason);
+/// Waits until the catalog's writes and the delivery state's are durable (in the embedded
+/// backend one commit round serves both).
+async fn durable_with_delivery_state(state: &AppState) -> ApiResult<()> {
+    let (catalog, deliveries) = tokio::join!(state.durable(), state.deliveries.sync());
+    catalog.map_err(LogError::from)?;
+    deliveries?;
+    Ok(())
+}
+
+/// Appends to the integration log; a failure here must not fail the request. The caller
+/// makes it durable with its own write.
+pub async fn log_action(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    action: &str,
+    reason: Option<String>,
+) {
+    let webhook = WebhookRef::new(tenant, id);
+    crate::delivery::lifecycle::log(&*state.deliveries, &webhook, action, reason).await;
 }
 
 #[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/start", tag = "webhooks", security(("bearer" = [])),
@@ -388,12 +389,7 @@ async fn rotate_secret(
         .map_err(|e| ApiError::conflict(e.to_string()))?;
     webhook.updated_at = now_millis();
     state.store.put_webhook(&auth.tenant, &webhook)?;
-    log_action(
-        &state,
-        &WebhookKeys::new(&auth.tenant, &id),
-        "secret_rotated",
-        None,
-    );
+    log_action(&state, &auth.tenant, &id, "secret_rotated", None).await;
     state.durable().await.map_err(LogError::from)?;
     drop(serialized);
     state

@@ -6,35 +6,32 @@ use crate::{
     config::Config,
     iso::{EpochMillis, format_millis, now_millis},
     model::webhook::WebhookStatus,
-    store::deliveries::WebhookKeys,
+    storage::{DeliveryState, OutcomeSet, WebhookRef},
 };
 
 use super::records::{LogEntry, Stats};
 
-/// Appends to the integration log; a failure here must not fail what is being logged.
-pub fn log(state: &AppState, keys: &WebhookKeys, action: &str, reason: Option<String>) {
-    let entry = LogEntry {
+/// An integration log entry made now.
+pub fn entry(action: &str, reason: Option<String>) -> LogEntry {
+    LogEntry {
         action: action.to_string(),
         reason,
         created_at: now_millis(),
-    };
-    if let Err(error) = state.store.append_log(keys, &entry) {
-        tracing::error!(%error, "could not write the integration log");
     }
 }
 
-/// Stores a worker's cursor if it moved since `saved`; the delivery flusher makes it
-/// durable within its interval. The lag gauge is derived from it when `/metrics` is read.
-pub fn save_cursor(state: &AppState, keys: &WebhookKeys, cursor: u64, saved: &mut u64) {
-    if cursor == *saved {
-        return;
-    }
-    match state.store.set_cursor(keys, cursor) {
-        Ok(()) => {
-            *saved = cursor;
-            state.delivery.mark_dirty();
-        }
-        Err(error) => tracing::error!(%error, "could not store the cursor"),
+/// Appends to the integration log at once (the API; workers add entries to their pass's
+/// outcome set). A failure here must not fail what is being logged.
+pub async fn log(
+    deliveries: &dyn DeliveryState,
+    webhook: &WebhookRef,
+    action: &str,
+    reason: Option<String>,
+) {
+    let mut set = OutcomeSet::default();
+    set.log(entry(action, reason));
+    if let Err(error) = deliveries.apply(webhook, set).await {
+        tracing::error!(%error, "could not write the integration log");
     }
 }
 

@@ -15,6 +15,7 @@
 //! (docs/PERFORMANCE.md, session 5).
 
 pub mod envelope;
+pub mod ledger;
 pub mod lifecycle;
 pub mod policy;
 pub mod records;
@@ -26,11 +27,7 @@ mod worker;
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
+    sync::{Arc, Mutex},
 };
 
 use tokio::{
@@ -47,7 +44,7 @@ use crate::{
     iso::now_millis,
     log::StoredEvent,
     model::webhook::{Webhook, WebhookStatus},
-    store::deliveries::WebhookKeys,
+    storage::WebhookRef,
 };
 use records::Attempt;
 
@@ -62,8 +59,6 @@ type WorkerKey = (String, String);
 
 pub struct Dispatcher {
     workers: Mutex<HashMap<WorkerKey, Running>>,
-    /// Delivery state was written since the last flush.
-    dirty: AtomicBool,
     /// The runtime workers run on (see the module's note).
     runtime: Handle,
 }
@@ -81,7 +76,6 @@ impl Dispatcher {
     pub fn new(runtime: Handle) -> Dispatcher {
         Dispatcher {
             workers: Mutex::default(),
-            dirty: AtomicBool::new(false),
             runtime,
         }
     }
@@ -95,16 +89,8 @@ impl Dispatcher {
                 }
             }
         }
-        state
-            .delivery
-            .runtime
-            .spawn(flush_delivery_state(state.clone()));
         tokio::spawn(retention::run(state.clone()));
         Ok(())
-    }
-
-    pub fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
     }
 
     fn spawn(&self, state: &Arc<AppState>, tenant: &str, webhook: Arc<Webhook>) {
@@ -214,10 +200,10 @@ impl Dispatcher {
         webhook: &Webhook,
         seq: u64,
     ) -> Result<Attempt, SendError> {
-        let keys = WebhookKeys::new(tenant, &webhook.id);
         if state
-            .store
-            .delivery(&keys, seq)
+            .deliveries
+            .delivery(&WebhookRef::new(tenant, &webhook.id), seq)
+            .await
             .map_err(|e| SendError::Failed(e.to_string()))?
             .is_none()
         {
@@ -294,21 +280,6 @@ impl Dispatcher {
         }
         for (_, running) in running {
             let _ = running.task.await;
-        }
-    }
-}
-
-/// Delivery records are written without waiting for a flush (a lost record only means a
-/// duplicate delivery after a crash); this task bounds that window to a fraction of a
-/// second by group-committing whenever something was written.
-async fn flush_delivery_state(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tick.tick().await;
-        if state.delivery.dirty.swap(false, Ordering::AcqRel)
-            && let Err(error) = state.durable().await
-        {
-            tracing::error!(%error, "flushing delivery state failed");
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{app::AppState, iso::now_millis, store::deliveries::WebhookKeys};
+use crate::{app::AppState, iso::now_millis, storage::WebhookRef};
 
 /// Events removed per batch before yielding.
 const BATCH: usize = 1000;
@@ -16,58 +16,65 @@ pub async fn run(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let state = state.clone();
-        match tokio::task::spawn_blocking(move || purge(&state)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(purged)) => {
+        match purge(&state).await {
+            Ok(0) => {}
+            Ok(purged) => {
                 tracing::info!(purged, "retention: purged old events and their messages")
             }
-            Ok(Err(error)) => tracing::error!(%error, "retention purge failed"),
-            Err(error) => tracing::error!(%error, "retention task panicked"),
+            Err(error) => tracing::error!(%error, "retention purge failed"),
         }
     }
 }
 
+/// Runs a blocking piece of the purge (the log's reads and removals) off the async workers.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    work: impl FnOnce(&AppState) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(&state)).await?
+}
+
 /// Purges everything older than the retention period; returns how many events went.
-pub fn purge(state: &AppState) -> anyhow::Result<usize> {
+pub async fn purge(state: &Arc<AppState>) -> anyhow::Result<usize> {
     let cutoff = now_millis() - state.config.retention.duration().as_millis() as i64;
     let mut purged = 0;
     for tenant in state.store.tenants_page(None, usize::MAX)?.0 {
-        let webhooks: Vec<WebhookKeys> = state
+        let webhooks: Vec<WebhookRef> = state
             .store
             .all_webhooks_of(&tenant.id)?
             .iter()
-            .map(|w| WebhookKeys::new(&tenant.id, &w.id))
+            .map(|w| WebhookRef::new(&tenant.id, &w.id))
             .collect();
         loop {
-            let old = state.log.oldest_before(&tenant.id, cutoff, BATCH)?;
+            let id = tenant.id.clone();
+            let old = blocking(state, move |state| {
+                Ok(state.log.oldest_before(&id, cutoff, BATCH)?)
+            })
+            .await?;
             if old.is_empty() {
                 break;
             }
-            for (seq, _) in &old {
-                for keys in &webhooks {
-                    state.store.deliveries.remove(keys.delivery(*seq))?;
-                    state.store.deliveries.remove(keys.rejected(*seq))?;
-                    for key in state
-                        .store
-                        .deliveries
-                        .scan_prefix(keys.attempts_of(*seq))
-                        .keys()
-                    {
-                        state.store.deliveries.remove(key?)?;
-                    }
-                }
+            let seqs: Vec<u64> = old.iter().map(|(seq, _)| *seq).collect();
+            // Delivery state first: a crash in between leaves records of purged events,
+            // which the next round removes, never events without their records.
+            for webhook in &webhooks {
+                state.deliveries.purge(webhook, &seqs).await?;
             }
-            state.log.remove(&tenant.id, &old)?;
-            purged += old.len();
-            if old.len() < BATCH {
+            let (id, count) = (tenant.id.clone(), old.len());
+            blocking(state, move |state| Ok(state.log.remove(&id, &old)?)).await?;
+            purged += count;
+            if count < BATCH {
                 break;
             }
         }
     }
-    let segments = state.log.remove_segments_before(cutoff)?;
+    let segments = blocking(state, move |state| {
+        Ok(state.log.remove_segments_before(cutoff)?)
+    })
+    .await?;
     if segments > 0 {
-        tracing::info!(segments, "retention: removed expired event log segments");
+        tracing::info!(segments, "retention: removed expired event log segments")
     }
     Ok(purged)
 }

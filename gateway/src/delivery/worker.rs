@@ -25,7 +25,7 @@ use tokio::{
 };
 
 use super::{
-    envelope, lifecycle,
+    envelope, ledger, lifecycle,
     policy::{self, Outcome},
     records::{Attempt, Delivery, Mark, MessageStatus, Stats},
     selection::{self, Take},
@@ -38,10 +38,7 @@ use crate::{
     log::StoredEvent,
     model::webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
     pipeline::{self, Prepared, Resolution},
-    store::{
-        Writes,
-        deliveries::{WebhookKeys, parse_due_key},
-    },
+    storage::{OutcomeSet, StorageError, WebhookRef},
 };
 
 /// How often a busy worker writes its webhook's statistics and cursor. Each is a store
@@ -102,7 +99,7 @@ pub struct Worker {
     state: Arc<AppState>,
     tenant: String,
     webhook: Arc<Webhook>,
-    keys: WebhookKeys,
+    webhook_ref: WebhookRef,
     target: Arc<Target>,
     /// The webhook's plugin attachments resolved to loaded versions, with the store's
     /// plugin generation they were resolved at: reused until a plugin version is added or
@@ -116,8 +113,10 @@ pub struct Worker {
     read_pos: u64,
     /// Events after `read_pos` already read from the log, in order.
     lookahead: VecDeque<(u64, StoredEvent)>,
+    /// The seqs in `lookahead` that already have a record (read with each refill).
+    recorded_ahead: BTreeSet<u64>,
     /// Outcomes recorded since the last write, written once per pass of the loop.
-    outcomes: Writes,
+    outcomes: OutcomeSet,
     /// Replies to `send_now` callers, sent once their outcome is written.
     replies: Vec<(oneshot::Sender<Result<Attempt, String>>, Attempt)>,
     saved_cursor: u64,
@@ -150,31 +149,28 @@ impl Worker {
         tenant: String,
         webhook: Arc<Webhook>,
     ) -> Result<Worker, String> {
-        let keys = WebhookKeys::new(&tenant, &webhook.id);
+        let webhook_ref = WebhookRef::new(&tenant, &webhook.id);
         let target = Arc::new(
             target::build(&webhook, state.config.allow_private_destinations)
                 .map_err(|e| e.to_string())?,
         );
-        let cursor = match state.store.cursor(&keys).map_err(|e| e.to_string())? {
-            Some(cursor) => cursor,
-            None => initial_cursor(&state, &tenant, &webhook)?,
-        };
-        let stats = state.store.stats(&keys).map_err(|e| e.to_string())?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
         Ok(Worker {
             state,
             tenant,
             webhook,
-            keys,
+            webhook_ref,
             target,
             resolved: None,
             earliest_due: None,
-            read_pos: cursor,
+            // Set by `load`, before the first pass.
+            read_pos: 0,
             lookahead: VecDeque::new(),
-            outcomes: Writes::default(),
+            recorded_ahead: BTreeSet::new(),
+            outcomes: OutcomeSet::default(),
             replies: Vec::new(),
-            saved_cursor: cursor,
+            saved_cursor: 0,
             stats_dirty: false,
             summary_written_at: Instant::now(),
             holding_cursor: BTreeSet::new(),
@@ -183,7 +179,7 @@ impl Worker {
             preparing: false,
             prepared_tx,
             prepared_rx,
-            stats,
+            stats: Stats::default(),
             done_tx,
             done_rx,
             stopping: false,
@@ -192,7 +188,33 @@ impl Worker {
         })
     }
 
+    /// Reads the stored cursor (or the start position of a webhook that has none) and
+    /// statistics.
+    async fn load(&mut self) -> Result<(), String> {
+        let deliveries = &self.state.deliveries;
+        let stored = deliveries
+            .cursor(&self.webhook_ref)
+            .await
+            .map_err(|e| e.to_string())?;
+        let cursor = match stored {
+            Some(cursor) => cursor,
+            None => ledger::start_position(&self.state.log, &self.tenant, &self.webhook)
+                .map_err(|e| e.to_string())?,
+        };
+        self.stats = deliveries
+            .stats(&self.webhook_ref)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.read_pos = cursor;
+        self.saved_cursor = cursor;
+        Ok(())
+    }
+
     pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        if let Err(error) = self.load().await {
+            tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "cannot start delivery");
+            return;
+        }
         let mut log_changes = self.state.log.subscribe();
         loop {
             while let Ok(done) = self.done_rx.try_recv() {
@@ -201,22 +223,24 @@ impl Worker {
             while let Ok(batch) = self.prepared_rx.try_recv() {
                 self.accept_prepared(batch);
             }
-            self.write_outcomes();
+            self.write_outcomes().await;
             // Events prepared but not sent are left to the next start: they hold the cursor.
             if self.stopping && self.in_flight.is_empty() && !self.preparing {
                 break;
             }
             if !self.stopping {
-                if let Err(error) = self.dispatch() {
+                if let Err(error) = self.dispatch().await {
                     tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "dispatch failed");
                 }
-                if self.window_finished() {
+                // What dispatch resolved (filtered, given up) goes before the cursor moves.
+                self.write_outcomes().await;
+                if self.window_finished().await {
                     self.complete().await;
                     continue;
                 }
             }
-            self.write_summary(false);
-            let wake_at = self.next_wake();
+            self.write_summary(false).await;
+            let wake_at = self.next_wake().await;
             tokio::select! {
                 Some(done) = self.done_rx.recv() => self.record(done).await,
                 Some(batch) = self.prepared_rx.recv() => self.accept_prepared(batch),
@@ -227,7 +251,7 @@ impl Worker {
                     match message {
                         None | Some(Control::Stop) => self.stopping = true,
                         Some(Control::Reload(webhook)) => self.reload(webhook),
-                        Some(Control::SendNow { seq, reply }) => self.send_now(seq, reply),
+                        Some(Control::SendNow { seq, reply }) => self.send_now(seq, reply).await,
                         Some(Control::Wake) => {}
                     }
                 }
@@ -237,8 +261,8 @@ impl Worker {
                 _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
-        self.write_outcomes();
-        self.write_summary(true);
+        self.write_outcomes().await;
+        self.write_summary(true).await;
         if self.skipped_for_backlog > 0 {
             tracing::info!(webhook = %self.webhook.id, skipped = self.skipped_for_backlog, "events outside the backlog window were skipped");
         }
@@ -247,9 +271,17 @@ impl Worker {
     /// Serves only control messages (a `send_now` for a stopped webhook), then exits.
     pub async fn run_once(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
         self.stopping = true;
+        if let Err(error) = self.load().await {
+            while let Some(message) = control.recv().await {
+                if let Control::SendNow { reply, .. } = message {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+            return;
+        }
         while let Some(message) = control.recv().await {
             if let Control::SendNow { seq, reply } = message {
-                self.send_now(seq, reply);
+                self.send_now(seq, reply).await;
             }
         }
         while !self.in_flight.is_empty() {
@@ -257,8 +289,8 @@ impl Worker {
                 Some(done) => self.record(done).await,
                 None => break,
             }
-            self.write_outcomes();
-            self.write_summary(true);
+            self.write_outcomes().await;
+            self.write_summary(true).await;
         }
     }
 
@@ -315,88 +347,67 @@ impl Worker {
         true
     }
 
-    fn dispatch(&mut self) -> Result<(), crate::store::StoreError> {
-        self.dispatch_due_retries()?;
-        self.dispatch_new_events()
+    async fn dispatch(&mut self) -> Result<(), StorageError> {
+        self.dispatch_due_retries().await?;
+        self.dispatch_new_events().await
     }
 
     /// The earliest due retry (`earliest_due`), read from the store if not known.
-    fn earliest_due(&mut self) -> Option<EpochMillis> {
+    async fn earliest_due(&mut self) -> Option<EpochMillis> {
         if let Some(known) = self.earliest_due {
             return known;
         }
-        let earliest = self
-            .state
-            .store
-            .deliveries
-            .scan_prefix(self.keys.due_prefix())
-            .keys()
-            .next()
-            .and_then(Result::ok)
-            .map(|key| parse_due_key(&key).0);
-        self.earliest_due = Some(earliest);
-        earliest
+        match self.state.deliveries.earliest_due(&self.webhook_ref).await {
+            Ok(earliest) => {
+                self.earliest_due = Some(earliest);
+                earliest
+            }
+            Err(error) => {
+                tracing::error!(webhook = %self.webhook.id, %error, "cannot read due retries");
+                None
+            }
+        }
     }
 
-    fn dispatch_due_retries(&mut self) -> Result<(), crate::store::StoreError> {
+    async fn dispatch_due_retries(&mut self) -> Result<(), StorageError> {
         if self.room() == 0 {
             return Ok(());
         }
         let now = now_millis();
-        if self.earliest_due().is_none_or(|due| due > now) {
+        if self.earliest_due().await.is_none_or(|due| due > now) {
             return Ok(());
         }
         // What follows launches or drops due retries: read them again next time.
         self.earliest_due = None;
-        let start = self.keys.due_prefix();
-        let end = self.keys.due(now + 1, 0);
-        let due: Vec<(EpochMillis, u64)> = self
+        let due = self
             .state
-            .store
             .deliveries
-            .range(start..end)
-            .keys()
-            .filter_map(Result::ok)
-            .map(|k| parse_due_key(&k))
-            .filter(|(_, seq)| !self.in_flight.contains(seq))
-            .take(self.room())
-            .collect();
-        for (due_at, seq) in due {
-            let delivery = self.state.store.delivery(&self.keys, seq)?;
-            // A due key is live only while its record is pending for exactly this time;
-            // anything else (a crash between writes, a resolved message) is stale.
-            let Some(delivery) = delivery.filter(|d| {
-                d.status == MessageStatus::Pending && d.next_attempt_at == Some(due_at)
-            }) else {
-                self.state
-                    .store
-                    .deliveries
-                    .remove(self.keys.due(due_at, seq))?;
-                continue;
-            };
+            .due(&self.webhook_ref, now, self.room(), &self.in_flight)
+            .await?;
+        for delivery in due {
             if !self.take_rate_token() {
                 break;
             }
-            match self.state.log.event_by_seq(&self.tenant, seq) {
+            match self.state.log.event_by_seq(&self.tenant, delivery.seq) {
                 Ok(Some(event)) => self.launch(delivery, &event, false, None),
-                _ => self.give_up(delivery, "the event is no longer stored (retention)")?,
+                _ => self.give_up(delivery, "the event is no longer stored (retention)"),
             }
         }
         Ok(())
     }
 
-    fn has_pending_retry(&mut self) -> bool {
-        self.earliest_due().is_some()
+    async fn has_pending_retry(&mut self) -> bool {
+        self.earliest_due().await.is_some()
     }
 
-    fn dispatch_new_events(&mut self) -> Result<(), crate::store::StoreError> {
-        if self.webhook.spec.ordering == Ordering::Fifo && self.has_pending_retry() {
+    async fn dispatch_new_events(&mut self) -> Result<(), StorageError> {
+        if self.webhook.spec.ordering == Ordering::Fifo && self.has_pending_retry().await {
             return Ok(());
         }
         self.send_ready();
         let prepares = self.prepares_ahead();
         let mut taken = Vec::new();
-        let read = self.take_new_events(prepares.is_some(), &mut taken);
+        let read = self.take_new_events(prepares.is_some(), &mut taken).await;
         // Taken events hold the cursor: hand them to a prepare task even if reading failed.
         if let Some(resolution) = prepares
             && !taken.is_empty()
@@ -424,11 +435,11 @@ impl Worker {
     /// Takes new events from the log: into `taken`, to be prepared, when `prepares`
     /// (up to `max_in_flight` ahead of the sends); otherwise launched right away while
     /// there is room, once nothing taken earlier waits to be prepared or sent.
-    fn take_new_events(
+    async fn take_new_events(
         &mut self,
         prepares: bool,
         taken: &mut Vec<(Delivery, StoredEvent)>,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<(), StorageError> {
         let schedule = &self.webhook.spec.retry.schedule;
         let first_delay = schedule.first().map(|d| d.duration()).unwrap_or_default();
         loop {
@@ -444,36 +455,26 @@ impl Worker {
                 return Ok(());
             }
             if self.lookahead.is_empty() {
-                let events = self
-                    .state
-                    .log
-                    .read_after(&self.tenant, self.read_pos, READ_BATCH)
-                    .map_err(|e| match e {
-                        crate::log::LogError::Store(s) => s,
-                        other => crate::store::StoreError::Sled(sled::Error::Unsupported(
-                            other.to_string(),
-                        )),
-                    })?;
-                if events.is_empty() {
+                self.refill_lookahead().await?;
+                if self.lookahead.is_empty() {
                     return Ok(());
                 }
-                self.lookahead.extend(events);
             }
             let (seq, event) = self.lookahead.pop_front().expect("refilled above");
             // After a crash the saved cursor may be a little behind: events that already
             // have a record were handled (or carry their own retry) and are not new.
-            if !self.takes(&event) || self.state.store.delivery(&self.keys, seq)?.is_some() {
+            if !self.takes(&event) || self.recorded_ahead.remove(&seq) {
                 self.read_pos = seq;
                 continue;
             }
             if let Some(reason) = self.filtered(&event) {
                 self.read_pos = seq;
-                self.write_filtered(seq, &event, reason)?;
+                self.write_filtered(seq, &event, reason);
                 continue;
             }
             if !first_delay.is_zero() {
                 self.read_pos = seq;
-                self.schedule_first(seq, &event, first_delay)?;
+                self.schedule_first(seq, &event, first_delay);
                 continue;
             }
             if !prepares && !self.take_rate_token() {
@@ -492,6 +493,27 @@ impl Worker {
                 self.launch(delivery, &event, true, None);
             }
         }
+    }
+
+    /// Reads the next batch of durable events after `read_pos`, and which of them already
+    /// have a record (one range read for the batch, not one lookup per event).
+    async fn refill_lookahead(&mut self) -> Result<(), StorageError> {
+        let events = self
+            .state
+            .log
+            .read_after(&self.tenant, self.read_pos, READ_BATCH)
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+        let Some(&(last, _)) = events.last() else {
+            return Ok(());
+        };
+        let recorded = self
+            .state
+            .deliveries
+            .recorded_between(&self.webhook_ref, self.read_pos, last)
+            .await?;
+        self.recorded_ahead.extend(recorded);
+        self.lookahead.extend(events);
+        Ok(())
     }
 
     /// The webhook's plugins when a filter or transform of theirs runs: new events are
@@ -586,30 +608,16 @@ impl Worker {
         selection::filtered(&self.webhook.spec, &envelope)
     }
 
-    fn write_filtered(
-        &mut self,
-        seq: u64,
-        event: &StoredEvent,
-        reason: String,
-    ) -> Result<(), crate::store::StoreError> {
+    fn write_filtered(&mut self, seq: u64, event: &StoredEvent, reason: String) {
         let mut delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
         delivery.status = MessageStatus::Filtered;
         delivery.reason = Some(reason);
-        self.state.store.deliveries.insert(
-            self.keys.delivery(seq),
-            crate::store::codec_encode_compact(&delivery)?,
-        )?;
+        self.outcomes.record(delivery, None);
         self.state.metrics.delivery_outcome("filtered");
-        Ok(())
     }
 
     /// A schedule whose first step is not PT0S: the first attempt waits like a retry.
-    fn schedule_first(
-        &mut self,
-        seq: u64,
-        event: &StoredEvent,
-        delay: Duration,
-    ) -> Result<(), crate::store::StoreError> {
+    fn schedule_first(&mut self, seq: u64, event: &StoredEvent, delay: Duration) {
         let now = now_millis();
         let mut delivery = Delivery::new(seq, &event.id, &event.event_type, now);
         let due = sender::after(now, policy::jittered(delay));
@@ -618,34 +626,16 @@ impl Worker {
         self.stats.events += 1;
         self.stats_dirty = true;
         self.stats.last_event_at = Some(now);
-        let mut batch = Writes::default();
-        batch.insert(
-            self.keys.delivery(seq),
-            crate::store::codec_encode_compact(&delivery)?,
-        );
-        batch.insert(self.keys.due(due, seq), Vec::new());
-        batch.apply(&self.state.store.deliveries)?;
-        Ok(())
+        // Pending with a next attempt: the record is due then.
+        self.outcomes.record(delivery, None);
     }
 
-    fn give_up(
-        &mut self,
-        mut delivery: Delivery,
-        reason: &str,
-    ) -> Result<(), crate::store::StoreError> {
-        let mut batch = Writes::default();
-        if let Some(due) = delivery.next_attempt_at.take() {
-            batch.remove(self.keys.due(due, delivery.seq));
-        }
+    fn give_up(&mut self, mut delivery: Delivery, reason: &str) {
+        let replaces_due = delivery.next_attempt_at.take();
         delivery.status = MessageStatus::Failed;
         delivery.reason = Some(reason.to_string());
         delivery.updated_at = now_millis();
-        batch.insert(
-            self.keys.delivery(delivery.seq),
-            crate::store::codec_encode_compact(&delivery)?,
-        );
-        batch.apply(&self.state.store.deliveries)?;
-        Ok(())
+        self.outcomes.record(delivery, replaces_due);
     }
 
     fn launch(
@@ -712,12 +702,12 @@ impl Worker {
         });
     }
 
-    fn send_now(&mut self, seq: u64, reply: oneshot::Sender<Result<Attempt, String>>) {
+    async fn send_now(&mut self, seq: u64, reply: oneshot::Sender<Result<Attempt, String>>) {
         if self.in_flight.contains(&seq) {
             let _ = reply.send(Err("this message is being sent right now".into()));
             return;
         }
-        let delivery = match self.state.store.delivery(&self.keys, seq) {
+        let delivery = match self.state.deliveries.delivery(&self.webhook_ref, seq).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 let _ = reply.send(Err("no such message for this webhook".into()));
@@ -737,8 +727,7 @@ impl Worker {
     }
 
     /// Stores the outcome of an attempt: the delivery record, the attempt, the retry index
-    /// and the rejected list change, written with the pass's other outcomes
-    /// (`store::Writes`: new state first, old retry entries last).
+    /// and the rejected list change, written with the pass's other outcomes.
     async fn record(&mut self, done: Done) {
         let Done {
             mut delivery,
@@ -766,10 +755,7 @@ impl Worker {
         let now = now_millis();
         let attempt = sent.attempt;
         // Written with the other outcomes of this pass (`write_outcomes`).
-        let mut batch = std::mem::take(&mut self.outcomes);
-        if let Some(due) = delivery.next_attempt_at.take() {
-            batch.remove(self.keys.due(due, seq));
-        }
+        let replaces_due = delivery.next_attempt_at.take();
         delivery.runs += 1;
         delivery.step += 1;
         delivery.status_code = attempt.status_code;
@@ -786,7 +772,7 @@ impl Worker {
             Outcome::Delivered => {
                 delivery.status = MessageStatus::Delivered;
                 delivery.forget_prepared();
-                batch.remove(self.keys.rejected(seq));
+                self.outcomes.unreject(seq);
                 self.stats.success_responses += 1;
                 self.stats.failures_since_last_success = 0;
                 self.stats.failing_since = None;
@@ -801,29 +787,14 @@ impl Worker {
                 self.stats.last_failure = Some(mark);
                 if outcome == Outcome::Rejected {
                     delivery.status = MessageStatus::Rejected;
-                    batch.insert(self.keys.rejected(seq), Vec::new());
+                    self.outcomes.reject(seq);
                     self.state.metrics.delivery_outcome("rejected");
                 } else {
-                    self.schedule_retry(&mut delivery, &sent.retry_after, now, &mut batch);
+                    self.schedule_retry(&mut delivery, &sent.retry_after, now);
                 }
             }
         }
         self.stats.next_trigger_at = delivery.next_attempt_at;
-        let attempt_key = self.keys.attempt(seq, delivery.runs);
-        match (
-            crate::store::codec_encode_compact(&delivery),
-            crate::store::codec_encode_compact(&attempt),
-        ) {
-            (Ok(d), Ok(a)) => {
-                batch.insert(self.keys.delivery(seq), d);
-                batch.insert(attempt_key, a);
-            }
-            _ => tracing::error!(webhook = %self.webhook.id, "could not encode an attempt"),
-        }
-        self.outcomes = batch;
-        if let Some(reply) = reply {
-            self.replies.push((reply, attempt.clone()));
-        }
         if newly_failing {
             let reason = match (&attempt.status_code, &attempt.error) {
                 (Some(code), _) => format!("HTTP {code} from the receiver"),
@@ -832,20 +803,34 @@ impl Worker {
             };
             self.log("retry_triggered", Some(reason));
         }
+        if let Some(reply) = reply {
+            self.replies.push((reply, attempt.clone()));
+        }
+        self.outcomes.attempt(seq, delivery.runs, attempt);
+        self.outcomes.record(delivery, replaces_due);
         self.check_disable().await;
     }
 
     /// Writes the outcomes recorded since the last call, then answers the `send_now`
     /// callers among them. The statistics follow with the cursor (`write_summary`).
-    fn write_outcomes(&mut self) {
+    async fn write_outcomes(&mut self) {
         if self.outcomes.is_empty() && self.replies.is_empty() {
             return;
         }
         self.stats_dirty = true;
-        let written = std::mem::take(&mut self.outcomes)
-            .apply(&self.state.store.deliveries)
+        let outcomes = std::mem::take(&mut self.outcomes);
+        // Due times read before this set is applied may be out of date: read them again.
+        if outcomes.records.iter().any(|change| {
+            change.replaces_due.is_some() || change.delivery.next_attempt_at.is_some()
+        }) {
+            self.earliest_due = None;
+        }
+        let written = self
+            .state
+            .deliveries
+            .apply(&self.webhook_ref, outcomes)
+            .await
             .map_err(|e| e.to_string());
-        self.state.delivery.mark_dirty();
         if let Err(error) = &written {
             tracing::error!(webhook = %self.webhook.id, %error, "could not record attempts");
         }
@@ -862,25 +847,11 @@ impl Worker {
         reason: String,
         reply: Option<oneshot::Sender<Result<Attempt, String>>>,
     ) {
-        let mut batch = Writes::default();
-        if let Some(due) = delivery.next_attempt_at.take() {
-            batch.remove(self.keys.due(due, delivery.seq));
-        }
+        let replaces_due = delivery.next_attempt_at.take();
         delivery.status = status;
         delivery.reason = Some(reason.clone());
         delivery.updated_at = now_millis();
-        let written = crate::store::codec_encode_compact(&delivery)
-            .map_err(|e| e.to_string())
-            .and_then(|value| {
-                batch.insert(self.keys.delivery(delivery.seq), value);
-                batch
-                    .apply(&self.state.store.deliveries)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(error) = written {
-            tracing::error!(webhook = %self.webhook.id, %error, "could not record a delivery");
-        }
-        self.state.delivery.mark_dirty();
+        self.outcomes.record(delivery, replaces_due);
         self.state.metrics.delivery_outcome(match status {
             MessageStatus::Filtered => "filtered",
             _ => "failed",
@@ -895,7 +866,6 @@ impl Worker {
         delivery: &mut Delivery,
         retry_after: &Option<String>,
         now: EpochMillis,
-        batch: &mut Writes,
     ) {
         let retry = &self.webhook.spec.retry;
         let step = delivery.step as usize;
@@ -912,9 +882,9 @@ impl Worker {
         }
         let due = sender::after(now, delay);
         delivery.status = MessageStatus::Pending;
+        // Pending with a next attempt: the record is due then.
         delivery.next_attempt_at = Some(due);
         self.earliest_due = None;
-        batch.insert(self.keys.due(due, delivery.seq), Vec::new());
         self.state.metrics.delivery_outcome("retry_scheduled");
     }
 
@@ -930,7 +900,7 @@ impl Worker {
         }
     }
 
-    fn window_finished(&mut self) -> bool {
+    async fn window_finished(&mut self) -> bool {
         let spec = &self.webhook.spec;
         if spec.integration_type != IntegrationType::Temporary {
             return false;
@@ -942,7 +912,7 @@ impl Worker {
             && self.in_flight.is_empty()
             && self.holding_cursor.is_empty()
             && self.read_pos >= self.state.log.durable_seq(&self.tenant).unwrap_or(0)
-            && !self.has_pending_retry()
+            && !self.has_pending_retry().await
     }
 
     async fn complete(&mut self) {
@@ -958,8 +928,9 @@ impl Worker {
         lifecycle::set_status(&self.state, &self.tenant, &self.webhook.id, status).await;
     }
 
-    fn log(&self, action: &str, reason: Option<String>) {
-        lifecycle::log(&self.state, &self.keys, action, reason);
+    /// Adds an integration log entry to this pass's outcomes.
+    fn log(&mut self, action: &str, reason: Option<String>) {
+        self.outcomes.log(lifecycle::entry(action, reason));
     }
 
     /// Persists the cursor when it moved. New events in flight hold it back.
@@ -973,31 +944,46 @@ impl Worker {
 
     /// Writes the statistics and the cursor if they changed: at most every `SUMMARY_EVERY`
     /// unless `now` (the worker stops, or serves a resend).
-    fn write_summary(&mut self, now: bool) {
+    /// The lag gauge is derived from the stored cursor when `/metrics` is read.
+    async fn write_summary(&mut self, now: bool) {
         if !now && self.summary_written_at.elapsed() < SUMMARY_EVERY {
             return;
         }
-        if self.stats_dirty {
-            self.stats_dirty = false;
-            if let Err(error) = self.state.store.put_stats(&self.keys, &self.stats) {
-                tracing::error!(webhook = %self.webhook.id, %error, "could not record statistics");
-            }
-            self.state.delivery.mark_dirty();
+        self.summary_written_at = Instant::now();
+        let mut summary = OutcomeSet::default();
+        if std::mem::take(&mut self.stats_dirty) {
+            summary.stats(self.stats.clone());
         }
         let cursor = self.cursor();
-        lifecycle::save_cursor(&self.state, &self.keys, cursor, &mut self.saved_cursor);
-        self.summary_written_at = Instant::now();
+        if cursor != self.saved_cursor {
+            summary.cursor(cursor);
+        }
+        if summary.is_empty() {
+            return;
+        }
+        match self
+            .state
+            .deliveries
+            .apply(&self.webhook_ref, summary)
+            .await
+        {
+            Ok(()) => self.saved_cursor = cursor,
+            Err(error) => {
+                self.stats_dirty = true;
+                tracing::error!(webhook = %self.webhook.id, %error, "could not record statistics and cursor");
+            }
+        }
     }
 
     /// When to look again without being told: the next due retry, the rate limit, the end
     /// of a replay window, or a periodic safety tick.
-    fn next_wake(&mut self) -> Instant {
+    async fn next_wake(&mut self) -> Instant {
         let now = Instant::now();
         let mut wake = now + Duration::from_secs(5);
         if self.stats_dirty || self.cursor() != self.saved_cursor {
             wake = wake.min(self.summary_written_at + SUMMARY_EVERY);
         }
-        if let Some(due) = self.earliest_due() {
+        if let Some(due) = self.earliest_due().await {
             let wait = (due - now_millis()).max(0) as u64;
             wake = wake.min(now + Duration::from_millis(wait));
         }
@@ -1139,14 +1125,5 @@ fn adopt_prepared(
             body
         }
         None => envelope,
-    }
-}
-
-/// Where a webhook starts reading: a permanent one at the head (it receives what is
-/// ingested from now on); a temporary one at the beginning (its window decides).
-fn initial_cursor(state: &AppState, tenant: &str, webhook: &Webhook) -> Result<u64, String> {
-    match webhook.spec.integration_type {
-        IntegrationType::Temporary => Ok(0),
-        IntegrationType::Permanent => state.log.durable_seq(tenant).map_err(|e| e.to_string()),
     }
 }

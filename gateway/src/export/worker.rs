@@ -28,7 +28,7 @@ use super::{
 use crate::{
     app::AppState,
     delivery::{
-        Control, envelope, lifecycle, policy,
+        Control, envelope, ledger, lifecycle, policy,
         records::{Attempt, Delivery, Mark, MessageStatus, Stats},
         selection::{self, Take},
     },
@@ -39,7 +39,7 @@ use crate::{
         Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
     },
     pipeline::{self, Prepared},
-    store::{StoreError, Writes, codec_encode, codec_encode_compact, deliveries::WebhookKeys},
+    storage::{OutcomeSet, StorageError, WebhookRef},
 };
 
 /// Events read from the log per batch.
@@ -59,7 +59,7 @@ pub enum ExportError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -89,7 +89,7 @@ pub struct ExportWorker {
     tenant: String,
     webhook: Arc<Webhook>,
     destination: S3Destination,
-    keys: WebhookKeys,
+    webhook_ref: WebhookRef,
     uploader: Arc<Uploader>,
     batcher: Batcher,
     /// Sealed files in log order; the first is being uploaded or waits for its retry.
@@ -146,17 +146,7 @@ impl ExportWorker {
     ) -> Result<ExportWorker, ExportError> {
         let destination = s3_of(&webhook)?.clone();
         let uploader = build_uploader(&webhook, &tenant, policy(&state))?;
-        let keys = WebhookKeys::new(&tenant, &webhook.id);
-        // The API stores the cursor when it creates a webhook; this is the same rule for a
-        // record that has none (as `delivery::worker::initial_cursor`).
-        let cursor = match state.store.cursor(&keys)? {
-            Some(cursor) => cursor,
-            None => match webhook.spec.integration_type {
-                IntegrationType::Temporary => 0,
-                IntegrationType::Permanent => state.log.durable_seq(&tenant)?,
-            },
-        };
-        let stats = state.store.stats(&keys)?;
+        let webhook_ref = WebhookRef::new(&tenant, &webhook.id);
         let batcher = Batcher::new(
             rotation(&destination),
             Naming::new(&destination.key_prefix, &tenant),
@@ -166,20 +156,39 @@ impl ExportWorker {
             tenant,
             webhook,
             destination,
-            keys,
+            webhook_ref,
             uploader: Arc::new(uploader),
             batcher,
             sealed: VecDeque::new(),
             in_flight: None,
-            read_pos: cursor,
-            saved_cursor: cursor,
-            stats,
+            // Set by `load`, before the first pass.
+            read_pos: 0,
+            saved_cursor: 0,
+            stats: Stats::default(),
             stopping: false,
             skipped_for_backlog: 0,
         })
     }
 
+    /// Reads the stored cursor (or the start position of a webhook that has none) and
+    /// statistics.
+    async fn load(&mut self) -> Result<(), ExportError> {
+        let deliveries = &self.state.deliveries;
+        let cursor = match deliveries.cursor(&self.webhook_ref).await? {
+            Some(cursor) => cursor,
+            None => ledger::start_position(&self.state.log, &self.tenant, &self.webhook)?,
+        };
+        self.stats = deliveries.stats(&self.webhook_ref).await?;
+        self.read_pos = cursor;
+        self.saved_cursor = cursor;
+        Ok(())
+    }
+
     pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+        if let Err(error) = self.load().await {
+            tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "cannot start export");
+            return;
+        }
         let mut log_changes = self.state.log.subscribe();
         loop {
             // An upload in flight always finishes and is recorded, also when stopping.
@@ -195,14 +204,14 @@ impl ExportWorker {
                         false
                     }
                 };
-                self.seal_due();
+                self.seal_due().await;
                 if self.window_done() {
                     self.complete().await;
                     continue;
                 }
                 self.start_upload();
             }
-            self.checkpoint();
+            self.checkpoint().await;
             // With more to read, only look at the other inputs and come straight back.
             let wake_at = if more {
                 Instant::now()
@@ -225,7 +234,7 @@ impl ExportWorker {
                 _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
-        self.checkpoint();
+        self.checkpoint().await;
         if self.skipped_for_backlog > 0 {
             tracing::info!(webhook = %self.webhook.id, skipped = self.skipped_for_backlog, "events outside the backlog window were skipped");
         }
@@ -265,7 +274,8 @@ impl ExportWorker {
                 }
                 let mut line = envelope::body(&self.tenant, &event, spec.additional_data.as_ref());
                 if let Some(reason) = selection::filtered(&spec, &line) {
-                    self.write_resolved(seq, &event, MessageStatus::Filtered, reason)?;
+                    self.write_resolved(seq, &event, MessageStatus::Filtered, reason)
+                        .await?;
                     continue;
                 }
                 if !spec.plugins.is_empty() {
@@ -273,9 +283,9 @@ impl ExportWorker {
                         Ok(transformed) => line = transformed,
                         Err((status, reason)) => {
                             if status == MessageStatus::Failed {
-                                self.log("plugin_failed", Some(reason.clone()));
+                                self.log("plugin_failed", Some(reason.clone())).await;
                             }
-                            self.write_resolved(seq, &event, status, reason)?;
+                            self.write_resolved(seq, &event, status, reason).await?;
                             continue;
                         }
                     }
@@ -288,21 +298,22 @@ impl ExportWorker {
                     event_type: event.event_type,
                 };
                 if let Some(full) = self.batcher.push(first, &line, now, now_ms) {
-                    self.enqueue(full)?;
+                    self.enqueue(full).await?;
                 }
                 if let Some(full) = self.batcher.take_due(now) {
-                    self.enqueue(full)?;
+                    self.enqueue(full).await?;
                 }
             }
         }
         Ok(true)
     }
 
-    fn enqueue(&mut self, file: Sealed) -> Result<(), ExportError> {
+    async fn enqueue(&mut self, file: Sealed) -> Result<(), ExportError> {
         let runs = self
             .state
-            .store
-            .delivery(&self.keys, file.first.seq)?
+            .deliveries
+            .delivery(&self.webhook_ref, file.first.seq)
+            .await?
             .map_or(0, |d| d.runs);
         self.sealed.push_back(Waiting {
             file,
@@ -316,14 +327,14 @@ impl ExportWorker {
 
     /// Seals the open file when its time is up, and at the end of a replay window as soon
     /// as everything of the window has been read.
-    fn seal_due(&mut self) {
+    async fn seal_due(&mut self) {
         let due = match self.batcher.take_due(Instant::now()) {
             Some(file) => Some(file),
             None if self.window_over() && self.caught_up() => self.batcher.seal_now(),
             None => None,
         };
         if let Some(file) = due
-            && let Err(error) = self.enqueue(file)
+            && let Err(error) = self.enqueue(file).await
         {
             // Only the attempt numbering needed the store; it is not worth losing the file.
             tracing::error!(webhook = %self.webhook.id, %error, "export: reading the file record failed");
@@ -359,7 +370,7 @@ impl ExportWorker {
     }
 
     /// Stores the outcome of an upload: the file's record, the attempt and the stats, as
-    /// HTTP delivery does (`store::Writes`).
+    /// HTTP delivery does (one outcome set).
     async fn record(&mut self, uploaded: Uploaded) {
         let Some(waiting) = self.sealed.front_mut() else {
             return;
@@ -449,40 +460,28 @@ impl ExportWorker {
             }
         }
         self.stats.next_trigger_at = delivery.next_attempt_at;
-        let written = self.write_record(&delivery, &attempt);
+        let mut set = OutcomeSet::default();
+        set.attempt(delivery.seq, delivery.runs, attempt);
+        set.record(delivery, None);
+        set.stats(self.stats.clone());
+        if let Some(reason) = newly_failing {
+            set.log(lifecycle::entry("retry_triggered", Some(reason)));
+        }
+        let written = self.state.deliveries.apply(&self.webhook_ref, set).await;
         if let Err(error) = written {
             tracing::error!(webhook = %self.webhook.id, %error, "export: could not record an upload");
         }
-        self.state.delivery.mark_dirty();
         if delivered {
             self.sealed.pop_front();
             // Files are few, so the cursor is made durable after each one at once rather
             // than by the periodic flush: a crash then re-sends only a file whose upload
             // it interrupted, not the last ones uploaded.
-            self.checkpoint();
-            if let Err(error) = self.state.durable().await {
+            self.checkpoint().await;
+            if let Err(error) = self.state.deliveries.sync().await {
                 tracing::error!(webhook = %self.webhook.id, %error, "export: flushing the cursor failed");
             }
         }
-        if let Some(reason) = newly_failing {
-            self.log("retry_triggered", Some(reason));
-        }
         self.check_disable().await;
-    }
-
-    fn write_record(&self, delivery: &Delivery, attempt: &Attempt) -> Result<(), StoreError> {
-        let mut batch = Writes::default();
-        batch.insert(
-            self.keys.delivery(delivery.seq),
-            codec_encode_compact(delivery)?,
-        );
-        batch.insert(
-            self.keys.attempt(delivery.seq, delivery.runs),
-            codec_encode_compact(attempt)?,
-        );
-        batch.insert(self.keys.stats(), codec_encode(&self.stats)?);
-        batch.apply(&self.state.store.deliveries)?;
-        Ok(())
     }
 
     /// The webhook's filter and transform plugins on one line (`pipeline::prepare`, as
@@ -513,20 +512,19 @@ impl ExportWorker {
 
     /// Records an event this webhook resolved without sending it (filtered, or failed by
     /// a plugin), as the HTTP worker does.
-    fn write_resolved(
+    async fn write_resolved(
         &self,
         seq: u64,
         event: &StoredEvent,
         status: MessageStatus,
         reason: String,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StorageError> {
         let mut delivery = Delivery::new(seq, &event.id, &event.event_type, now_millis());
         delivery.status = status;
         delivery.reason = Some(reason);
-        self.state
-            .store
-            .deliveries
-            .insert(self.keys.delivery(seq), codec_encode_compact(&delivery)?)?;
+        let mut set = OutcomeSet::default();
+        set.record(delivery, None);
+        self.state.deliveries.apply(&self.webhook_ref, set).await?;
         let outcome = match status {
             MessageStatus::Filtered => "filtered",
             _ => "failed",
@@ -594,7 +592,8 @@ impl ExportWorker {
         self.log(
             "completed",
             Some("every event of the window was exported".into()),
-        );
+        )
+        .await;
         self.stopping = true;
     }
 
@@ -606,7 +605,7 @@ impl ExportWorker {
         }
         if let Some(reason) = lifecycle::disable_reason(&self.stats, &self.state.config) {
             self.set_status(WebhookStatus::Disabled).await;
-            self.log("disabled", Some(reason));
+            self.log("disabled", Some(reason)).await;
             self.stopping = true;
         }
     }
@@ -615,13 +614,13 @@ impl ExportWorker {
         lifecycle::set_status(&self.state, &self.tenant, &self.webhook.id, status).await;
     }
 
-    fn log(&self, action: &str, reason: Option<String>) {
-        lifecycle::log(&self.state, &self.keys, action, reason);
+    async fn log(&self, action: &str, reason: Option<String>) {
+        lifecycle::log(&*self.state.deliveries, &self.webhook_ref, action, reason).await;
     }
 
     /// Persists the cursor when it moved: just before the first event of the oldest file
     /// that is not uploaded yet.
-    fn checkpoint(&mut self) {
+    async fn checkpoint(&mut self) {
         let oldest = self
             .sealed
             .front()
@@ -631,7 +630,17 @@ impl ExportWorker {
             Some(first) => first - 1,
             None => self.read_pos,
         };
-        lifecycle::save_cursor(&self.state, &self.keys, cursor, &mut self.saved_cursor);
+        if cursor == self.saved_cursor {
+            return;
+        }
+        let mut set = OutcomeSet::default();
+        set.cursor(cursor);
+        match self.state.deliveries.apply(&self.webhook_ref, set).await {
+            Ok(()) => self.saved_cursor = cursor,
+            Err(error) => {
+                tracing::error!(webhook = %self.webhook.id, %error, "export: could not store the cursor")
+            }
+        }
     }
 
     /// When to look again without being told: the open file's deadline, the waiting file's

@@ -1,6 +1,7 @@
-//! Delivery state, all in the one `deliveries` tree. An attempt's outcome (delivery
-//! record, attempt, retry index, rejected marker) is written with `store::Writes`: new
-//! state first, removals last, so a crash in between can repeat a retry but not lose one.
+//! The embedded backend of [`DeliveryState`]: every webhook's delivery state in the one
+//! `deliveries` tree. A pass's [`OutcomeSet`] is written with `Writes`: new state first,
+//! removals last, so a crash in between can leave a stale retry entry (which `due` skips
+//! and removes) but never lose a retry.
 //!
 //! Keys start with `tenant \0 webhook \0` and a tag:
 //! - `c`                 → cursor: every event with seq ≤ it is resolved or has a record
@@ -10,11 +11,28 @@
 //! - `q due seq`         → () pending retry due at `due` (millis)
 //! - `r seq`             → () in the rejected list
 //! - `l time n`          → LogEntry
+//!
+//! Durability: writes are not flushed one by one. `apply` marks the state dirty and a
+//! task group-commits sled every `FLUSH_EVERY` while it is (a lost record only means a
+//! duplicate delivery after a crash); `sync` waits for a commit round.
 
-use super::{Store, StoreError, codec};
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+
+use super::{StoreError, Writes, codec};
 use crate::{
-    delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, Stats},
+    delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
     iso::EpochMillis,
+    log::GroupCommit,
+    storage::{DeliveryState, OutcomeSet, RejectedPage, StorageError, StorageResult, WebhookRef},
 };
 
 const CURSOR: u8 = b'c';
@@ -25,22 +43,20 @@ const DUE: u8 = b'q';
 const REJECTED: u8 = b'r';
 const LOG: u8 = b'l';
 
+/// How long an applied outcome may stay in memory only.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
 /// Key builder for one webhook's part of the tree.
-#[derive(Clone)]
-pub struct WebhookKeys {
+struct WebhookKeys {
     prefix: Vec<u8>,
 }
 
 impl WebhookKeys {
-    pub fn new(tenant: &str, webhook: &str) -> WebhookKeys {
-        let mut prefix = codec::tenant_prefix(tenant);
-        prefix.extend_from_slice(webhook.as_bytes());
+    fn new(webhook: &WebhookRef) -> WebhookKeys {
+        let mut prefix = codec::tenant_prefix(&webhook.tenant);
+        prefix.extend_from_slice(webhook.webhook.as_bytes());
         prefix.push(0);
         WebhookKeys { prefix }
-    }
-
-    pub fn all(&self) -> &[u8] {
-        &self.prefix
     }
 
     fn tagged(&self, tag: u8) -> Vec<u8> {
@@ -50,60 +66,38 @@ impl WebhookKeys {
         key
     }
 
-    pub fn cursor(&self) -> Vec<u8> {
-        self.tagged(CURSOR)
-    }
-
-    pub fn stats(&self) -> Vec<u8> {
-        self.tagged(STATS)
-    }
-
-    pub fn delivery(&self, seq: u64) -> Vec<u8> {
-        let mut key = self.tagged(DELIVERY);
+    fn with_seq(&self, tag: u8, seq: u64) -> Vec<u8> {
+        let mut key = self.tagged(tag);
         key.extend_from_slice(&seq.to_be_bytes());
         key
     }
 
-    pub fn deliveries(&self) -> Vec<u8> {
-        self.tagged(DELIVERY)
+    fn delivery(&self, seq: u64) -> Vec<u8> {
+        self.with_seq(DELIVERY, seq)
     }
 
-    pub fn attempts_of(&self, seq: u64) -> Vec<u8> {
-        let mut key = self.tagged(ATTEMPT);
-        key.extend_from_slice(&seq.to_be_bytes());
-        key
+    fn attempts_of(&self, seq: u64) -> Vec<u8> {
+        self.with_seq(ATTEMPT, seq)
     }
 
-    pub fn attempt(&self, seq: u64, n: u32) -> Vec<u8> {
+    fn attempt(&self, seq: u64, n: u32) -> Vec<u8> {
         let mut key = self.attempts_of(seq);
         key.extend_from_slice(&n.to_be_bytes());
         key
     }
 
-    pub fn due(&self, due: EpochMillis, seq: u64) -> Vec<u8> {
-        let mut key = self.tagged(DUE);
-        key.extend_from_slice(&(due.max(0) as u64).to_be_bytes());
+    fn due(&self, due: EpochMillis, seq: u64) -> Vec<u8> {
+        let mut key = self.with_seq(DUE, due.max(0) as u64);
         key.extend_from_slice(&seq.to_be_bytes());
         key
     }
 
-    pub fn due_prefix(&self) -> Vec<u8> {
-        self.tagged(DUE)
-    }
-
-    pub fn rejected(&self, seq: u64) -> Vec<u8> {
-        let mut key = self.tagged(REJECTED);
-        key.extend_from_slice(&seq.to_be_bytes());
-        key
-    }
-
-    pub fn rejected_prefix(&self) -> Vec<u8> {
-        self.tagged(REJECTED)
+    fn rejected(&self, seq: u64) -> Vec<u8> {
+        self.with_seq(REJECTED, seq)
     }
 
     fn log(&self, at: EpochMillis, n: u32) -> Vec<u8> {
-        let mut key = self.tagged(LOG);
-        key.extend_from_slice(&(at.max(0) as u64).to_be_bytes());
+        let mut key = self.with_seq(LOG, at.max(0) as u64);
         key.extend_from_slice(&n.to_be_bytes());
         key
     }
@@ -114,138 +108,352 @@ fn tail_u64(key: &[u8], from_end: usize) -> u64 {
     u64::from_be_bytes(key[n..n + 8].try_into().expect("8 bytes"))
 }
 
-/// A due retry: (due millis, seq).
-pub fn parse_due_key(key: &[u8]) -> (EpochMillis, u64) {
+/// A due key's (due millis, seq).
+fn parse_due_key(key: &[u8]) -> (EpochMillis, u64) {
     (tail_u64(key, 16) as EpochMillis, tail_u64(key, 8))
 }
 
-pub fn seq_of_tail(key: &[u8]) -> u64 {
+fn seq_of_tail(key: &[u8]) -> u64 {
     tail_u64(key, 8)
 }
 
-impl Store {
-    pub fn cursor(&self, keys: &WebhookKeys) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .deliveries
-            .get(keys.cursor())?
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
-    }
+/// A due entry is live only while its record is pending for exactly that time; anything
+/// else (a crash between a set's writes, a resolved record) is stale.
+fn is_live(delivery: &Delivery, due: EpochMillis) -> bool {
+    delivery.status == MessageStatus::Pending && delivery.next_attempt_at == Some(due)
+}
 
-    pub fn set_cursor(&self, keys: &WebhookKeys, seq: u64) -> Result<(), StoreError> {
-        self.deliveries.insert(keys.cursor(), &seq.to_be_bytes())?;
-        Ok(())
-    }
-
-    pub fn stats(&self, keys: &WebhookKeys) -> Result<Stats, StoreError> {
-        Ok(codec::get(&self.deliveries, &keys.stats())?.unwrap_or_default())
-    }
-
-    pub fn put_stats(&self, keys: &WebhookKeys, stats: &Stats) -> Result<(), StoreError> {
-        self.deliveries
-            .insert(keys.stats(), codec::encode(stats)?)?;
-        Ok(())
-    }
-
-    pub fn delivery(&self, keys: &WebhookKeys, seq: u64) -> Result<Option<Delivery>, StoreError> {
-        codec::get(&self.deliveries, &keys.delivery(seq))
-    }
-
-    pub fn attempts(&self, keys: &WebhookKeys, seq: u64) -> Result<Vec<Attempt>, StoreError> {
-        self.deliveries
-            .scan_prefix(keys.attempts_of(seq))
-            .values()
-            .map(|v| codec::decode(&v?))
-            .collect()
-    }
-
-    /// Deliveries of one webhook with seq > `after`, in seq order.
-    pub fn deliveries_after(
-        &self,
-        keys: &WebhookKeys,
-        after: Option<u64>,
-    ) -> impl Iterator<Item = Result<Delivery, StoreError>> + '_ {
-        let start = match after {
-            Some(seq) => keys.delivery(seq.saturating_add(1)),
-            None => keys.deliveries(),
-        };
-        let prefix = keys.deliveries();
-        self.deliveries
-            .range(start..)
-            .take_while(move |entry| match entry {
-                Ok((key, _)) => key.starts_with(&prefix),
-                Err(_) => true,
-            })
-            .map(|entry| codec::decode(&entry?.1))
-    }
-
-    /// Rejected seqs of one webhook after `after`, at most `limit`.
-    pub fn rejected_seqs(
-        &self,
-        keys: &WebhookKeys,
-        after: Option<u64>,
-        limit: usize,
-    ) -> Result<(Vec<u64>, bool), StoreError> {
-        let prefix = keys.rejected_prefix();
-        let start = match after {
-            Some(seq) => keys.rejected(seq.saturating_add(1)),
-            None => prefix.clone(),
-        };
-        let mut seqs = Vec::new();
-        for entry in self.deliveries.range(start..) {
-            let (key, _) = entry?;
-            if !key.starts_with(&prefix) {
-                return Ok((seqs, true));
-            }
-            if seqs.len() == limit {
-                return Ok((seqs, false));
-            }
-            seqs.push(seq_of_tail(&key));
+impl From<StoreError> for StorageError {
+    fn from(error: StoreError) -> StorageError {
+        match error {
+            StoreError::Sled(e) => StorageError::Unavailable(e.to_string()),
+            other => StorageError::Corrupt(other.to_string()),
         }
-        Ok((seqs, true))
+    }
+}
+
+impl From<sled::Error> for StorageError {
+    fn from(error: sled::Error) -> StorageError {
+        StorageError::Unavailable(error.to_string())
+    }
+}
+
+pub struct EmbeddedDeliveryState {
+    tree: sled::Tree,
+    commit: Arc<GroupCommit>,
+    dirty: Arc<AtomicBool>,
+}
+
+impl EmbeddedDeliveryState {
+    /// The state in `tree`, made durable by `commit` (sled's group committer); the flush
+    /// task runs on `runtime`.
+    pub fn new(
+        tree: sled::Tree,
+        commit: Arc<GroupCommit>,
+        runtime: &tokio::runtime::Handle,
+    ) -> EmbeddedDeliveryState {
+        let dirty = Arc::new(AtomicBool::new(false));
+        runtime.spawn(flush_while_dirty(dirty.clone(), commit.clone()));
+        EmbeddedDeliveryState {
+            tree,
+            commit,
+            dirty,
+        }
     }
 
-    pub fn is_rejected(&self, keys: &WebhookKeys, seq: u64) -> Result<bool, StoreError> {
-        Ok(self.deliveries.contains_key(keys.rejected(seq))?)
+    fn encode_set(&self, keys: &WebhookKeys, set: OutcomeSet) -> Result<Writes, StoreError> {
+        let mut writes = Writes::default();
+        for change in set.records {
+            let delivery = change.delivery;
+            let seq = delivery.seq;
+            let due_now = (delivery.status == MessageStatus::Pending)
+                .then_some(delivery.next_attempt_at)
+                .flatten();
+            if let Some(old) = change.replaces_due
+                && Some(old) != due_now
+            {
+                writes.remove(keys.due(old, seq));
+            }
+            writes.insert(keys.delivery(seq), codec::encode_compact(&delivery)?);
+            if let Some(due) = due_now {
+                writes.insert(keys.due(due, seq), Vec::new());
+            }
+        }
+        for (seq, number, attempt) in set.attempts {
+            writes.insert(keys.attempt(seq, number), codec::encode_compact(&attempt)?);
+        }
+        for (seq, listed) in set.rejected {
+            match listed {
+                true => writes.insert(keys.rejected(seq), Vec::new()),
+                false => writes.remove(keys.rejected(seq)),
+            }
+        }
+        for entry in &set.log {
+            // Orders entries of the same millisecond (a stop and a start in quick
+            // succession) as they were written; a random tie-breaker listed them either way.
+            static WRITTEN: AtomicU32 = AtomicU32::new(0);
+            let n = WRITTEN.fetch_add(1, Ordering::Relaxed);
+            writes.insert(keys.log(entry.created_at, n), codec::encode(entry)?);
+        }
+        if let Some(stats) = &set.stats {
+            writes.insert(keys.tagged(STATS), codec::encode(stats)?);
+        }
+        if let Some(cursor) = set.cursor {
+            writes.insert(keys.tagged(CURSOR), cursor.to_be_bytes().to_vec());
+        }
+        Ok(writes)
     }
 
-    /// Appends to the integration log, keeping only the newest entries.
-    pub fn append_log(&self, keys: &WebhookKeys, entry: &LogEntry) -> Result<(), StoreError> {
+    /// Keeps only the newest `LOG_ENTRIES_KEPT` entries of the integration log.
+    fn trim_log(&self, keys: &WebhookKeys) -> Result<(), StoreError> {
         let prefix = keys.tagged(LOG);
-        // Orders entries of the same millisecond (a stop and a start in quick succession)
-        // as they were written; a random tie-breaker listed them either way.
-        static WRITTEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.deliveries
-            .insert(keys.log(entry.created_at, n), codec::encode(entry)?)?;
-        let count = self.deliveries.scan_prefix(&prefix).count();
+        let count = self.tree.scan_prefix(&prefix).count();
         if count > LOG_ENTRIES_KEPT {
             for key in self
-                .deliveries
+                .tree
                 .scan_prefix(&prefix)
                 .keys()
                 .take(count - LOG_ENTRIES_KEPT)
             {
-                self.deliveries.remove(key?)?;
+                self.tree.remove(key?)?;
             }
         }
         Ok(())
     }
 
-    /// The integration log, newest first.
-    pub fn log_entries(&self, keys: &WebhookKeys) -> Result<Vec<LogEntry>, StoreError> {
-        self.deliveries
-            .scan_prefix(keys.tagged(LOG))
-            .values()
-            .rev()
-            .map(|v| codec::decode(&v?))
-            .collect()
+    fn purge_blocking(tree: &sled::Tree, keys: &WebhookKeys, seqs: &[u64]) -> StorageResult<()> {
+        for &seq in seqs {
+            if let Some(delivery) = codec::get::<Delivery>(tree, &keys.delivery(seq))?
+                && let Some(due) = delivery.next_attempt_at
+            {
+                tree.remove(keys.due(due, seq))?;
+            }
+            tree.remove(keys.delivery(seq))?;
+            tree.remove(keys.rejected(seq))?;
+            for key in tree.scan_prefix(keys.attempts_of(seq)).keys() {
+                tree.remove(key?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Group-commits sled whenever delivery state was written since the last round, which
+/// bounds what a crash can lose to about `FLUSH_EVERY`.
+async fn flush_while_dirty(dirty: Arc<AtomicBool>, commit: Arc<GroupCommit>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    loop {
+        tick.tick().await;
+        if dirty.swap(false, Ordering::AcqRel)
+            && let Err(error) = commit.wait_durable().await
+        {
+            tracing::error!(%error, "flushing delivery state failed");
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryState for EmbeddedDeliveryState {
+    async fn apply(&self, webhook: &WebhookRef, outcomes: OutcomeSet) -> StorageResult<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let keys = WebhookKeys::new(webhook);
+        let logged = !outcomes.log.is_empty();
+        self.encode_set(&keys, outcomes)?.apply(&self.tree)?;
+        if logged {
+            self.trim_log(&keys)?;
+        }
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
     }
 
-    /// Removes every record of a webhook (on delete).
-    pub fn forget_webhook(&self, keys: &WebhookKeys) -> Result<(), StoreError> {
-        for key in self.deliveries.scan_prefix(keys.all()).keys() {
-            self.deliveries.remove(key?)?;
+    async fn sync(&self) -> StorageResult<()> {
+        self.commit
+            .wait_durable()
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))
+    }
+
+    async fn cursor(&self, webhook: &WebhookRef) -> StorageResult<Option<u64>> {
+        let key = WebhookKeys::new(webhook).tagged(CURSOR);
+        Ok(self
+            .tree
+            .get(key)?
+            .map(|v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
+    }
+
+    async fn stats(&self, webhook: &WebhookRef) -> StorageResult<Stats> {
+        let key = WebhookKeys::new(webhook).tagged(STATS);
+        Ok(codec::get(&self.tree, &key)?.unwrap_or_default())
+    }
+
+    async fn delivery(&self, webhook: &WebhookRef, seq: u64) -> StorageResult<Option<Delivery>> {
+        Ok(codec::get(
+            &self.tree,
+            &WebhookKeys::new(webhook).delivery(seq),
+        )?)
+    }
+
+    async fn attempts(&self, webhook: &WebhookRef, seq: u64) -> StorageResult<Vec<Attempt>> {
+        let prefix = WebhookKeys::new(webhook).attempts_of(seq);
+        let mut attempts = Vec::new();
+        for value in self.tree.scan_prefix(prefix).values() {
+            attempts.push(codec::decode(&value?)?);
         }
+        Ok(attempts)
+    }
+
+    async fn recorded_between(
+        &self,
+        webhook: &WebhookRef,
+        after: u64,
+        through: u64,
+    ) -> StorageResult<Vec<u64>> {
+        if through <= after {
+            return Ok(Vec::new());
+        }
+        let keys = WebhookKeys::new(webhook);
+        let range = keys.delivery(after + 1)..=keys.delivery(through);
+        let mut seqs = Vec::new();
+        for key in self.tree.range(range).keys() {
+            seqs.push(seq_of_tail(&key?));
+        }
+        Ok(seqs)
+    }
+
+    async fn deliveries_after(
+        &self,
+        webhook: &WebhookRef,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StorageResult<Vec<Delivery>> {
+        let keys = WebhookKeys::new(webhook);
+        let prefix = keys.tagged(DELIVERY);
+        let start = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(seq) => keys.delivery(seq + 1),
+            None => prefix.clone(),
+        };
+        let mut deliveries = Vec::new();
+        for entry in self.tree.range(start..) {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) || deliveries.len() == limit {
+                break;
+            }
+            deliveries.push(codec::decode(&value)?);
+        }
+        Ok(deliveries)
+    }
+
+    async fn earliest_due(&self, webhook: &WebhookRef) -> StorageResult<Option<EpochMillis>> {
+        let prefix = WebhookKeys::new(webhook).tagged(DUE);
+        match self.tree.scan_prefix(prefix).keys().next() {
+            Some(key) => Ok(Some(parse_due_key(&key?).0)),
+            None => Ok(None),
+        }
+    }
+
+    async fn due(
+        &self,
+        webhook: &WebhookRef,
+        now: EpochMillis,
+        limit: usize,
+        exclude: &HashSet<u64>,
+    ) -> StorageResult<Vec<Delivery>> {
+        let keys = WebhookKeys::new(webhook);
+        let range = keys.tagged(DUE)..keys.due(now.saturating_add(1), 0);
+        let mut due = Vec::new();
+        for key in self.tree.range(range).keys() {
+            if due.len() == limit {
+                break;
+            }
+            let key = key?;
+            let (due_at, seq) = parse_due_key(&key);
+            if exclude.contains(&seq) {
+                continue;
+            }
+            match codec::get::<Delivery>(&self.tree, &keys.delivery(seq))? {
+                Some(delivery) if is_live(&delivery, due_at) => due.push(delivery),
+                _ => {
+                    self.tree.remove(key)?;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    async fn rejected(
+        &self,
+        webhook: &WebhookRef,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StorageResult<RejectedPage> {
+        let keys = WebhookKeys::new(webhook);
+        let prefix = keys.tagged(REJECTED);
+        let start = match after {
+            Some(u64::MAX) => {
+                return Ok(RejectedPage {
+                    seqs: Vec::new(),
+                    done: true,
+                });
+            }
+            Some(seq) => keys.rejected(seq + 1),
+            None => prefix.clone(),
+        };
+        let mut seqs = Vec::new();
+        for entry in self.tree.range(start..).keys() {
+            let key = entry?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            if seqs.len() == limit {
+                return Ok(RejectedPage { seqs, done: false });
+            }
+            seqs.push(seq_of_tail(&key));
+        }
+        Ok(RejectedPage { seqs, done: true })
+    }
+
+    async fn is_rejected(&self, webhook: &WebhookRef, seq: u64) -> StorageResult<bool> {
+        Ok(self
+            .tree
+            .contains_key(WebhookKeys::new(webhook).rejected(seq))?)
+    }
+
+    async fn log_entries(&self, webhook: &WebhookRef) -> StorageResult<Vec<LogEntry>> {
+        let prefix = WebhookKeys::new(webhook).tagged(LOG);
+        let mut entries = Vec::new();
+        for value in self.tree.scan_prefix(prefix).values().rev() {
+            entries.push(codec::decode(&value?)?);
+        }
+        Ok(entries)
+    }
+
+    async fn purge(&self, webhook: &WebhookRef, seqs: &[u64]) -> StorageResult<()> {
+        // One removal per record and attempt: thousands of them must not hold an async
+        // worker thread.
+        let (tree, keys, seqs) = (self.tree.clone(), WebhookKeys::new(webhook), seqs.to_vec());
+        tokio::task::spawn_blocking(move || Self::purge_blocking(&tree, &keys, &seqs))
+            .await
+            .map_err(|e| StorageError::Unavailable(e.to_string()))??;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn forget(&self, webhook: &WebhookRef) -> StorageResult<()> {
+        // A busy webhook has hundreds of thousands of records: seconds of removals, off
+        // the async workers.
+        let (tree, prefix) = (self.tree.clone(), WebhookKeys::new(webhook).prefix);
+        tokio::task::spawn_blocking(move || -> StorageResult<()> {
+            for key in tree.scan_prefix(prefix).keys() {
+                tree.remove(key?)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(e.to_string()))??;
+        self.dirty.store(true, Ordering::Release);
         Ok(())
     }
 }

@@ -1,0 +1,452 @@
+//! The storage contract as tests: written against the traits alone, run against every
+//! backend. A backend passes when `delivery_state_suite` passes with a fresh, empty
+//! instance from its constructor for every check (`embedded_backend_conforms` below; a
+//! new backend adds one such test).
+
+use std::{collections::HashSet, future::Future, sync::Arc};
+
+use super::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
+use crate::{
+    delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
+    iso::EpochMillis,
+};
+
+/// A backend under test: its delivery state, and whatever must live as long as it does.
+pub struct Backend {
+    pub deliveries: Arc<dyn DeliveryState>,
+    pub _guard: Box<dyn Send>,
+}
+
+const T0: EpochMillis = 1_800_000_000_000;
+
+fn webhook(tenant: &str, id: &str) -> WebhookRef {
+    WebhookRef::new(tenant, id)
+}
+
+fn record(seq: u64, status: MessageStatus, next_attempt_at: Option<EpochMillis>) -> Delivery {
+    let mut delivery = Delivery::new(seq, &format!("evt-{seq}"), "order.created", T0 + seq as i64);
+    delivery.status = status;
+    delivery.next_attempt_at = next_attempt_at;
+    delivery
+}
+
+fn attempt(seq: u64, n: u32) -> Attempt {
+    Attempt {
+        id: format!("att-{seq}-{n}"),
+        event_id: format!("evt-{seq}"),
+        webhook_id: "w".into(),
+        at: T0 + n as i64,
+        duration_ms: 3,
+        status_code: Some(500),
+        error: None,
+        response_headers: Default::default(),
+        response_body: format!("try {n}"),
+    }
+}
+
+fn set(build: impl FnOnce(&mut OutcomeSet)) -> OutcomeSet {
+    let mut set = OutcomeSet::default();
+    build(&mut set);
+    set
+}
+
+fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
+    deliveries.iter().map(|d| d.seq).collect()
+}
+
+/// Every check, each on a fresh backend from `make`.
+pub async fn delivery_state_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    a_set_is_read_back_as_written(&*make().await.deliveries).await;
+    an_empty_webhook_has_no_state(&*make().await.deliveries).await;
+    a_later_change_in_a_set_wins(&*make().await.deliveries).await;
+    due_entries_follow_the_records(&*make().await.deliveries).await;
+    due_never_returns_a_record_that_is_not_pending_then(&*make().await.deliveries).await;
+    due_is_ordered_limited_and_excludes(&*make().await.deliveries).await;
+    the_rejected_list_pages_in_order(&*make().await.deliveries).await;
+    listings_page_in_seq_order(&*make().await.deliveries).await;
+    the_integration_log_is_newest_first_and_bounded(&*make().await.deliveries).await;
+    purge_removes_only_the_given_events(&*make().await.deliveries).await;
+    forget_removes_only_that_webhook(&*make().await.deliveries).await;
+}
+
+async fn a_set_is_read_back_as_written(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let stats = Stats {
+        events: 2,
+        triggers: 3,
+        ..Stats::default()
+    };
+    let outcomes = set(|s| {
+        s.record(record(7, MessageStatus::Delivered, None), None);
+        s.attempt(7, 1, attempt(7, 1));
+        s.attempt(7, 2, attempt(7, 2));
+        s.stats(stats);
+        s.cursor(7);
+    });
+    state.apply(&w, outcomes).await.unwrap();
+    state.sync().await.unwrap();
+    assert_eq!(state.cursor(&w).await.unwrap(), Some(7));
+    assert_eq!(state.stats(&w).await.unwrap().triggers, 3);
+    let stored = state.delivery(&w, 7).await.unwrap().expect("record");
+    assert_eq!(stored.status, MessageStatus::Delivered);
+    assert_eq!(stored.event_id, "evt-7");
+    let attempts = state.attempts(&w, 7).await.unwrap();
+    let bodies: Vec<&str> = attempts.iter().map(|a| a.response_body.as_str()).collect();
+    assert_eq!(bodies, ["try 1", "try 2"], "attempts oldest first");
+}
+
+async fn an_empty_webhook_has_no_state(state: &dyn DeliveryState) {
+    let w = webhook("acme", "none");
+    assert_eq!(state.cursor(&w).await.unwrap(), None);
+    assert_eq!(state.stats(&w).await.unwrap().events, 0);
+    assert!(state.delivery(&w, 1).await.unwrap().is_none());
+    assert!(state.attempts(&w, 1).await.unwrap().is_empty());
+    assert_eq!(state.earliest_due(&w).await.unwrap(), None);
+    assert!(state.log_entries(&w).await.unwrap().is_empty());
+    let page = state.rejected(&w, None, 10).await.unwrap();
+    assert_eq!(
+        page,
+        RejectedPage {
+            seqs: vec![],
+            done: true
+        }
+    );
+    // An empty set is a no-op, not an error.
+    state.apply(&w, OutcomeSet::default()).await.unwrap();
+}
+
+async fn a_later_change_in_a_set_wins(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let outcomes = set(|s| {
+        s.record(record(1, MessageStatus::Pending, None), None);
+        s.record(record(1, MessageStatus::Rejected, None), None);
+        s.reject(1);
+        s.unreject(1);
+        s.unreject(2);
+        s.reject(2);
+        s.cursor(1);
+        s.cursor(2);
+    });
+    state.apply(&w, outcomes).await.unwrap();
+    let stored = state.delivery(&w, 1).await.unwrap().unwrap();
+    assert_eq!(stored.status, MessageStatus::Rejected);
+    assert!(!state.is_rejected(&w, 1).await.unwrap());
+    assert!(state.is_rejected(&w, 2).await.unwrap());
+    assert_eq!(state.cursor(&w).await.unwrap(), Some(2));
+}
+
+async fn due_entries_follow_the_records(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let first = T0 + 1_000;
+    state
+        .apply(
+            &w,
+            set(|s| s.record(record(5, MessageStatus::Pending, Some(first)), None)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.earliest_due(&w).await.unwrap(), Some(first));
+    assert!(
+        state
+            .due(&w, first - 1, 10, &HashSet::new())
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due before its time"
+    );
+    assert_eq!(
+        seqs(&state.due(&w, first, 10, &HashSet::new()).await.unwrap()),
+        [5]
+    );
+
+    // Rescheduled: the old entry goes with it.
+    let second = T0 + 5_000;
+    state
+        .apply(
+            &w,
+            set(|s| s.record(record(5, MessageStatus::Pending, Some(second)), Some(first))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.earliest_due(&w).await.unwrap(), Some(second));
+    assert!(
+        state
+            .due(&w, second - 1, 10, &HashSet::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Resolved: nothing is due any more.
+    state
+        .apply(
+            &w,
+            set(|s| s.record(record(5, MessageStatus::Delivered, None), Some(second))),
+        )
+        .await
+        .unwrap();
+    assert!(
+        state
+            .due(&w, second + 1, 10, &HashSet::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(state.earliest_due(&w).await.unwrap(), None);
+}
+
+async fn due_never_returns_a_record_that_is_not_pending_then(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let at = T0 + 1_000;
+    state
+        .apply(
+            &w,
+            set(|s| s.record(record(3, MessageStatus::Pending, Some(at)), None)),
+        )
+        .await
+        .unwrap();
+    // Written without naming the due time it leaves (as a crash between a set's writes
+    // can leave it): the record is failed now, so the old entry must not come back.
+    state
+        .apply(
+            &w,
+            set(|s| s.record(record(3, MessageStatus::Failed, Some(at)), None)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        state
+            .due(&w, at + 1, 10, &HashSet::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn due_is_ordered_limited_and_excludes(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let outcomes = set(|s| {
+        for (seq, offset) in [(1, 30), (2, 10), (3, 20), (4, 40)] {
+            s.record(record(seq, MessageStatus::Pending, Some(T0 + offset)), None);
+        }
+    });
+    state.apply(&w, outcomes).await.unwrap();
+    let all = state.due(&w, T0 + 100, 10, &HashSet::new()).await.unwrap();
+    assert_eq!(seqs(&all), [2, 3, 1, 4], "earliest first");
+    let two = state.due(&w, T0 + 100, 2, &HashSet::new()).await.unwrap();
+    assert_eq!(seqs(&two), [2, 3]);
+    let in_flight = HashSet::from([2, 3]);
+    let rest = state.due(&w, T0 + 100, 2, &in_flight).await.unwrap();
+    assert_eq!(
+        seqs(&rest),
+        [1, 4],
+        "excluded seqs do not count against the limit"
+    );
+    let by_now = state.due(&w, T0 + 25, 10, &HashSet::new()).await.unwrap();
+    assert_eq!(seqs(&by_now), [2, 3]);
+    assert_eq!(state.earliest_due(&w).await.unwrap(), Some(T0 + 10));
+}
+
+async fn the_rejected_list_pages_in_order(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let outcomes = set(|s| {
+        for seq in [30, 10, 20] {
+            s.record(record(seq, MessageStatus::Rejected, None), None);
+            s.reject(seq);
+        }
+    });
+    state.apply(&w, outcomes).await.unwrap();
+    let first = state.rejected(&w, None, 2).await.unwrap();
+    assert_eq!(
+        first,
+        RejectedPage {
+            seqs: vec![10, 20],
+            done: false
+        }
+    );
+    let next = state.rejected(&w, Some(20), 2).await.unwrap();
+    assert_eq!(
+        next,
+        RejectedPage {
+            seqs: vec![30],
+            done: true
+        }
+    );
+    state.apply(&w, set(|s| s.unreject(20))).await.unwrap();
+    assert!(!state.is_rejected(&w, 20).await.unwrap());
+    let all = state.rejected(&w, None, 10).await.unwrap();
+    assert_eq!(all.seqs, [10, 30]);
+    // Out of the list, the record stays.
+    assert!(state.delivery(&w, 20).await.unwrap().is_some());
+}
+
+async fn listings_page_in_seq_order(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let outcomes = set(|s| {
+        for seq in [9, 3, 6, 12] {
+            s.record(record(seq, MessageStatus::Delivered, None), None);
+        }
+    });
+    state.apply(&w, outcomes).await.unwrap();
+    assert_eq!(
+        seqs(&state.deliveries_after(&w, None, 3).await.unwrap()),
+        [3, 6, 9]
+    );
+    assert_eq!(
+        seqs(&state.deliveries_after(&w, Some(6), 10).await.unwrap()),
+        [9, 12]
+    );
+    assert!(
+        state
+            .deliveries_after(&w, Some(u64::MAX), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(state.recorded_between(&w, 3, 9).await.unwrap(), [6, 9]);
+    assert_eq!(
+        state.recorded_between(&w, 0, 2).await.unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        state.recorded_between(&w, 9, 9).await.unwrap(),
+        Vec::<u64>::new()
+    );
+}
+
+async fn the_integration_log_is_newest_first_and_bounded(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let entry = |n: usize, at: EpochMillis| LogEntry {
+        action: format!("action-{n}"),
+        reason: None,
+        created_at: at,
+    };
+    // Two in the same millisecond keep the order they were written in.
+    state
+        .apply(
+            &w,
+            set(|s| {
+                s.log(entry(0, T0));
+                s.log(entry(1, T0));
+            }),
+        )
+        .await
+        .unwrap();
+    let actions: Vec<String> = state
+        .log_entries(&w)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["action-1", "action-0"]);
+    for n in 2..LOG_ENTRIES_KEPT + 10 {
+        state
+            .apply(&w, set(|s| s.log(entry(n, T0 + n as i64))))
+            .await
+            .unwrap();
+    }
+    let entries = state.log_entries(&w).await.unwrap();
+    assert!(entries.len() >= LOG_ENTRIES_KEPT);
+    assert_eq!(
+        entries[0].action,
+        format!("action-{}", LOG_ENTRIES_KEPT + 9)
+    );
+}
+
+async fn purge_removes_only_the_given_events(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let outcomes = set(|s| {
+        s.record(record(1, MessageStatus::Rejected, None), None);
+        s.reject(1);
+        s.attempt(1, 1, attempt(1, 1));
+        s.record(record(2, MessageStatus::Pending, Some(T0)), None);
+        s.record(record(3, MessageStatus::Delivered, None), None);
+        s.attempt(3, 1, attempt(3, 1));
+    });
+    state.apply(&w, outcomes).await.unwrap();
+    state.purge(&w, &[1, 2]).await.unwrap();
+    assert!(state.delivery(&w, 1).await.unwrap().is_none());
+    assert!(state.attempts(&w, 1).await.unwrap().is_empty());
+    assert!(!state.is_rejected(&w, 1).await.unwrap());
+    assert!(state.delivery(&w, 2).await.unwrap().is_none());
+    assert!(
+        state
+            .due(&w, T0 + 1, 10, &HashSet::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(state.delivery(&w, 3).await.unwrap().is_some());
+    assert_eq!(state.attempts(&w, 3).await.unwrap().len(), 1);
+}
+
+async fn forget_removes_only_that_webhook(state: &dyn DeliveryState) {
+    // Ids that are prefixes of each other, and the same id in another tenant.
+    let targets = [
+        webhook("acme", "w1"),
+        webhook("acme", "w10"),
+        webhook("acme2", "w1"),
+    ];
+    for w in &targets {
+        let outcomes = set(|s| {
+            s.record(record(1, MessageStatus::Rejected, None), None);
+            s.reject(1);
+            s.attempt(1, 1, attempt(1, 1));
+            s.cursor(1);
+            s.log(LogEntry {
+                action: "created".into(),
+                reason: None,
+                created_at: T0,
+            });
+        });
+        state.apply(w, outcomes).await.unwrap();
+    }
+    state.forget(&targets[0]).await.unwrap();
+    let gone = &targets[0];
+    assert_eq!(state.cursor(gone).await.unwrap(), None);
+    assert!(state.delivery(gone, 1).await.unwrap().is_none());
+    assert!(state.log_entries(gone).await.unwrap().is_empty());
+    assert!(!state.is_rejected(gone, 1).await.unwrap());
+    for kept in &targets[1..] {
+        assert_eq!(state.cursor(kept).await.unwrap(), Some(1), "{kept:?}");
+        assert!(state.delivery(kept, 1).await.unwrap().is_some(), "{kept:?}");
+        assert_eq!(state.attempts(kept, 1).await.unwrap().len(), 1, "{kept:?}");
+        assert!(state.is_rejected(kept, 1).await.unwrap(), "{kept:?}");
+    }
+}
+
+/// The embedded backend: sled and the segment log in a temporary directory.
+async fn embedded() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(
+        dir.path(),
+        hookgate_signing::MasterKey::from_config_or_file(None, &dir.path().join("master_key"))
+            .unwrap(),
+    )
+    .unwrap();
+    let log = crate::log::EventLog::open(
+        &store.db,
+        store.event_index.clone(),
+        &dir.path().join("segments"),
+    )
+    .unwrap();
+    let deliveries = crate::store::deliveries::EmbeddedDeliveryState::new(
+        store.deliveries.clone(),
+        log.commit().clone(),
+        &tokio::runtime::Handle::current(),
+    );
+    Backend {
+        deliveries: Arc::new(deliveries),
+        _guard: Box::new((dir, store, log)),
+    }
+}
+
+#[tokio::test]
+async fn embedded_backend_conforms() {
+    delivery_state_suite(embedded).await;
+}

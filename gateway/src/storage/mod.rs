@@ -1,0 +1,33 @@
+//! The storage seams: what the engines and the API need from storage, as traits, so a
+//! backend is chosen at startup and the rest of the gateway never learns which one runs.
+//!
+//! - [`DeliveryState`]: per webhook, its cursor, statistics, delivery records, attempts,
+//!   retry ("due") and rejected entries and integration log. Written in [`OutcomeSet`]s.
+//!
+//! The embedded backend (segment log + sled) implements them in `crate::store`; the
+//! conformance suite (`conformance`) states the contract as tests every backend passes.
+//!
+//! Architecture invariant: the traits speak in records and positions (seqs, times), never
+//! in keys, trees or batches. How a backend lays out and indexes its data, and how it makes
+//! a set of changes safe against a crash, is its own business; what a caller may observe
+//! is written on each method.
+
+mod delivery_state;
+
+#[cfg(test)]
+pub mod conformance;
+
+pub use delivery_state::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The backend cannot serve the call now (I/O error, lost quorum); it may succeed later.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record cannot be read back (or a record cannot be encoded).
+    #[error("stored record is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
