@@ -12,6 +12,7 @@ pub mod log;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod plugin_registry;
 pub mod schemas;
 pub mod storage;
 pub mod store;

@@ -1,10 +1,6 @@
 //! `/{tenant}/v1/plugins`: upload WebAssembly plugin versions, list and delete them, keep
-//! their write-only secrets, and dry-run a hook on a sample event.
-//!
-//! Compiling happens in the plugin runtime (`hookgate_plugin_host`) on a blocking thread;
-//! this module keeps the records (`store::plugins`) and the runtime's loaded set in step:
-//! a version is recorded only once its component is compiled and loaded, and a compiled
-//! artifact leaves the runtime only when no version of any tenant uses its digest.
+//! their write-only secrets, and dry-run a hook on a sample event. HTTP only: the rules
+//! (compiling, version records, digests, the dry run) are `crate::plugin_registry`'s.
 
 use std::sync::Arc;
 
@@ -14,9 +10,9 @@ use axum::{
     extract::{DefaultBodyLimit, Path, Query, State},
     http::{HeaderMap, StatusCode, header},
 };
-use hookgate_plugin_host::{CallReport, Hook, OutgoingRequest, UploadError};
+use hookgate_plugin_host::{Hook, UploadError};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json, value::RawValue};
+use serde_json::{Value, value::RawValue};
 use utoipa::ToSchema;
 use utoipa_axum::{router::UtoipaMethodRouterExt, routes};
 
@@ -27,22 +23,16 @@ use super::{
 };
 use crate::{
     app::AppState,
-    delivery::envelope,
     ids,
     iso::{format_millis, now_millis},
     log::{LogError, StoredEvent},
     model::{problems::FieldError, webhook::is_event_type_name},
-    pipeline,
+    plugin_registry::{DryRunHook, DryRunInput, Registry, RegistryError},
     store::plugins::{PluginSecret, PluginVersion},
 };
 
 const MAX_SECRET_BYTES: usize = 64 << 10;
 const MAX_SECRET_KEY_LEN: usize = 128;
-
-/// Serializes what must not interleave between uploads and deletes: recording a version
-/// versus releasing a digest from the runtime (compiles themselves run outside it). One
-/// process has one runtime, so a process-wide lock is the right scope.
-pub(crate) static PLUGIN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `upload_limit` is the largest component accepted (`plugin_max_component_bytes`, the
 /// runtime's own cap), enforced while reading the body so a bigger upload is a 413 before
@@ -211,13 +201,32 @@ fn no_plugin(name: &str) -> ApiError {
     ApiError::not_found(format!("no plugin `{name}`"))
 }
 
-/// The plugin's versions, oldest first; 404 when it has none.
-fn versions_of(state: &AppState, tenant: &str, name: &str) -> ApiResult<Vec<PluginVersion>> {
-    let versions = state.store.plugin_versions(tenant, name)?;
-    if versions.is_empty() {
-        return Err(no_plugin(name));
+pub(crate) fn registry(state: &AppState) -> Registry<'_> {
+    Registry {
+        store: &state.store,
+        runtime: &state.plugins,
+        max_versions_per_tenant: state.config.plugin_max_versions_per_tenant,
+        webhook_writes: &state.webhook_writes,
     }
-    Ok(versions)
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(error: RegistryError) -> Self {
+        match error {
+            RegistryError::NoPlugin(_) | RegistryError::NoVersion { .. } => {
+                ApiError::not_found(error.to_string())
+            }
+            RegistryError::VersionLimit(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "plugin_version_limit_reached",
+                error.to_string(),
+            ),
+            RegistryError::InUse(message) => ApiError::conflict(message),
+            RegistryError::Invalid(upload) => upload_error(upload),
+            RegistryError::Store(store) => ApiError::from(store),
+            RegistryError::Runtime(_) => ApiError::internal(error),
+        }
+    }
 }
 
 async fn durable(state: &AppState) -> ApiResult<()> {
@@ -251,55 +260,10 @@ async fn upload_plugin(
 ) -> ApiResult<(StatusCode, Json<VersionView>)> {
     check_name(&name)?;
     require_wasm_content_type(&headers)?;
-    // Before compiling, so a tenant at its limit costs no compile; again under the lock,
-    // where concurrent uploads are counted.
-    check_version_limit(&state, &auth.tenant)?;
-    let artifact = compile(&state, body.clone()).await?;
-
-    let _writes = PLUGIN_WRITES.lock().await;
-    check_version_limit(&state, &auth.tenant)?;
-    // A delete that released this digest (its last other user) may have run between the
-    // compile and this lock; then the component is gone from the runtime: compile again.
-    // Otherwise this is a lookup in memory.
-    if state.plugins.preload(&artifact.sha256).is_err() {
-        compile(&state, body).await?;
-    }
-    let version = state.store.add_plugin_version(
-        &auth.tenant,
-        &name,
-        &artifact.sha256,
-        artifact.size as u64,
-        artifact.exports,
-        now_millis(),
-    )?;
+    let version = registry(&state).upload(&auth.tenant, &name, body).await?;
     durable(&state).await?;
     tracing::info!(tenant = %auth.tenant, plugin = %name, version = version.version, sha256 = %version.sha256, "plugin version uploaded");
     Ok((StatusCode::CREATED, Json(version_view(version))))
-}
-
-/// A tenant's plugin versions are bounded: each keeps its component and compiled code on
-/// disk and in memory.
-fn check_version_limit(state: &AppState, tenant: &str) -> ApiResult<()> {
-    let limit = state.config.plugin_max_versions_per_tenant;
-    if state.store.count_plugin_versions(tenant) >= limit {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "plugin_version_limit_reached",
-            format!(
-                "a tenant may store at most {limit} plugin versions; delete old versions first"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Compiles on a blocking thread: tens to hundreds of milliseconds of CPU.
-async fn compile(state: &AppState, wasm: Bytes) -> ApiResult<hookgate_plugin_host::PluginArtifact> {
-    let runtime = state.plugins.clone();
-    tokio::task::spawn_blocking(move || runtime.compile(&wasm))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(upload_error)
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/plugins", tag = "plugins", security(("bearer" = [])),
@@ -353,7 +317,7 @@ async fn get_plugin(
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<PluginDetail>> {
-    let versions = versions_of(&state, &auth.tenant, &name)?;
+    let versions = registry(&state).versions_of(&auth.tenant, &name)?;
     let head = state
         .store
         .plugin_head(&auth.tenant, &name)?
@@ -383,49 +347,6 @@ async fn get_plugin_version(
         .ok_or_else(|| ApiError::not_found(format!("plugin `{name}` has no version {version}")))
 }
 
-/// The webhooks of `tenant` whose attachments of `name` block deleting `version` (`None`:
-/// the whole plugin), with why.
-fn blocking_webhooks(
-    state: &AppState,
-    tenant: &str,
-    name: &str,
-    version: Option<u32>,
-    latest: u32,
-) -> ApiResult<Vec<String>> {
-    let mut users = Vec::new();
-    for webhook in state.store.all_webhooks_of(tenant)? {
-        for attachment in webhook.spec.plugins.iter().filter(|a| a.plugin == name) {
-            let blocks = match (version, attachment.version) {
-                (None, _) => true,
-                (Some(v), None) => v == latest,
-                (Some(v), Some(pinned)) => v == pinned,
-            };
-            if blocks {
-                users.push(match attachment.version {
-                    None => format!("`{}` (follows the latest version)", webhook.id),
-                    Some(pinned) => format!("`{}` (pins v{pinned})", webhook.id),
-                });
-            }
-        }
-    }
-    users.dedup();
-    Ok(users)
-}
-
-/// Drops `tenant`'s handles on the removed versions, and the compiled artifacts no
-/// version of any tenant uses any more.
-fn release_digests(state: &AppState, tenant: &str, removed: &[PluginVersion]) -> ApiResult<()> {
-    for version in removed {
-        state.plugins.forget(tenant, &version.sha256);
-        if !state.store.plugin_digest_in_use(&version.sha256)?
-            && let Err(error) = state.plugins.remove(&version.sha256)
-        {
-            tracing::warn!(sha256 = %version.sha256, %error, "could not remove a plugin from the cache");
-        }
-    }
-    Ok(())
-}
-
 /// Deletes a plugin: every version and its secrets. Refused with 409 while any webhook of
 /// the tenant has it attached.
 #[utoipa::path(delete, path = "/{tenant}/v1/plugins/{name}", tag = "plugins", security(("bearer" = [])),
@@ -437,19 +358,7 @@ async fn delete_plugin(
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let _writes = PLUGIN_WRITES.lock().await;
-    let _webhooks = state.webhook_writes.lock().await;
-    let versions = versions_of(&state, &auth.tenant, &name)?;
-    let latest = versions.last().map_or(0, |v| v.version);
-    let users = blocking_webhooks(&state, &auth.tenant, &name, None, latest)?;
-    if !users.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "plugin `{name}` is attached to webhooks {}; detach it first",
-            users.join(", ")
-        )));
-    }
-    let removed = state.store.delete_plugin(&auth.tenant, &name)?;
-    release_digests(&state, &auth.tenant, &removed)?;
+    registry(&state).delete_plugin(&auth.tenant, &name).await?;
     durable(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -467,32 +376,9 @@ async fn delete_plugin_version(
     auth: TenantAuth,
     Path((_, name, version)): Path<(String, String, u32)>,
 ) -> ApiResult<StatusCode> {
-    let _writes = PLUGIN_WRITES.lock().await;
-    let _webhooks = state.webhook_writes.lock().await;
-    let versions = versions_of(&state, &auth.tenant, &name)?;
-    if !versions.iter().any(|v| v.version == version) {
-        return Err(ApiError::not_found(format!(
-            "plugin `{name}` has no version {version}"
-        )));
-    }
-    let latest = versions.last().map_or(0, |v| v.version);
-    let users = blocking_webhooks(&state, &auth.tenant, &name, Some(version), latest)?;
-    if !users.is_empty() {
-        return Err(ApiError::conflict(format!(
-            "plugin `{name}` v{version} is used by webhooks {}; detach or re-pin them first",
-            users.join(", ")
-        )));
-    }
-    let removed = if versions.len() == 1 {
-        state.store.delete_plugin(&auth.tenant, &name)?
-    } else {
-        state
-            .store
-            .delete_plugin_version(&auth.tenant, &name, version)?
-            .into_iter()
-            .collect()
-    };
-    release_digests(&state, &auth.tenant, &removed)?;
+    registry(&state)
+        .delete_version(&auth.tenant, &name, version)
+        .await?;
     durable(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -595,28 +481,6 @@ fn test_event(sample: SampleEvent) -> ApiResult<StoredEvent> {
     })
 }
 
-/// The pieces of a report the response shows, whatever the hook's result type.
-fn report_parts<T>(report: &CallReport<T>) -> (Value, u64, u64, Option<u64>) {
-    (
-        serde_json::to_value(&report.logs).unwrap_or(Value::Null),
-        report.elapsed.as_micros() as u64,
-        report.instantiate.as_micros() as u64,
-        report.fuel_used,
-    )
-}
-
-fn body_value(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
-}
-
-fn headers_value(headers: &[hookgate_plugin_host::Header]) -> Value {
-    headers
-        .iter()
-        .map(|h| json!({"name": h.name, "value": h.value}))
-        .collect()
-}
-
 /// Dry run: runs one hook of a plugin on a sample event (wrapped in the default envelope)
 /// with the given config and the tenant's real secrets for this plugin, exactly as a
 /// delivery would, and reports the result, the plugin's log lines and the time (and fuel)
@@ -636,80 +500,19 @@ async fn test_plugin(
     Path((_, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<TestRequest>,
 ) -> ApiResult<Json<TestResponse>> {
-    let record = pipeline::resolve_version(&state.store, &auth.tenant, &name, body.version)?
-        .ok_or_else(|| match body.version {
-            Some(v) => ApiError::not_found(format!("plugin `{name}` has no version {v}")),
-            None => no_plugin(&name),
-        })?;
-    let event = test_event(body.event)?;
-    let plugin =
-        pipeline::load(&state.plugins, &auth.tenant, &record).map_err(ApiError::internal)?;
-    let config = pipeline::config_string(&body.config);
-    let context = || {
-        hookgate_plugin_host::CallContext::new(pipeline::secrets_for(
-            &state.store,
-            &auth.tenant,
-            &name,
-        ))
+    let input = DryRunInput {
+        event: test_event(body.event)?,
+        config: body.config,
+        hook: match body.hook {
+            TestHook::Filter => DryRunHook::Filter,
+            TestHook::Transform => DryRunHook::Transform,
+            TestHook::Authenticate => DryRunHook::Authenticate,
+        },
+        version: body.version,
+        url: body.url,
     };
-    let envelope = envelope::body(&auth.tenant, &event, None);
-    let runtime = &state.plugins;
-    let (hook, result, parts) = match body.hook {
-        TestHook::Filter => {
-            let event = pipeline::plugin_event(&auth.tenant, &event, envelope);
-            let report = runtime
-                .call_filter(&plugin, &config, event, context())
-                .await;
-            let parts = report_parts(&report);
-            (Hook::Filter, report.result.map(Value::Bool), parts)
-        }
-        TestHook::Transform => {
-            let event = pipeline::plugin_event(&auth.tenant, &event, envelope);
-            let report = runtime
-                .call_transform(&plugin, &config, event, context())
-                .await;
-            let parts = report_parts(&report);
-            let result = report.result.and_then(|out| {
-                pipeline::check_transform_output(&out)?;
-                Ok(json!({
-                    "event_type": out.event_type,
-                    "headers": headers_value(&out.headers),
-                    "body": body_value(&out.body),
-                }))
-            });
-            (Hook::Transform, result, parts)
-        }
-        TestHook::Authenticate => {
-            let request = OutgoingRequest {
-                method: "POST".into(),
-                url: body
-                    .url
-                    .unwrap_or_else(|| "https://receiver.example/webhook".into()),
-                headers: vec![
-                    hookgate_plugin_host::Header {
-                        name: "content-type".into(),
-                        value: "application/json".into(),
-                    },
-                    hookgate_plugin_host::Header {
-                        name: "webhook-id".into(),
-                        value: event.id.clone(),
-                    },
-                ],
-                body: envelope,
-            };
-            let report = runtime
-                .call_authenticate(&plugin, &config, request, context())
-                .await;
-            let parts = report_parts(&report);
-            let result = report.result.and_then(|headers| {
-                pipeline::check_plugin_headers(&headers)?;
-                Ok(headers_value(&headers))
-            });
-            (Hook::Authenticate, result, parts)
-        }
-    };
-    let (logs, elapsed_us, instantiate_us, fuel_used) = parts;
-    let (result, error) = match result {
+    let run = registry(&state).dry_run(&auth.tenant, &name, input).await?;
+    let (result, error) = match run.result {
         Ok(value) => (value, None),
         Err(error) => (
             Value::Null,
@@ -720,13 +523,13 @@ async fn test_plugin(
         ),
     };
     Ok(Json(TestResponse {
-        hook: hook.name().to_string(),
-        version: record.version,
+        hook: run.hook.name().to_string(),
+        version: run.version,
         result,
-        logs,
-        elapsed_us,
-        instantiate_us,
-        fuel_used,
+        logs: run.logs,
+        elapsed_us: run.elapsed_us,
+        instantiate_us: run.instantiate_us,
+        fuel_used: run.fuel_used,
         error,
     }))
 }

@@ -181,23 +181,17 @@ async fn delete_tenant(
     if state.store.tenant(&tenant)?.is_none() {
         return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
     }
-    // Workers first, so no attempt writes records of a tenant being removed.
+    // Workers first, so no attempt writes records of a tenant being removed; then their
+    // delivery state.
     for webhook in state.store.all_webhooks_of(&tenant)? {
         state.delivery.stop_and_wait(&tenant, &webhook.id).await;
+        let webhook_ref = crate::storage::WebhookRef::new(&tenant, &webhook.id);
+        state.deliveries.forget(&webhook_ref).await?;
     }
-    // Under the plugin write lock: another tenant's upload of the same bytes must not
-    // find its compiled code deleted between its compile and its stored version.
-    let plugin_writes = super::plugins::PLUGIN_WRITES.lock().await;
-    for digest in state.store.delete_tenant_plugins(&tenant)? {
-        state.plugins.forget(&tenant, &digest);
-        if !state.store.plugin_digest_in_use(&digest)?
-            && let Err(error) = state.plugins.remove(&digest)
-        {
-            tracing::warn!(%error, "could not remove a compiled plugin");
-        }
-    }
-    drop(plugin_writes);
-    // Every delivery record and index entry of the tenant, one removal each: off the
+    super::plugins::registry(&state)
+        .delete_tenant_plugins(&tenant)
+        .await?;
+    // Every configuration record and index entry of the tenant, one removal each: off the
     // async workers, as for a webhook.
     let store = state.store.clone();
     let id = tenant.clone();

@@ -69,12 +69,7 @@ impl Store {
             self.api_keys.remove(key.key_id.as_bytes())?;
         }
         let prefix = codec::tenant_prefix(id);
-        for tree in [
-            &self.event_types,
-            &self.webhooks,
-            &self.event_index,
-            &self.deliveries,
-        ] {
+        for tree in [&self.event_types, &self.webhooks, &self.event_index] {
             for key in tree.scan_prefix(&prefix).keys() {
                 tree.remove(key?)?;
             }

@@ -1,0 +1,393 @@
+//! The tenants' plugin versions: upload (validate, compile, record), delete (refused while
+//! a webhook uses the version), and a dry run of one hook on a sample event. The HTTP
+//! routes (`api/plugins.rs`) parse requests and shape responses; the rules are here.
+//!
+//! Compiling happens in the plugin runtime (`hookgate_plugin_host`) on a blocking thread.
+//! The records (`store::plugins`) and the runtime's loaded set are kept in step: a version
+//! is recorded only once its component is compiled and loaded, and a compiled artifact
+//! leaves the runtime only when no version of any tenant uses its digest.
+
+use bytes::Bytes;
+use hookgate_plugin_host::{
+    CallContext, CallReport, Header, Hook, OutgoingRequest, PluginArtifact, PluginError,
+    PluginRuntime, UploadError,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    delivery::envelope,
+    iso::now_millis,
+    log::StoredEvent,
+    pipeline,
+    store::{Store, StoreError, plugins::PluginVersion},
+};
+
+/// Serializes what must not interleave between uploads and deletes: recording a version
+/// versus releasing a digest from the runtime (compiles themselves run outside it). One
+/// process has one runtime, so a process-wide lock is the right scope.
+static PLUGIN_WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no plugin `{0}`")]
+    NoPlugin(String),
+    #[error("plugin `{name}` has no version {version}")]
+    NoVersion { name: String, version: u32 },
+    #[error("a tenant may store at most {0} plugin versions; delete old versions first")]
+    VersionLimit(usize),
+    /// A webhook uses what was to be deleted; the message names them.
+    #[error("{0}")]
+    InUse(String),
+    #[error(transparent)]
+    Invalid(#[from] UploadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("plugin runtime: {0}")]
+    Runtime(String),
+}
+
+/// What the registry works with: the records, the runtime, the per-tenant version bound,
+/// and the lock that serializes webhook changes (a delete must not race an attachment).
+pub struct Registry<'a> {
+    pub store: &'a Store,
+    pub runtime: &'a PluginRuntime,
+    pub max_versions_per_tenant: usize,
+    pub webhook_writes: &'a tokio::sync::Mutex<()>,
+}
+
+/// Which hook a dry run calls.
+#[derive(Debug, Clone, Copy)]
+pub enum DryRunHook {
+    Filter,
+    Transform,
+    Authenticate,
+}
+
+/// A dry run's input: the event (wrapped in the default envelope, as a delivery would be),
+/// the attachment's config, and for authenticate the URL of the request the plugin sees.
+pub struct DryRunInput {
+    pub event: StoredEvent,
+    pub config: Value,
+    pub hook: DryRunHook,
+    /// The latest when `None`.
+    pub version: Option<u32>,
+    pub url: Option<String>,
+}
+
+/// What a dry run did: the hook's result as JSON or how the plugin failed, its log lines
+/// and the time (and fuel) used.
+pub struct DryRun {
+    pub hook: Hook,
+    pub version: u32,
+    /// filter: `true`/`false`; transform: `{event_type, headers, body}` (body as JSON
+    /// when it parses, else as text); authenticate: `[{name, value}]`.
+    pub result: Result<Value, PluginError>,
+    pub logs: Value,
+    pub elapsed_us: u64,
+    pub instantiate_us: u64,
+    pub fuel_used: Option<u64>,
+}
+
+impl Registry<'_> {
+    /// The plugin's versions, oldest first; `NoPlugin` when it has none.
+    pub fn versions_of(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Vec<PluginVersion>, RegistryError> {
+        let versions = self.store.plugin_versions(tenant, name)?;
+        if versions.is_empty() {
+            return Err(RegistryError::NoPlugin(name.to_string()));
+        }
+        Ok(versions)
+    }
+
+    /// Validates, compiles and records a new version of `name` (versions count 1, 2, 3…).
+    pub async fn upload(
+        &self,
+        tenant: &str,
+        name: &str,
+        wasm: Bytes,
+    ) -> Result<PluginVersion, RegistryError> {
+        // Before compiling, so a tenant at its limit costs no compile; again under the
+        // lock, where concurrent uploads are counted.
+        self.check_version_limit(tenant)?;
+        let artifact = self.compile(wasm.clone()).await?;
+
+        let _writes = PLUGIN_WRITES.lock().await;
+        self.check_version_limit(tenant)?;
+        // A delete that released this digest (its last other user) may have run between
+        // the compile and this lock; then the component is gone from the runtime: compile
+        // again. Otherwise this is a lookup in memory.
+        if self.runtime.preload(&artifact.sha256).is_err() {
+            self.compile(wasm).await?;
+        }
+        Ok(self.store.add_plugin_version(
+            tenant,
+            name,
+            &artifact.sha256,
+            artifact.size as u64,
+            artifact.exports,
+            now_millis(),
+        )?)
+    }
+
+    /// A tenant's plugin versions are bounded: each keeps its component and compiled code
+    /// on disk and in memory.
+    fn check_version_limit(&self, tenant: &str) -> Result<(), RegistryError> {
+        let limit = self.max_versions_per_tenant;
+        if self.store.count_plugin_versions(tenant) >= limit {
+            return Err(RegistryError::VersionLimit(limit));
+        }
+        Ok(())
+    }
+
+    /// Compiles on a blocking thread: tens to hundreds of milliseconds of CPU.
+    async fn compile(&self, wasm: Bytes) -> Result<PluginArtifact, RegistryError> {
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.compile(&wasm))
+            .await
+            .map_err(|e| RegistryError::Runtime(e.to_string()))?
+            .map_err(RegistryError::from)
+    }
+
+    /// Deletes a plugin: every version and its secrets. Refused while any webhook of the
+    /// tenant has it attached.
+    pub async fn delete_plugin(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
+        let _writes = PLUGIN_WRITES.lock().await;
+        let _webhooks = self.webhook_writes.lock().await;
+        let versions = self.versions_of(tenant, name)?;
+        let latest = versions.last().map_or(0, |v| v.version);
+        let users = self.blocking_webhooks(tenant, name, None, latest)?;
+        if !users.is_empty() {
+            return Err(RegistryError::InUse(format!(
+                "plugin `{name}` is attached to webhooks {}; detach it first",
+                users.join(", ")
+            )));
+        }
+        let removed = self.store.delete_plugin(tenant, name)?;
+        self.release_digests(tenant, &removed)
+    }
+
+    /// Deletes one version. Refused while a webhook pins it, or follows the latest
+    /// version and this is the latest. Deleting the only version deletes the plugin (with
+    /// its secrets). Version numbers are not reused while the plugin exists.
+    pub async fn delete_version(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: u32,
+    ) -> Result<(), RegistryError> {
+        let _writes = PLUGIN_WRITES.lock().await;
+        let _webhooks = self.webhook_writes.lock().await;
+        let versions = self.versions_of(tenant, name)?;
+        if !versions.iter().any(|v| v.version == version) {
+            return Err(RegistryError::NoVersion {
+                name: name.to_string(),
+                version,
+            });
+        }
+        let latest = versions.last().map_or(0, |v| v.version);
+        let users = self.blocking_webhooks(tenant, name, Some(version), latest)?;
+        if !users.is_empty() {
+            return Err(RegistryError::InUse(format!(
+                "plugin `{name}` v{version} is used by webhooks {}; detach or re-pin them first",
+                users.join(", ")
+            )));
+        }
+        let removed = if versions.len() == 1 {
+            self.store.delete_plugin(tenant, name)?
+        } else {
+            self.store
+                .delete_plugin_version(tenant, name, version)?
+                .into_iter()
+                .collect()
+        };
+        self.release_digests(tenant, &removed)
+    }
+
+    /// Deletes every plugin of a tenant that is being deleted, with the compiled artifacts
+    /// no other tenant uses.
+    pub async fn delete_tenant_plugins(&self, tenant: &str) -> Result<(), RegistryError> {
+        // Under the plugin write lock: another tenant's upload of the same bytes must not
+        // find its compiled code deleted between its compile and its stored version.
+        let _writes = PLUGIN_WRITES.lock().await;
+        for digest in self.store.delete_tenant_plugins(tenant)? {
+            self.release_digest(tenant, &digest)?;
+        }
+        Ok(())
+    }
+
+    /// The webhooks of `tenant` whose attachments of `name` block deleting `version`
+    /// (`None`: the whole plugin), with why.
+    fn blocking_webhooks(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<u32>,
+        latest: u32,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut users = Vec::new();
+        for webhook in self.store.all_webhooks_of(tenant)? {
+            for attachment in webhook.spec.plugins.iter().filter(|a| a.plugin == name) {
+                let blocks = match (version, attachment.version) {
+                    (None, _) => true,
+                    (Some(v), None) => v == latest,
+                    (Some(v), Some(pinned)) => v == pinned,
+                };
+                if blocks {
+                    users.push(match attachment.version {
+                        None => format!("`{}` (follows the latest version)", webhook.id),
+                        Some(pinned) => format!("`{}` (pins v{pinned})", webhook.id),
+                    });
+                }
+            }
+        }
+        users.dedup();
+        Ok(users)
+    }
+
+    fn release_digests(
+        &self,
+        tenant: &str,
+        removed: &[PluginVersion],
+    ) -> Result<(), RegistryError> {
+        for version in removed {
+            self.release_digest(tenant, &version.sha256)?;
+        }
+        Ok(())
+    }
+
+    /// Drops `tenant`'s handle on a digest, and the compiled artifact once no version of
+    /// any tenant uses it.
+    fn release_digest(&self, tenant: &str, digest: &str) -> Result<(), RegistryError> {
+        self.runtime.forget(tenant, digest);
+        if !self.store.plugin_digest_in_use(digest)?
+            && let Err(error) = self.runtime.remove(digest)
+        {
+            tracing::warn!(sha256 = %digest, %error, "could not remove a compiled plugin");
+        }
+        Ok(())
+    }
+
+    /// Runs one hook of a plugin on a sample event with the given config and the tenant's
+    /// real secrets for this plugin, exactly as a delivery would. Nothing is stored or
+    /// sent. A plugin that fails is a `DryRun` whose `result` says how; `Err` is about the
+    /// request (no such plugin or version).
+    pub async fn dry_run(
+        &self,
+        tenant: &str,
+        name: &str,
+        input: DryRunInput,
+    ) -> Result<DryRun, RegistryError> {
+        let record = pipeline::resolve_version(self.store, tenant, name, input.version)?
+            .ok_or_else(|| match input.version {
+                Some(version) => RegistryError::NoVersion {
+                    name: name.to_string(),
+                    version,
+                },
+                None => RegistryError::NoPlugin(name.to_string()),
+            })?;
+        let plugin = pipeline::load(self.runtime, tenant, &record)
+            .map_err(|e| RegistryError::Runtime(e.to_string()))?;
+        let config = pipeline::config_string(&input.config);
+        let context = || CallContext::new(pipeline::secrets_for(self.store, tenant, name));
+        let event = input.event;
+        let envelope = envelope::body(tenant, &event, None);
+        let runtime = self.runtime;
+        let (hook, result, report) = match input.hook {
+            DryRunHook::Filter => {
+                let event = pipeline::plugin_event(tenant, &event, envelope);
+                let report = runtime
+                    .call_filter(&plugin, &config, event, context())
+                    .await;
+                let parts = ReportParts::of(&report);
+                (Hook::Filter, report.result.map(Value::Bool), parts)
+            }
+            DryRunHook::Transform => {
+                let event = pipeline::plugin_event(tenant, &event, envelope);
+                let report = runtime
+                    .call_transform(&plugin, &config, event, context())
+                    .await;
+                let parts = ReportParts::of(&report);
+                let result = report.result.and_then(|out| {
+                    pipeline::check_transform_output(&out)?;
+                    Ok(json!({
+                        "event_type": out.event_type,
+                        "headers": headers_value(&out.headers),
+                        "body": body_value(&out.body),
+                    }))
+                });
+                (Hook::Transform, result, parts)
+            }
+            DryRunHook::Authenticate => {
+                let request = OutgoingRequest {
+                    method: "POST".into(),
+                    url: input
+                        .url
+                        .unwrap_or_else(|| "https://receiver.example/webhook".into()),
+                    headers: vec![
+                        Header {
+                            name: "content-type".into(),
+                            value: "application/json".into(),
+                        },
+                        Header {
+                            name: "webhook-id".into(),
+                            value: event.id.clone(),
+                        },
+                    ],
+                    body: envelope,
+                };
+                let report = runtime
+                    .call_authenticate(&plugin, &config, request, context())
+                    .await;
+                let parts = ReportParts::of(&report);
+                let result = report.result.and_then(|headers| {
+                    pipeline::check_plugin_headers(&headers)?;
+                    Ok(headers_value(&headers))
+                });
+                (Hook::Authenticate, result, parts)
+            }
+        };
+        Ok(DryRun {
+            hook,
+            version: record.version,
+            result,
+            logs: report.logs,
+            elapsed_us: report.elapsed_us,
+            instantiate_us: report.instantiate_us,
+            fuel_used: report.fuel_used,
+        })
+    }
+}
+
+/// The pieces of a call report a dry run shows, whatever the hook's result type.
+struct ReportParts {
+    logs: Value,
+    elapsed_us: u64,
+    instantiate_us: u64,
+    fuel_used: Option<u64>,
+}
+
+impl ReportParts {
+    fn of<T>(report: &CallReport<T>) -> ReportParts {
+        ReportParts {
+            logs: serde_json::to_value(&report.logs).unwrap_or(Value::Null),
+            elapsed_us: report.elapsed.as_micros() as u64,
+            instantiate_us: report.instantiate.as_micros() as u64,
+            fuel_used: report.fuel_used,
+        }
+    }
+}
+
+fn body_value(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+fn headers_value(headers: &[Header]) -> Value {
+    headers
+        .iter()
+        .map(|h| json!({"name": h.name, "value": h.value}))
+        .collect()
+}
