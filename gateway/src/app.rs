@@ -13,11 +13,13 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::{config::Config, log::EventLog, schemas::SchemaCache, store::Store};
+use crate::{config::Config, log::EventLog, schemas::SchemaCache, storage::Catalog};
 
 pub struct AppState {
     pub config: Config,
-    pub store: Store,
+    /// Tenants, keys, event types, webhooks, plugins and secrets; writes are durable when
+    /// they return.
+    pub catalog: Arc<dyn Catalog>,
     pub log: EventLog,
     /// Every webhook's delivery state (cursors, records, attempts, retries, stats).
     pub deliveries: Arc<dyn crate::storage::DeliveryState>,
@@ -35,16 +37,9 @@ pub struct AppState {
     pub openapi: std::sync::OnceLock<String>,
 }
 
-impl AppState {
-    /// Waits until every write made so far is on disk (group commit).
-    pub async fn durable(&self) -> Result<(), crate::log::DurabilityError> {
-        self.log.commit().wait_durable().await
-    }
-}
-
 /// Opens everything under `config.data_dir` and returns the ready state; its delivery
 /// engine will run on `delivery_runtime`.
-pub fn open(
+pub async fn open(
     config: Config,
     delivery_runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<Arc<AppState>> {
@@ -55,28 +50,17 @@ pub fn open(
         &config.data_dir.join("master_key"),
     )
     .context("cannot load the master key")?;
-    let store = Store::open(&config.data_dir, master_key)
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let embedded = crate::store::open(&config.data_dir, master_key, &delivery_runtime)?;
+    let catalog: Arc<dyn Catalog> = embedded.catalog;
     let admin_token = admin_token(&config)?;
-    let log = EventLog::open(
-        &store.db,
-        store.event_index.clone(),
-        &config.data_dir.join("segments"),
-    )
-    .context("cannot open the event log")?;
-    let deliveries = Arc::new(crate::store::deliveries::EmbeddedDeliveryState::new(
-        store.deliveries.clone(),
-        log.commit().clone(),
-        &delivery_runtime,
-    ));
     let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))
         .context("cannot start the plugin runtime")?;
-    crate::pipeline::load_stored_plugins(&store, &plugins)?;
+    crate::pipeline::load_stored_plugins(&*catalog, &plugins).await?;
     Ok(Arc::new(AppState {
         admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
-        store,
-        log,
-        deliveries,
+        catalog,
+        log: embedded.log,
+        deliveries: embedded.deliveries,
         schemas: SchemaCache::default(),
         webhook_writes: tokio::sync::Mutex::new(()),
         ready: AtomicBool::new(true),
@@ -136,9 +120,9 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// flushes the store. The delivery engine runs on `delivery_runtime`, apart from the API.
 pub async fn serve(config: Config, delivery_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = open(config, delivery_runtime)?;
+    let state = open(config, delivery_runtime).await?;
     let router = crate::api::router(state.clone());
-    crate::delivery::Dispatcher::start(&state)?;
+    crate::delivery::Dispatcher::start(&state).await?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -151,7 +135,7 @@ pub async fn serve(config: Config, delivery_runtime: tokio::runtime::Handle) -> 
     state.ready.store(false, Ordering::Release);
     state.delivery.shutdown().await;
     state.log.shutdown();
-    state.store.flush().context("final flush failed")?;
+    state.catalog.close().await.context("final flush failed")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -59,7 +59,7 @@ use crate::{
     app::AppState,
     log::StoredEvent,
     model::webhook::{PluginAttachment, RESERVED_HEADERS, Webhook},
-    store::{Store, StoreError, plugins::PluginVersion},
+    storage::{Catalog, StorageResult, catalog::PluginVersion},
 };
 
 /// What [`prepare`] decided for one event and one webhook.
@@ -112,13 +112,15 @@ impl Resolution {
 
 /// Resolves `webhook`'s attachments (none: no store reads at all). `Err`: a plugin no
 /// longer exists or cannot be loaded; the event fails for this webhook with that reason.
-pub fn resolve(state: &AppState, tenant: &str, webhook: &Webhook) -> Result<Resolution, String> {
-    let calls = webhook
-        .spec
-        .plugins
-        .iter()
-        .map(|attachment| resolve_one(state, tenant, attachment))
-        .collect::<Result<Vec<_>, _>>()?;
+pub async fn resolve(
+    state: &AppState,
+    tenant: &str,
+    webhook: &Webhook,
+) -> Result<Resolution, String> {
+    let mut calls = Vec::with_capacity(webhook.spec.plugins.len());
+    for attachment in &webhook.spec.plugins {
+        calls.push(resolve_one(state, tenant, attachment).await?);
+    }
     Ok(Resolution {
         tenant: tenant.into(),
         calls: Arc::new(calls),
@@ -168,7 +170,7 @@ pub async fn prepare(
     if webhook.spec.plugins.is_empty() {
         return Prepared::unchanged();
     }
-    match resolve(state, tenant, webhook) {
+    match resolve(state, tenant, webhook).await {
         Ok(resolution) => prepare_resolved(state, tenant, &resolution, event, envelope_body).await,
         Err(reason) => Prepared::Failed { reason },
     }
@@ -269,7 +271,7 @@ pub async fn authenticate(
     if webhook.spec.plugins.is_empty() {
         return Ok(Vec::new());
     }
-    let resolution = resolve(state, tenant, webhook)?;
+    let resolution = resolve(state, tenant, webhook).await?;
     authenticate_resolved(state, &resolution, || request).await
 }
 
@@ -463,13 +465,14 @@ fn record(state: &AppState, hook: Hook, outcome: &'static str, elapsed: Duration
 
 /// One attachment as a call: its version (the pinned one, or the latest right now), the
 /// loaded plugin, its config as a string and its secrets.
-fn resolve_one(
+async fn resolve_one(
     state: &AppState,
     tenant: &str,
     attachment: &PluginAttachment,
 ) -> Result<Call, String> {
     let name = &attachment.plugin;
-    let record = resolve_version(&state.store, tenant, name, attachment.version)
+    let record = resolve_version(&*state.catalog, tenant, name, attachment.version)
+        .await
         .map_err(|e| format!("plugin `{name}`: cannot read its record: {e}"))?
         .ok_or_else(|| match attachment.version {
             Some(v) => format!("plugin `{name}` v{v} does not exist"),
@@ -480,20 +483,22 @@ fn resolve_one(
         label: format!("plugin `{name}` v{}", record.version),
         plugin,
         config: config_string(&attachment.config),
-        secrets: secrets_for(&state.store, tenant, name),
+        secrets: secrets_for(&*state.catalog, tenant, name)
+            .await
+            .map_err(|e| format!("plugin `{name}`: cannot read its secrets: {e}"))?,
     })
 }
 
 /// The stored version an attachment runs: the pinned one, or the latest right now.
-pub(crate) fn resolve_version(
-    store: &Store,
+pub(crate) async fn resolve_version(
+    catalog: &dyn Catalog,
     tenant: &str,
     name: &str,
     version: Option<u32>,
-) -> Result<Option<PluginVersion>, StoreError> {
+) -> StorageResult<Option<PluginVersion>> {
     match version {
-        Some(version) => store.plugin_version(tenant, name, version),
-        None => store.latest_plugin_version(tenant, name),
+        Some(version) => catalog.plugin_version(tenant, name, version).await,
+        None => catalog.latest_plugin_version(tenant, name).await,
     }
 }
 
@@ -519,45 +524,27 @@ pub(crate) fn config_string(config: &serde_json::Value) -> String {
 }
 
 /// The secrets plugin `name` of `tenant` may read: that tenant's, for that name, nothing
-/// else.
-pub(crate) fn secrets_for(store: &Store, tenant: &str, name: &str) -> Arc<dyn SecretSource> {
-    Arc::new(PluginSecrets {
-        store: store.clone(),
-        tenant: tenant.to_string(),
-        plugin: name.to_string(),
-    })
-}
-
-/// Reads secrets from the store on the call's blocking thread, only when the plugin asks.
-struct PluginSecrets {
-    store: Store,
-    tenant: String,
-    plugin: String,
-}
-
-impl SecretSource for PluginSecrets {
-    fn get(&self, key: &str) -> Option<String> {
-        match self
-            .store
-            .plugin_secret_value(&self.tenant, &self.plugin, key)
-        {
-            Ok(value) => value,
-            Err(error) => {
-                // The plugin sees a missing secret; the operator sees why.
-                tracing::error!(tenant = %self.tenant, plugin = %self.plugin, key, %error, "cannot read a plugin secret");
-                None
-            }
-        }
-    }
+/// else. Read (and opened) once per resolution: a secret change moves the catalog's plugin
+/// generation, so workers resolve again, and a plugin's `secret(key)` never waits on
+/// storage inside its call.
+pub(crate) async fn secrets_for(
+    catalog: &dyn Catalog,
+    tenant: &str,
+    name: &str,
+) -> StorageResult<Arc<dyn SecretSource>> {
+    Ok(Arc::new(catalog.plugin_secret_values(tenant, name).await?))
 }
 
 /// Loads every stored plugin version into the runtime at startup, so that the first
 /// delivery does not pay for it and a restart shows whether the compiled cache was reused
 /// (it should be: `compiled` stays 0 unless cache files were lost or the engine changed).
 /// A version that cannot be loaded is logged and skipped; its calls fail with the reason.
-pub fn load_stored_plugins(store: &Store, runtime: &PluginRuntime) -> Result<(), StoreError> {
+pub async fn load_stored_plugins(
+    catalog: &dyn Catalog,
+    runtime: &PluginRuntime,
+) -> StorageResult<()> {
     let started = Instant::now();
-    let digests = store.all_plugin_digests()?;
+    let digests = catalog.all_plugin_digests().await?;
     let mut failed = 0;
     for sha256 in &digests {
         if let Err(error) = runtime.preload(sha256) {
@@ -630,7 +617,7 @@ mod tests {
         _dir: tempfile::TempDir,
     }
 
-    fn fixture() -> Fixture {
+    async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
             data_dir: dir.path().to_path_buf(),
@@ -638,28 +625,33 @@ mod tests {
             ..Config::default()
         };
         Fixture {
-            state: crate::app::open(config, tokio::runtime::Handle::current()).unwrap(),
+            state: crate::app::open(config, tokio::runtime::Handle::current())
+                .await
+                .unwrap(),
             _dir: dir,
         }
     }
 
     /// Uploads the plugin crate `crate_name` as `name` of tenant `acme`, as the API does.
-    fn upload(state: &AppState, name: &str, crate_name: &str) -> PluginVersion {
+    async fn upload(state: &AppState, name: &str, crate_name: &str) -> PluginVersion {
         let path = plugin_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
         let artifact = state
             .plugins
             .compile(&std::fs::read(path).unwrap())
             .unwrap();
         state
-            .store
+            .catalog
             .add_plugin_version(
                 "acme",
                 name,
-                &artifact.sha256,
-                artifact.size as u64,
-                artifact.exports,
+                crate::storage::catalog::NewPluginVersion {
+                    sha256: artifact.sha256,
+                    size: artifact.size as u64,
+                    exports: artifact.exports,
+                },
                 0,
             )
+            .await
             .unwrap()
     }
 
@@ -695,7 +687,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_plugins_send_the_envelope_unchanged() {
-        let f = fixture();
+        let f = fixture().await;
         let prepared = prepare_for(&f.state, json!([]), 1.0).await;
         assert_eq!(
             prepared,
@@ -708,9 +700,9 @@ mod tests {
 
     #[tokio::test]
     async fn filters_then_transforms_in_order() {
-        let f = fixture();
-        upload(&f.state, "large", "field-filter");
-        upload(&f.state, "erp", "erp-transform");
+        let f = fixture().await;
+        upload(&f.state, "large", "field-filter").await;
+        upload(&f.state, "erp", "erp-transform").await;
         let plugins = json!([
             {"plugin": "large", "config": [{"path": "/payload/total", "op": "gte", "value": 100}]},
             {"plugin": "erp"},
@@ -746,8 +738,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_later_transform_sees_the_earlier_ones_event() {
-        let f = fixture();
-        upload(&f.state, "erp", "erp-transform");
+        let f = fixture().await;
+        upload(&f.state, "erp", "erp-transform").await;
         // Maps only the renamed type: it acts (and fails on the ERP body) only if it sees
         // the event type the first transform set.
         let plugins = json!([
@@ -765,10 +757,10 @@ mod tests {
 
     #[tokio::test]
     async fn failures_name_plugin_version_hook_and_code() {
-        let f = fixture();
-        upload(&f.state, "ok", "field-filter");
-        upload(&f.state, "loop", "hostile-infinite-loop");
-        upload(&f.state, "loop", "hostile-infinite-loop");
+        let f = fixture().await;
+        upload(&f.state, "ok", "field-filter").await;
+        upload(&f.state, "loop", "hostile-infinite-loop").await;
+        upload(&f.state, "loop", "hostile-infinite-loop").await;
         let plugins = json!([{"plugin": "ok", "config": []}, {"plugin": "loop", "version": 2}]);
         let started = Instant::now();
         let Prepared::Failed { reason } = prepare_for(&f.state, plugins, 1.0).await else {
@@ -803,9 +795,9 @@ mod tests {
 
     #[tokio::test]
     async fn unpinned_attachments_follow_the_latest_version() {
-        let f = fixture();
-        upload(&f.state, "shape", "erp-transform");
-        upload(&f.state, "shape", "stateful-counter");
+        let f = fixture().await;
+        upload(&f.state, "shape", "erp-transform").await;
+        upload(&f.state, "shape", "stateful-counter").await;
         let latest = prepare_for(
             &f.state,
             json!([{"plugin": "shape", "config": {"a": 1}}]),
@@ -831,12 +823,13 @@ mod tests {
 
     #[tokio::test]
     async fn authenticate_collects_headers_with_scoped_secrets() {
-        let f = fixture();
-        upload(&f.state, "signer", "custom-signer");
-        upload(&f.state, "echo", "stateful-counter");
+        let f = fixture().await;
+        upload(&f.state, "signer", "custom-signer").await;
+        upload(&f.state, "echo", "stateful-counter").await;
         f.state
-            .store
+            .catalog
             .put_plugin_secret("acme", "signer", "key", "s3cret", 0)
+            .await
             .unwrap();
         let request = || OutgoingRequest {
             method: "POST".into(),
@@ -891,10 +884,10 @@ mod tests {
     /// must not block on the runtime, and a loop is moved off the worker.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hostile_plugins_fail_cleanly_on_runtime_workers() {
-        let f = fixture();
-        upload(&f.state, "bomb", "hostile-memory-bomb");
-        upload(&f.state, "loop", "hostile-infinite-loop");
-        upload(&f.state, "ok", "field-filter");
+        let f = fixture().await;
+        upload(&f.state, "bomb", "hostile-memory-bomb").await;
+        upload(&f.state, "loop", "hostile-infinite-loop").await;
+        upload(&f.state, "ok", "field-filter").await;
         for round in 0..3 {
             let bomb = prepare_for(&f.state, json!([{"plugin": "bomb"}]), 1.0).await;
             assert_eq!(

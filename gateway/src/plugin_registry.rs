@@ -3,7 +3,7 @@
 //! routes (`api/plugins.rs`) parse requests and shape responses; the rules are here.
 //!
 //! Compiling happens in the plugin runtime (`hookgate_plugin_host`) on a blocking thread.
-//! The records (`store::plugins`) and the runtime's loaded set are kept in step: a version
+//! The records (`storage::Catalog`) and the runtime's loaded set are kept in step: a version
 //! is recorded only once its component is compiled and loaded, and a compiled artifact
 //! leaves the runtime only when no version of any tenant uses its digest.
 
@@ -19,7 +19,10 @@ use crate::{
     iso::now_millis,
     log::StoredEvent,
     pipeline,
-    store::{Store, StoreError, plugins::PluginVersion},
+    storage::{
+        Catalog, StorageError,
+        catalog::{NewPluginVersion, PluginVersion},
+    },
 };
 
 /// Serializes what must not interleave between uploads and deletes: recording a version
@@ -41,7 +44,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Invalid(#[from] UploadError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
     #[error("plugin runtime: {0}")]
     Runtime(String),
 }
@@ -49,7 +52,7 @@ pub enum RegistryError {
 /// What the registry works with: the records, the runtime, the per-tenant version bound,
 /// and the lock that serializes webhook changes (a delete must not race an attachment).
 pub struct Registry<'a> {
-    pub store: &'a Store,
+    pub catalog: &'a dyn Catalog,
     pub runtime: &'a PluginRuntime,
     pub max_versions_per_tenant: usize,
     pub webhook_writes: &'a tokio::sync::Mutex<()>,
@@ -90,12 +93,12 @@ pub struct DryRun {
 
 impl Registry<'_> {
     /// The plugin's versions, oldest first; `NoPlugin` when it has none.
-    pub fn versions_of(
+    pub async fn versions_of(
         &self,
         tenant: &str,
         name: &str,
     ) -> Result<Vec<PluginVersion>, RegistryError> {
-        let versions = self.store.plugin_versions(tenant, name)?;
+        let versions = self.catalog.plugin_versions(tenant, name).await?;
         if versions.is_empty() {
             return Err(RegistryError::NoPlugin(name.to_string()));
         }
@@ -111,32 +114,33 @@ impl Registry<'_> {
     ) -> Result<PluginVersion, RegistryError> {
         // Before compiling, so a tenant at its limit costs no compile; again under the
         // lock, where concurrent uploads are counted.
-        self.check_version_limit(tenant)?;
+        self.check_version_limit(tenant).await?;
         let artifact = self.compile(wasm.clone()).await?;
 
         let _writes = PLUGIN_WRITES.lock().await;
-        self.check_version_limit(tenant)?;
+        self.check_version_limit(tenant).await?;
         // A delete that released this digest (its last other user) may have run between
         // the compile and this lock; then the component is gone from the runtime: compile
         // again. Otherwise this is a lookup in memory.
         if self.runtime.preload(&artifact.sha256).is_err() {
             self.compile(wasm).await?;
         }
-        Ok(self.store.add_plugin_version(
-            tenant,
-            name,
-            &artifact.sha256,
-            artifact.size as u64,
-            artifact.exports,
-            now_millis(),
-        )?)
+        let component = NewPluginVersion {
+            sha256: artifact.sha256,
+            size: artifact.size as u64,
+            exports: artifact.exports,
+        };
+        Ok(self
+            .catalog
+            .add_plugin_version(tenant, name, component, now_millis())
+            .await?)
     }
 
     /// A tenant's plugin versions are bounded: each keeps its component and compiled code
     /// on disk and in memory.
-    fn check_version_limit(&self, tenant: &str) -> Result<(), RegistryError> {
+    async fn check_version_limit(&self, tenant: &str) -> Result<(), RegistryError> {
         let limit = self.max_versions_per_tenant;
-        if self.store.count_plugin_versions(tenant) >= limit {
+        if self.catalog.count_plugin_versions(tenant).await? >= limit {
             return Err(RegistryError::VersionLimit(limit));
         }
         Ok(())
@@ -156,17 +160,17 @@ impl Registry<'_> {
     pub async fn delete_plugin(&self, tenant: &str, name: &str) -> Result<(), RegistryError> {
         let _writes = PLUGIN_WRITES.lock().await;
         let _webhooks = self.webhook_writes.lock().await;
-        let versions = self.versions_of(tenant, name)?;
+        let versions = self.versions_of(tenant, name).await?;
         let latest = versions.last().map_or(0, |v| v.version);
-        let users = self.blocking_webhooks(tenant, name, None, latest)?;
+        let users = self.blocking_webhooks(tenant, name, None, latest).await?;
         if !users.is_empty() {
             return Err(RegistryError::InUse(format!(
                 "plugin `{name}` is attached to webhooks {}; detach it first",
                 users.join(", ")
             )));
         }
-        let removed = self.store.delete_plugin(tenant, name)?;
-        self.release_digests(tenant, &removed)
+        let removed = self.catalog.delete_plugin(tenant, name).await?;
+        self.release_digests(tenant, &removed).await
     }
 
     /// Deletes one version. Refused while a webhook pins it, or follows the latest
@@ -180,7 +184,7 @@ impl Registry<'_> {
     ) -> Result<(), RegistryError> {
         let _writes = PLUGIN_WRITES.lock().await;
         let _webhooks = self.webhook_writes.lock().await;
-        let versions = self.versions_of(tenant, name)?;
+        let versions = self.versions_of(tenant, name).await?;
         if !versions.iter().any(|v| v.version == version) {
             return Err(RegistryError::NoVersion {
                 name: name.to_string(),
@@ -188,7 +192,9 @@ impl Registry<'_> {
             });
         }
         let latest = versions.last().map_or(0, |v| v.version);
-        let users = self.blocking_webhooks(tenant, name, Some(version), latest)?;
+        let users = self
+            .blocking_webhooks(tenant, name, Some(version), latest)
+            .await?;
         if !users.is_empty() {
             return Err(RegistryError::InUse(format!(
                 "plugin `{name}` v{version} is used by webhooks {}; detach or re-pin them first",
@@ -196,14 +202,15 @@ impl Registry<'_> {
             )));
         }
         let removed = if versions.len() == 1 {
-            self.store.delete_plugin(tenant, name)?
+            self.catalog.delete_plugin(tenant, name).await?
         } else {
-            self.store
-                .delete_plugin_version(tenant, name, version)?
+            self.catalog
+                .delete_plugin_version(tenant, name, version)
+                .await?
                 .into_iter()
                 .collect()
         };
-        self.release_digests(tenant, &removed)
+        self.release_digests(tenant, &removed).await
     }
 
     /// Deletes every plugin of a tenant that is being deleted, with the compiled artifacts
@@ -212,15 +219,15 @@ impl Registry<'_> {
         // Under the plugin write lock: another tenant's upload of the same bytes must not
         // find its compiled code deleted between its compile and its stored version.
         let _writes = PLUGIN_WRITES.lock().await;
-        for digest in self.store.delete_tenant_plugins(tenant)? {
-            self.release_digest(tenant, &digest)?;
+        for digest in self.catalog.delete_tenant_plugins(tenant).await? {
+            self.release_digest(tenant, &digest).await?;
         }
         Ok(())
     }
 
     /// The webhooks of `tenant` whose attachments of `name` block deleting `version`
     /// (`None`: the whole plugin), with why.
-    fn blocking_webhooks(
+    async fn blocking_webhooks(
         &self,
         tenant: &str,
         name: &str,
@@ -228,7 +235,7 @@ impl Registry<'_> {
         latest: u32,
     ) -> Result<Vec<String>, RegistryError> {
         let mut users = Vec::new();
-        for webhook in self.store.all_webhooks_of(tenant)? {
+        for webhook in self.catalog.all_webhooks_of(tenant).await? {
             for attachment in webhook.spec.plugins.iter().filter(|a| a.plugin == name) {
                 let blocks = match (version, attachment.version) {
                     (None, _) => true,
@@ -247,22 +254,22 @@ impl Registry<'_> {
         Ok(users)
     }
 
-    fn release_digests(
+    async fn release_digests(
         &self,
         tenant: &str,
         removed: &[PluginVersion],
     ) -> Result<(), RegistryError> {
         for version in removed {
-            self.release_digest(tenant, &version.sha256)?;
+            self.release_digest(tenant, &version.sha256).await?;
         }
         Ok(())
     }
 
     /// Drops `tenant`'s handle on a digest, and the compiled artifact once no version of
     /// any tenant uses it.
-    fn release_digest(&self, tenant: &str, digest: &str) -> Result<(), RegistryError> {
+    async fn release_digest(&self, tenant: &str, digest: &str) -> Result<(), RegistryError> {
         self.runtime.forget(tenant, digest);
-        if !self.store.plugin_digest_in_use(digest)?
+        if !self.catalog.plugin_digest_in_use(digest).await?
             && let Err(error) = self.runtime.remove(digest)
         {
             tracing::warn!(sha256 = %digest, %error, "could not remove a compiled plugin");
@@ -280,7 +287,8 @@ impl Registry<'_> {
         name: &str,
         input: DryRunInput,
     ) -> Result<DryRun, RegistryError> {
-        let record = pipeline::resolve_version(self.store, tenant, name, input.version)?
+        let record = pipeline::resolve_version(self.catalog, tenant, name, input.version)
+            .await?
             .ok_or_else(|| match input.version {
                 Some(version) => RegistryError::NoVersion {
                     name: name.to_string(),
@@ -291,7 +299,8 @@ impl Registry<'_> {
         let plugin = pipeline::load(self.runtime, tenant, &record)
             .map_err(|e| RegistryError::Runtime(e.to_string()))?;
         let config = pipeline::config_string(&input.config);
-        let context = || CallContext::new(pipeline::secrets_for(self.store, tenant, name));
+        let secrets = pipeline::secrets_for(self.catalog, tenant, name).await?;
+        let context = || CallContext::new(secrets.clone());
         let event = input.event;
         let envelope = envelope::body(tenant, &event, None);
         let runtime = self.runtime;

@@ -8,7 +8,10 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{model::problems::FieldError, store::Store, store::StoreError};
+use crate::{
+    model::problems::FieldError,
+    storage::{Catalog, StorageResult},
+};
 
 type Key = (String, String);
 
@@ -24,18 +27,19 @@ pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 }
 
 impl SchemaCache {
-    pub fn validator(
+    pub async fn validator(
         &self,
-        store: &Store,
+        catalog: &dyn Catalog,
         tenant: &str,
         event_type: &str,
-    ) -> Result<Option<Arc<jsonschema::Validator>>, StoreError> {
+    ) -> StorageResult<Option<Arc<jsonschema::Validator>>> {
         let key = (tenant.to_string(), event_type.to_string());
         if let Some(hit) = self.compiled.read().expect("schema cache").get(&key) {
             return Ok(hit.clone());
         }
-        let validator = store
-            .event_type(tenant, event_type)?
+        let validator = catalog
+            .event_type(tenant, event_type)
+            .await?
             .and_then(|et| et.schema)
             .and_then(|schema| compile(&schema).ok())
             .map(Arc::new);

@@ -11,7 +11,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{log::LogError, model::problems::FieldError, storage::StorageError, store::StoreError};
+use crate::{log::LogError, model::problems::FieldError, storage::StorageError};
 
 tokio::task_local! {
     /// The id of the request being served, for error bodies and logs.
@@ -81,12 +81,6 @@ impl ApiError {
             "internal_error",
             "internal error; the server log has details under this request id",
         )
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        ApiError::internal(error)
     }
 }
 

@@ -20,10 +20,9 @@ use super::{
 use crate::{
     app::AppState,
     iso::{format_millis, now_millis},
-    log::LogError,
     model::{problems::FieldError, webhook::is_event_type_name},
     schemas,
-    store::event_types::EventType,
+    storage::catalog::EventType,
 };
 
 pub fn routes() -> Routes {
@@ -113,14 +112,13 @@ async fn create_event_type(
         created_at: now,
         updated_at: now,
     };
-    if !state.store.create_event_type(&auth.tenant, &et)? {
+    if !state.catalog.create_event_type(&auth.tenant, &et).await? {
         return Err(ApiError::conflict(format!(
             "event type `{}` already exists; PUT updates it",
             et.name
         )));
     }
     state.schemas.invalidate(&auth.tenant, &et.name);
-    state.durable().await.map_err(LogError::from)?;
     Ok((StatusCode::CREATED, Json(view(et))))
 }
 
@@ -132,17 +130,18 @@ async fn list_event_types(
     auth: TenantAuth,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<EventTypeView>>> {
-    let (items, done) =
-        state
-            .store
-            .event_types_page(&auth.tenant, query.iterator.as_deref(), query.limit()?)?;
+    let (items, done) = state
+        .catalog
+        .event_types_page(&auth.tenant, query.iterator.as_deref(), query.limit()?)
+        .await?;
     Ok(Json(Page::keyed(items, done, |e| e.name.clone()).map(view)))
 }
 
-fn existing(state: &AppState, tenant: &str, name: &str) -> ApiResult<EventType> {
+async fn existing(state: &AppState, tenant: &str, name: &str) -> ApiResult<EventType> {
     state
-        .store
-        .event_type(tenant, name)?
+        .catalog
+        .event_type(tenant, name)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no event type `{name}`")))
 }
 
@@ -154,7 +153,7 @@ async fn get_event_type(
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<EventTypeView>> {
-    Ok(Json(view(existing(&state, &auth.tenant, &name)?)))
+    Ok(Json(view(existing(&state, &auth.tenant, &name).await?)))
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/event-types/{name}/schema", tag = "event-types",
@@ -165,7 +164,8 @@ async fn get_schema(
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    existing(&state, &auth.tenant, &name)?
+    existing(&state, &auth.tenant, &name)
+        .await?
         .schema
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("event type `{name}` has no schema")))
@@ -190,8 +190,9 @@ async fn put_event_type(
     check(&name, body.schema.as_ref())?;
     let now = now_millis();
     let created_at = state
-        .store
-        .event_type(&auth.tenant, &name)?
+        .catalog
+        .event_type(&auth.tenant, &name)
+        .await?
         .map_or(now, |e| e.created_at);
     let et = EventType {
         name,
@@ -200,9 +201,8 @@ async fn put_event_type(
         created_at,
         updated_at: now,
     };
-    state.store.put_event_type(&auth.tenant, &et)?;
+    state.catalog.put_event_type(&auth.tenant, &et).await?;
     state.schemas.invalidate(&auth.tenant, &et.name);
-    state.durable().await.map_err(LogError::from)?;
     Ok(Json(view(et)))
 }
 
@@ -214,10 +214,9 @@ async fn delete_event_type(
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    if !state.store.delete_event_type(&auth.tenant, &name)? {
+    if !state.catalog.delete_event_type(&auth.tenant, &name).await? {
         return Err(ApiError::not_found(format!("no event type `{name}`")));
     }
     state.schemas.invalidate(&auth.tenant, &name);
-    state.durable().await.map_err(LogError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -87,7 +87,7 @@ async fn ingest_one(
     require_json_content_type(&headers)?;
     let event: IngestEvent = parse_json(&body)?;
     let received_at = now_millis();
-    let event = prepare(&state, &auth.tenant, event, received_at, "")?;
+    let event = prepare(&state, &auth.tenant, event, received_at, "").await?;
     let mut appended = state.log.append(&auth.tenant, vec![event]).await?;
     state.metrics.ingested(1);
     let id = appended.pop().expect("one outcome per event").id;
@@ -114,20 +114,11 @@ async fn ingest_batch(
     }
     let received_at = now_millis();
     // All or nothing: validate every event before writing any.
-    let events = batch
-        .events
-        .into_iter()
-        .enumerate()
-        .map(|(i, e)| {
-            prepare(
-                &state,
-                &auth.tenant,
-                e,
-                received_at,
-                &format!("events[{i}]."),
-            )
-        })
-        .collect::<ApiResult<Vec<_>>>()?;
+    let mut events = Vec::with_capacity(batch.events.len());
+    for (i, event) in batch.events.into_iter().enumerate() {
+        let field_prefix = format!("events[{i}].");
+        events.push(prepare(&state, &auth.tenant, event, received_at, &field_prefix).await?);
+    }
     let appended = state.log.append(&auth.tenant, events).await?;
     state.metrics.ingested(appended.len() as u64);
     Ok((
@@ -139,7 +130,7 @@ async fn ingest_batch(
 }
 
 /// Validates one event (fields, then its type's schema) and turns it into a log entry.
-fn prepare(
+async fn prepare(
     state: &AppState,
     tenant: &str,
     event: IngestEvent,
@@ -180,7 +171,8 @@ fn prepare(
     }
     if let Some(validator) = state
         .schemas
-        .validator(&state.store, tenant, &event.event_type)?
+        .validator(&*state.catalog, tenant, &event.event_type)
+        .await?
     {
         let payload: serde_json::Value = serde_json::from_str(event.payload.get())
             .map_err(|e| ApiError::bad_request(format!("payload: {e}")))?;

@@ -190,7 +190,7 @@ impl FromRequestParts<Arc<AppState>> for TenantAuth {
             .unwrap_or_default()
             .to_string();
         let key = bearer(parts)?;
-        match state.store.authenticate_key(key)? {
+        match state.catalog.authenticate_key(key).await? {
             None => Err(ApiError::unauthorized("invalid API key")),
             Some(owner) if owner == tenant => Ok(TenantAuth { tenant }),
             Some(_) => Err(ApiError::not_found(format!("no tenant `{tenant}`"))),

@@ -65,7 +65,7 @@ async fn deliveries_of(
     seq: u64,
 ) -> ApiResult<Vec<(String, Delivery)>> {
     let mut found = Vec::new();
-    for webhook in state.store.all_webhooks_of(tenant)? {
+    for webhook in state.catalog.all_webhooks_of(tenant).await? {
         let webhook_ref = WebhookRef::new(tenant, &webhook.id);
         if let Some(delivery) = state.deliveries.delivery(&webhook_ref, seq).await? {
             found.push((webhook.id, delivery));
@@ -186,7 +186,7 @@ async fn messages_of_type_and_webhook(
     Path((_, event_type, webhook_id)): Path<(String, String, String)>,
     Query(query): Query<FailedToSendQuery>,
 ) -> ApiResult<Json<Page<delivery_views::MessageView>>> {
-    super::webhooks::existing(&state, &auth.tenant, &webhook_id)?;
+    super::webhooks::existing(&state, &auth.tenant, &webhook_id).await?;
     let limit = match query.limit {
         None => 50,
         Some(n) if (1..=1000).contains(&n) => n,
@@ -249,7 +249,7 @@ async fn message_attempts(
         .event_by_id(&auth.tenant, &event_id)?
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
     let mut attempts = Vec::new();
-    for webhook in state.store.all_webhooks_of(&auth.tenant)? {
+    for webhook in state.catalog.all_webhooks_of(&auth.tenant).await? {
         let webhook_ref = WebhookRef::new(&auth.tenant, &webhook.id);
         attempts.extend(state.deliveries.attempts(&webhook_ref, seq).await?);
     }

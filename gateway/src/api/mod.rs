@@ -80,6 +80,6 @@ pub fn router(state: Arc<AppState>) -> Router {
 type Routes = OpenApiRouter<Arc<AppState>>;
 
 /// Whether the tenant has uploaded a plugin of this name (webhooks may only attach those).
-pub(crate) fn plugin_exists(state: &AppState, tenant: &str, name: &str) -> bool {
-    plugins::exists(state, tenant, name)
+pub(crate) async fn plugin_exists(state: &AppState, tenant: &str, name: &str) -> bool {
+    plugins::exists(state, tenant, name).await
 }

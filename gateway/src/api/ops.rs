@@ -31,7 +31,7 @@ async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Store open, workers running"), (status = 503)))]
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
-    let store_ok = state.store.tenants.get(b"\0readyz-probe").is_ok();
+    let store_ok = state.catalog.check().await.is_ok();
     if store_ok && state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({"status": "ready"})))
     } else {
@@ -45,7 +45,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
 /// `(tenant, webhook, events in the log after its stored cursor)` for every webhook.
 async fn webhook_lags(state: &AppState) -> anyhow::Result<Vec<(String, String, u64)>> {
     let mut lags = Vec::new();
-    for (tenant, webhook) in state.store.all_webhook_ids()? {
+    for (tenant, webhook) in state.catalog.all_webhook_ids().await? {
         let webhook_ref = crate::storage::WebhookRef::new(&tenant, &webhook);
         let Some(cursor) = state.deliveries.cursor(&webhook_ref).await? else {
             continue; // never started: nothing is queued for it yet

@@ -25,10 +25,10 @@ use crate::{
     app::AppState,
     ids,
     iso::{format_millis, now_millis},
-    log::{LogError, StoredEvent},
+    log::StoredEvent,
     model::{problems::FieldError, webhook::is_event_type_name},
     plugin_registry::{DryRunHook, DryRunInput, Registry, RegistryError},
-    store::plugins::{PluginSecret, PluginVersion},
+    storage::catalog::{PluginSecret, PluginVersion},
 };
 
 const MAX_SECRET_BYTES: usize = 64 << 10;
@@ -52,8 +52,11 @@ pub fn routes(upload_limit: usize) -> Routes {
 }
 
 /// Whether the tenant has a plugin of this name (at least one version).
-pub(crate) fn exists(state: &AppState, tenant: &str, name: &str) -> bool {
-    matches!(state.store.latest_plugin_version(tenant, name), Ok(Some(_)))
+pub(crate) async fn exists(state: &AppState, tenant: &str, name: &str) -> bool {
+    matches!(
+        state.catalog.latest_plugin_version(tenant, name).await,
+        Ok(Some(_))
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -203,7 +206,7 @@ fn no_plugin(name: &str) -> ApiError {
 
 pub(crate) fn registry(state: &AppState) -> Registry<'_> {
     Registry {
-        store: &state.store,
+        catalog: &*state.catalog,
         runtime: &state.plugins,
         max_versions_per_tenant: state.config.plugin_max_versions_per_tenant,
         webhook_writes: &state.webhook_writes,
@@ -223,15 +226,10 @@ impl From<RegistryError> for ApiError {
             ),
             RegistryError::InUse(message) => ApiError::conflict(message),
             RegistryError::Invalid(upload) => upload_error(upload),
-            RegistryError::Store(store) => ApiError::from(store),
+            RegistryError::Storage(error) => ApiError::from(error),
             RegistryError::Runtime(_) => ApiError::internal(error),
         }
     }
-}
-
-async fn durable(state: &AppState) -> ApiResult<()> {
-    state.durable().await.map_err(LogError::from)?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -261,7 +259,6 @@ async fn upload_plugin(
     check_name(&name)?;
     require_wasm_content_type(&headers)?;
     let version = registry(&state).upload(&auth.tenant, &name, body).await?;
-    durable(&state).await?;
     tracing::info!(tenant = %auth.tenant, plugin = %name, version = version.version, sha256 = %version.sha256, "plugin version uploaded");
     Ok((StatusCode::CREATED, Json(version_view(version))))
 }
@@ -275,13 +272,16 @@ async fn list_plugins(
     auth: TenantAuth,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<PluginSummary>>> {
-    let (heads, done) =
-        state
-            .store
-            .plugin_heads_page(&auth.tenant, query.iterator.as_deref(), query.limit()?)?;
+    let (heads, done) = state
+        .catalog
+        .plugin_heads_page(&auth.tenant, query.iterator.as_deref(), query.limit()?)
+        .await?;
     let mut data = Vec::with_capacity(heads.len());
     for head in &heads {
-        let versions = state.store.plugin_versions(&auth.tenant, &head.name)?;
+        let versions = state
+            .catalog
+            .plugin_versions(&auth.tenant, &head.name)
+            .await?;
         // Heads without versions do not exist (store invariant); skip one defensively.
         let Some(latest) = versions.last() else {
             continue;
@@ -317,10 +317,11 @@ async fn get_plugin(
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<PluginDetail>> {
-    let versions = registry(&state).versions_of(&auth.tenant, &name)?;
+    let versions = registry(&state).versions_of(&auth.tenant, &name).await?;
     let head = state
-        .store
-        .plugin_head(&auth.tenant, &name)?
+        .catalog
+        .plugin_head(&auth.tenant, &name)
+        .await?
         .ok_or_else(|| no_plugin(&name))?;
     Ok(Json(PluginDetail {
         latest_version: versions.last().map_or(0, |v| v.version),
@@ -341,8 +342,9 @@ async fn get_plugin_version(
     Path((_, name, version)): Path<(String, String, u32)>,
 ) -> ApiResult<Json<VersionView>> {
     state
-        .store
-        .plugin_version(&auth.tenant, &name, version)?
+        .catalog
+        .plugin_version(&auth.tenant, &name, version)
+        .await?
         .map(|v| Json(version_view(v)))
         .ok_or_else(|| ApiError::not_found(format!("plugin `{name}` has no version {version}")))
 }
@@ -359,7 +361,6 @@ async fn delete_plugin(
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     registry(&state).delete_plugin(&auth.tenant, &name).await?;
-    durable(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -379,7 +380,6 @@ async fn delete_plugin_version(
     registry(&state)
         .delete_version(&auth.tenant, &name, version)
         .await?;
-    durable(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -546,8 +546,8 @@ struct SecretValue {
 }
 
 /// The plugin must exist for its secrets to be read or written.
-fn require_plugin(state: &AppState, tenant: &str, name: &str) -> ApiResult<()> {
-    if exists(state, tenant, name) {
+async fn require_plugin(state: &AppState, tenant: &str, name: &str) -> ApiResult<()> {
+    if exists(state, tenant, name).await {
         Ok(())
     } else {
         Err(no_plugin(name))
@@ -570,7 +570,7 @@ async fn put_secret(
     Path((_, name, key)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<SecretValue>,
 ) -> ApiResult<(StatusCode, Json<SecretView>)> {
-    require_plugin(&state, &auth.tenant, &name)?;
+    require_plugin(&state, &auth.tenant, &name).await?;
     check_secret_key(&key)?;
     if body.value.is_empty() || body.value.len() > MAX_SECRET_BYTES {
         return Err(ApiError::validation(vec![FieldError {
@@ -578,11 +578,10 @@ async fn put_secret(
             message: "must be 1 byte to 64 KiB".into(),
         }]));
     }
-    let (secret, created) =
-        state
-            .store
-            .put_plugin_secret(&auth.tenant, &name, &key, &body.value, now_millis())?;
-    durable(&state).await?;
+    let (secret, created) = state
+        .catalog
+        .put_plugin_secret(&auth.tenant, &name, &key, &body.value, now_millis())
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -601,10 +600,11 @@ async fn get_secret(
     auth: TenantAuth,
     Path((_, name, key)): Path<(String, String, String)>,
 ) -> ApiResult<Json<SecretView>> {
-    require_plugin(&state, &auth.tenant, &name)?;
+    require_plugin(&state, &auth.tenant, &name).await?;
     state
-        .store
-        .plugin_secret(&auth.tenant, &name, &key)?
+        .catalog
+        .plugin_secret(&auth.tenant, &name, &key)
+        .await?
         .map(|s| Json(secret_view(s)))
         .ok_or_else(|| ApiError::not_found(format!("plugin `{name}` has no secret `{key}`")))
 }
@@ -618,16 +618,16 @@ async fn delete_secret(
     auth: TenantAuth,
     Path((_, name, key)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    require_plugin(&state, &auth.tenant, &name)?;
+    require_plugin(&state, &auth.tenant, &name).await?;
     if !state
-        .store
-        .delete_plugin_secret(&auth.tenant, &name, &key)?
+        .catalog
+        .delete_plugin_secret(&auth.tenant, &name, &key)
+        .await?
     {
         return Err(ApiError::not_found(format!(
             "plugin `{name}` has no secret `{key}`"
         )));
     }
-    durable(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -643,13 +643,16 @@ async fn list_secrets(
     Path((_, name)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<SecretView>>> {
-    require_plugin(&state, &auth.tenant, &name)?;
-    let (secrets, done) = state.store.plugin_secrets_page(
-        &auth.tenant,
-        &name,
-        query.iterator.as_deref(),
-        query.limit()?,
-    )?;
+    require_plugin(&state, &auth.tenant, &name).await?;
+    let (secrets, done) = state
+        .catalog
+        .plugin_secrets_page(
+            &auth.tenant,
+            &name,
+            query.iterator.as_deref(),
+            query.limit()?,
+        )
+        .await?;
     Ok(Json(
         Page::keyed(secrets, done, |s| s.key.clone()).map(secret_view),
     ))

@@ -47,7 +47,9 @@ impl Gateway {
             admin_token: Some(ADMIN_TOKEN.into()),
             ..Config::default()
         };
-        let state = crate::app::open(config, tokio::runtime::Handle::current()).unwrap();
+        let state = crate::app::open(config, tokio::runtime::Handle::current())
+            .await
+            .unwrap();
         let router = super::router(state.clone());
         let mut gateway = Gateway {
             state,

@@ -16,7 +16,7 @@ use super::{
     error::{ApiError, ApiResult},
     extract::{ApiJson, TenantAuth},
 };
-use crate::{app::AppState, iso::now_millis, log::LogError, model::webhook::is_event_type_name};
+use crate::{app::AppState, iso::now_millis, model::webhook::is_event_type_name};
 
 pub fn routes() -> Routes {
     Routes::new().routes(routes!(
@@ -44,10 +44,11 @@ fn check_type(event_type: &str) -> ApiResult<()> {
 
 /// Webhooks that list `event_type` explicitly (webhooks with no list take every type but
 /// are not subscriptions of any one type).
-fn subscribers(state: &AppState, tenant: &str, event_type: &str) -> ApiResult<Subscribers> {
+async fn subscribers(state: &AppState, tenant: &str, event_type: &str) -> ApiResult<Subscribers> {
     let webhooks = state
-        .store
-        .all_webhooks_of(tenant)?
+        .catalog
+        .all_webhooks_of(tenant)
+        .await?
         .into_iter()
         .filter(|w| w.spec.event_types.iter().any(|t| t == event_type))
         .map(|w| w.id)
@@ -67,7 +68,7 @@ async fn add_subscribers(
 ) -> ApiResult<Json<Subscribers>> {
     check_type(&event_type)?;
     change(&state, &auth.tenant, &event_type, &body.webhooks, true).await?;
-    Ok(Json(subscribers(&state, &auth.tenant, &event_type)?))
+    Ok(Json(subscribers(&state, &auth.tenant, &event_type).await?))
 }
 
 #[utoipa::path(get, path = "/{tenant}/v1/events/{event_type}/subscription", tag = "webhooks",
@@ -79,7 +80,7 @@ async fn list_subscribers(
     Path((_, event_type)): Path<(String, String)>,
 ) -> ApiResult<Json<Subscribers>> {
     check_type(&event_type)?;
-    Ok(Json(subscribers(&state, &auth.tenant, &event_type)?))
+    Ok(Json(subscribers(&state, &auth.tenant, &event_type).await?))
 }
 
 #[utoipa::path(delete, path = "/{tenant}/v1/events/{event_type}/subscription", tag = "webhooks",
@@ -95,7 +96,7 @@ async fn remove_subscribers(
 ) -> ApiResult<Json<Subscribers>> {
     check_type(&event_type)?;
     change(&state, &auth.tenant, &event_type, &body.webhooks, false).await?;
-    Ok(Json(subscribers(&state, &auth.tenant, &event_type)?))
+    Ok(Json(subscribers(&state, &auth.tenant, &event_type).await?))
 }
 
 /// Adds or removes `event_type` on each listed webhook; checks them all before changing any.
@@ -109,7 +110,7 @@ async fn change(
     let _serialized = state.webhook_writes.lock().await;
     let mut webhooks = Vec::with_capacity(ids.len());
     for id in ids {
-        let webhook = super::webhooks::existing(state, tenant, id)?;
+        let webhook = super::webhooks::existing(state, tenant, id).await?;
         let types = &webhook.spec.event_types;
         if !subscribe && types.len() == 1 && types[0] == event_type {
             return Err(ApiError::conflict(format!(
@@ -129,10 +130,9 @@ async fn change(
             _ => continue,
         }
         webhook.updated_at = now_millis();
-        state.store.put_webhook(tenant, &webhook)?;
+        state.catalog.put_webhook(tenant, &webhook).await?;
         changed.push(webhook.id);
     }
-    state.durable().await.map_err(LogError::from)?;
     drop(_serialized);
     for id in changed {
         state.delivery.webhook_changed(state, tenant, &id).await;

@@ -21,7 +21,7 @@ use crate::{
     ids,
     iso::{format_millis, now_millis},
     model::problems::FieldError,
-    store::tenants::Tenant,
+    storage::catalog::Tenant,
 };
 
 pub fn routes() -> Routes {
@@ -85,10 +85,11 @@ fn view(t: Tenant) -> TenantView {
     }
 }
 
-fn existing(state: &AppState, tenant: &str) -> ApiResult<Tenant> {
+async fn existing(state: &AppState, tenant: &str) -> ApiResult<Tenant> {
     state
-        .store
-        .tenant(tenant)?
+        .catalog
+        .tenant(tenant)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no tenant `{tenant}`")))
 }
 
@@ -119,10 +120,10 @@ async fn create_tenant(
         created_at: now_millis(),
     };
     let issued = state
-        .store
-        .create_tenant(&tenant)?
+        .catalog
+        .create_tenant(&tenant)
+        .await?
         .ok_or_else(|| ApiError::conflict(format!("tenant `{}` already exists", tenant.id)))?;
-    state.durable().await.map_err(crate::log::LogError::from)?;
     Ok((
         StatusCode::CREATED,
         Json(TenantCreated {
@@ -143,8 +144,9 @@ async fn list_tenants(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<TenantView>>> {
     let (tenants, done) = state
-        .store
-        .tenants_page(query.iterator.as_deref(), query.limit()?)?;
+        .catalog
+        .tenants_page(query.iterator.as_deref(), query.limit()?)
+        .await?;
     Ok(Json(Page::keyed(tenants, done, |t| t.id.clone()).map(view)))
 }
 
@@ -155,10 +157,11 @@ async fn get_tenant(
     _: Admin,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantDetail>> {
-    let found = existing(&state, &tenant)?;
+    let found = existing(&state, &tenant).await?;
     let keys = state
-        .store
-        .keys_of(&tenant)?
+        .catalog
+        .keys_of(&tenant)
+        .await?
         .into_iter()
         .map(|k| KeyView {
             key_id: k.key_id,
@@ -178,12 +181,12 @@ async fn delete_tenant(
     _: Admin,
     Path(tenant): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if state.store.tenant(&tenant)?.is_none() {
+    if state.catalog.tenant(&tenant).await?.is_none() {
         return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
     }
     // Workers first, so no attempt writes records of a tenant being removed; then their
     // delivery state.
-    for webhook in state.store.all_webhooks_of(&tenant)? {
+    for webhook in state.catalog.all_webhooks_of(&tenant).await? {
         state.delivery.stop_and_wait(&tenant, &webhook.id).await;
         let webhook_ref = crate::storage::WebhookRef::new(&tenant, &webhook.id);
         state.deliveries.forget(&webhook_ref).await?;
@@ -191,15 +194,9 @@ async fn delete_tenant(
     super::plugins::registry(&state)
         .delete_tenant_plugins(&tenant)
         .await?;
-    // Every configuration record and index entry of the tenant, one removal each: off the
-    // async workers, as for a webhook.
-    let store = state.store.clone();
-    let id = tenant.clone();
-    tokio::task::spawn_blocking(move || store.delete_tenant(&id))
-        .await
-        .map_err(ApiError::internal)??;
+    state.catalog.delete_tenant(&tenant).await?;
+    state.log.forget_tenant(&tenant).await?;
     state.schemas.invalidate_tenant(&tenant);
-    state.durable().await.map_err(crate::log::LogError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -210,9 +207,8 @@ async fn issue_key(
     _: Admin,
     Path(tenant): Path<String>,
 ) -> ApiResult<(StatusCode, Json<KeyIssued>)> {
-    existing(&state, &tenant)?;
-    let issued = state.store.issue_key(&tenant, now_millis())?;
-    state.durable().await.map_err(crate::log::LogError::from)?;
+    existing(&state, &tenant).await?;
+    let issued = state.catalog.issue_key(&tenant, now_millis()).await?;
     Ok((
         StatusCode::CREATED,
         Json(KeyIssued {
@@ -230,11 +226,10 @@ async fn revoke_key(
     _: Admin,
     Path((tenant, key_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    if !state.store.revoke_key(&tenant, &key_id)? {
+    if !state.catalog.revoke_key(&tenant, &key_id).await? {
         return Err(ApiError::not_found(format!(
             "no key `{key_id}` for tenant `{tenant}`"
         )));
     }
-    state.durable().await.map_err(crate::log::LogError::from)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -177,7 +177,7 @@ async fn webhook_messages(
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MessageQuery>,
 ) -> ApiResult<Json<Page<delivery_views::MessageView>>> {
-    existing(&state, &auth.tenant, &id)?;
+    existing(&state, &auth.tenant, &id).await?;
     let mut errors = Vec::new();
     let from = bound(query.from.as_deref(), "from", &mut errors).unwrap_or(EpochMillis::MIN);
     let to = bound(query.to.as_deref(), "to", &mut errors).unwrap_or(EpochMillis::MAX);
@@ -212,7 +212,7 @@ async fn resend(
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let webhook = existing(&state, &auth.tenant, &id)?;
+    let webhook = existing(&state, &auth.tenant, &id).await?;
     let seq = seq_of(&state, &auth.tenant, &event_id)?;
     let attempt = state
         .delivery
@@ -240,7 +240,7 @@ async fn recover(
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RecoverRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let webhook = existing(&state, &auth.tenant, &id)?;
+    let webhook = existing(&state, &auth.tenant, &id).await?;
     if matches!(
         webhook.spec.destination,
         crate::model::webhook::Destination::S3(_)
@@ -284,7 +284,7 @@ async fn rejected_list(
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
-    existing(&state, &auth.tenant, &id)?;
+    existing(&state, &auth.tenant, &id).await?;
     let webhook = WebhookRef::new(&auth.tenant, &id);
     let after = query
         .iterator
@@ -323,7 +323,7 @@ async fn rejected_seq(
     id: &str,
     event_id: &str,
 ) -> ApiResult<(Webhook, u64)> {
-    let webhook = existing(state, tenant, id)?;
+    let webhook = existing(state, tenant, id).await?;
     let seq = seq_of(state, tenant, event_id)?;
     if !state
         .deliveries
@@ -396,7 +396,7 @@ async fn stats(
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    existing(&state, &auth.tenant, &id)?;
+    existing(&state, &auth.tenant, &id).await?;
     let stats = state
         .deliveries
         .stats(&WebhookRef::new(&auth.tenant, &id))
@@ -412,7 +412,7 @@ async fn integration_log(
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    existing(&state, &auth.tenant, &id)?;
+    existing(&state, &auth.tenant, &id).await?;
     let entries: Vec<Value> = state
         .deliveries
         .log_entries(&WebhookRef::new(&auth.tenant, &id))
@@ -431,7 +431,7 @@ async fn trigger_test(
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let webhook = existing(&state, &auth.tenant, &id)?;
+    let webhook = existing(&state, &auth.tenant, &id).await?;
     let attempt = state
         .delivery
         .send_test(&state, &auth.tenant, &webhook)

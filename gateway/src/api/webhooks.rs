@@ -22,7 +22,6 @@ use crate::{
     delivery::ledger,
     ids,
     iso::now_millis,
-    log::LogError,
     model::problems::FieldError,
     model::webhook::{
         ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id, parse_spec,
@@ -60,7 +59,14 @@ pub fn destination_policy(state: &AppState) -> DestinationPolicy {
 /// address is a 400 now rather than a failed delivery later. (Each attempt checks again
 /// on the address it actually connects to, so a later DNS change cannot bypass this.)
 async fn validate(state: &AppState, tenant: &str, spec: &WebhookSpec) -> ApiResult<()> {
-    let known_plugin = |name: &str| crate::api::plugin_exists(state, tenant, name);
+    // The attached names that exist, read first: validation itself is pure.
+    let mut existing_plugins = std::collections::HashSet::new();
+    for attachment in &spec.plugins {
+        if crate::api::plugin_exists(state, tenant, &attachment.plugin).await {
+            existing_plugins.insert(attachment.plugin.as_str());
+        }
+    }
+    let known_plugin = |name: &str| existing_plugins.contains(name);
     let policy = destination_policy(state);
     spec.validate(&ValidationContext {
         known_plugin: &known_plugin,
@@ -95,10 +101,11 @@ async fn validate(state: &AppState, tenant: &str, spec: &WebhookSpec) -> ApiResu
     Ok(())
 }
 
-pub fn existing(state: &AppState, tenant: &str, id: &str) -> ApiResult<Webhook> {
+pub async fn existing(state: &AppState, tenant: &str, id: &str) -> ApiResult<Webhook> {
     state
-        .store
-        .webhook(tenant, id)?
+        .catalog
+        .webhook(tenant, id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no webhook `{id}`")))
 }
 
@@ -124,7 +131,7 @@ async fn create_webhook(
     validate(&state, &auth.tenant, &spec).await?;
     let _serialized = state.webhook_writes.lock().await;
     let limit = state.config.max_webhooks_per_tenant;
-    if state.store.count_webhooks(&auth.tenant) >= limit {
+    if state.catalog.count_webhooks(&auth.tenant).await? >= limit {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "webhook_limit_reached",
@@ -143,7 +150,7 @@ async fn create_webhook(
         updated_at: now,
         spec,
     };
-    if !state.store.create_webhook(&auth.tenant, &webhook)? {
+    if !state.catalog.create_webhook(&auth.tenant, &webhook).await? {
         return Err(ApiError::conflict(format!(
             "webhook `{}` already exists",
             webhook.id
@@ -152,7 +159,7 @@ async fn create_webhook(
     let webhook_ref = WebhookRef::new(&auth.tenant, &webhook.id);
     let start = ledger::start_position(&state.log, &auth.tenant, &webhook)?;
     ledger::created(&*state.deliveries, &webhook_ref, start).await?;
-    durable_with_delivery_state(&state).await?;
+    state.deliveries.sync().await?;
     state
         .delivery
         .webhook_changed(&state, &auth.tenant, &webhook.id)
@@ -172,10 +179,10 @@ async fn list_webhooks(
     auth: TenantAuth,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
-    let (items, done) =
-        state
-            .store
-            .webhooks_page(&auth.tenant, query.iterator.as_deref(), query.limit()?)?;
+    let (items, done) = state
+        .catalog
+        .webhooks_page(&auth.tenant, query.iterator.as_deref(), query.limit()?)
+        .await?;
     Ok(Json(
         Page::keyed(items, done, |w| w.id.clone()).map(|w| view(&w)),
     ))
@@ -189,7 +196,7 @@ async fn get_webhook(
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(view(&existing(&state, &auth.tenant, &id)?)))
+    Ok(Json(view(&existing(&state, &auth.tenant, &id).await?)))
 }
 
 /// Stores a new spec for an existing webhook; masked secrets sent back keep their values.
@@ -220,8 +227,7 @@ async fn update(
         spec,
         ..current
     };
-    state.store.put_webhook(tenant, &webhook)?;
-    state.durable().await.map_err(LogError::from)?;
+    state.catalog.put_webhook(tenant, &webhook).await?;
     state
         .delivery
         .webhook_changed(state, tenant, &webhook.id)
@@ -239,7 +245,7 @@ async fn replace_webhook(
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
-    let current = existing(&state, &auth.tenant, &id)?;
+    let current = existing(&state, &auth.tenant, &id).await?;
     update(&state, &auth.tenant, current, body).await
 }
 
@@ -253,7 +259,7 @@ async fn patch_webhook(
     Path((_, id)): Path<(String, String)>,
     ApiJson(patch): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
-    let current = existing(&state, &auth.tenant, &id)?;
+    let current = existing(&state, &auth.tenant, &id).await?;
     let mut merged = serde_json::to_value(&current.spec).expect("spec serializes");
     if !patch.is_object() {
         return Err(ApiError::bad_request("a merge patch must be a JSON object"));
@@ -289,14 +295,14 @@ async fn delete_webhook(
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    if !state.store.delete_webhook(&auth.tenant, &id)? {
+    if !state.catalog.delete_webhook(&auth.tenant, &id).await? {
         return Err(ApiError::not_found(format!("no webhook `{id}`")));
     }
     // Only once the worker has recorded its last attempt can its records go.
     state.delivery.stop_and_wait(&auth.tenant, &id).await;
     let webhook_ref = WebhookRef::new(&auth.tenant, &id);
     state.deliveries.forget(&webhook_ref).await?;
-    durable_with_delivery_state(&state).await?;
+    state.deliveries.sync().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -306,7 +312,7 @@ async fn set_running(
     id: &str,
     running: bool,
 ) -> ApiResult<Json<Value>> {
-    let mut webhook = existing(state, tenant, id)?;
+    let mut webhook = existing(state, tenant, id).await?;
     if webhook.status == WebhookStatus::Completed {
         return Err(ApiError::conflict(format!(
             "webhook `{id}` is a temporary webhook that completed its window"
@@ -319,25 +325,16 @@ async fn set_running(
         WebhookStatus::Stopped
     };
     webhook.updated_at = now_millis();
-    state.store.put_webhook(tenant, &webhook)?;
+    state.catalog.put_webhook(tenant, &webhook).await?;
     let action = if running { "started" } else { "stopped" };
     log_action(state, tenant, id, action, None).await;
-    state.durable().await.map_err(LogError::from)?;
+    state.deliveries.sync().await?;
     state.delivery.webhook_changed(state, tenant, id).await;
     Ok(Json(view(&webhook)))
 }
 
-/// Waits until the catalog's writes and the delivery state's are durable (in the embedded
-/// backend one commit round serves both).
-async fn durable_with_delivery_state(state: &AppState) -> ApiResult<()> {
-    let (catalog, deliveries) = tokio::join!(state.durable(), state.deliveries.sync());
-    catalog.map_err(LogError::from)?;
-    deliveries?;
-    Ok(())
-}
-
 /// Appends to the integration log; a failure here must not fail the request. The caller
-/// makes it durable with its own write.
+/// makes it durable (`DeliveryState::sync`) before it answers.
 pub async fn log_action(
     state: &AppState,
     tenant: &str,
@@ -381,16 +378,16 @@ async fn rotate_secret(
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let serialized = state.webhook_writes.lock().await;
-    let mut webhook = existing(&state, &auth.tenant, &id)?;
+    let mut webhook = existing(&state, &auth.tenant, &id).await?;
     let secret = webhook
         .spec
         .authentication
         .rotate(jiff::Timestamp::now())
         .map_err(|e| ApiError::conflict(e.to_string()))?;
     webhook.updated_at = now_millis();
-    state.store.put_webhook(&auth.tenant, &webhook)?;
+    state.catalog.put_webhook(&auth.tenant, &webhook).await?;
     log_action(&state, &auth.tenant, &id, "secret_rotated", None).await;
-    state.durable().await.map_err(LogError::from)?;
+    state.deliveries.sync().await?;
     drop(serialized);
     state
         .delivery

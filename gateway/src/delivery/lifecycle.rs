@@ -38,11 +38,11 @@ pub async fn log(
 /// Stores a status the gateway decided (disabled, completed); the webhook stops.
 pub async fn set_status(state: &AppState, tenant: &str, webhook_id: &str, status: WebhookStatus) {
     let _serialized = state.webhook_writes.lock().await;
-    if let Ok(Some(mut webhook)) = state.store.webhook(tenant, webhook_id) {
+    if let Ok(Some(mut webhook)) = state.catalog.webhook(tenant, webhook_id).await {
         webhook.status = status;
         webhook.spec.enabled = false;
         webhook.updated_at = now_millis();
-        if let Err(error) = state.store.put_webhook(tenant, &webhook) {
+        if let Err(error) = state.catalog.put_webhook(tenant, &webhook).await {
             tracing::error!(%error, "could not store the webhook status");
         }
     }

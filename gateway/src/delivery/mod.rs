@@ -81,9 +81,9 @@ impl Dispatcher {
     }
 
     /// Starts a worker for every running webhook and the background tasks.
-    pub fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
-        for tenant in state.store.tenants_page(None, usize::MAX)?.0 {
-            for webhook in state.store.all_webhooks_of(&tenant.id)? {
+    pub async fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
+        for tenant in state.catalog.tenants_page(None, usize::MAX).await?.0 {
+            for webhook in state.catalog.all_webhooks_of(&tenant.id).await? {
                 if webhook.status == WebhookStatus::Running {
                     state.delivery.spawn(state, &tenant.id, Arc::new(webhook));
                 }
@@ -148,7 +148,7 @@ impl Dispatcher {
 
     /// Brings the worker in line with the stored webhook: started, reloaded or stopped.
     pub async fn webhook_changed(&self, state: &Arc<AppState>, tenant: &str, id: &str) {
-        let stored = state.store.webhook(tenant, id).ok().flatten();
+        let stored = state.catalog.webhook(tenant, id).await.ok().flatten();
         match stored {
             Some(webhook) if webhook.status == WebhookStatus::Running => {
                 let export = matches!(

@@ -39,10 +39,11 @@ async fn blocking<T: Send + 'static>(
 pub async fn purge(state: &Arc<AppState>) -> anyhow::Result<usize> {
     let cutoff = now_millis() - state.config.retention.duration().as_millis() as i64;
     let mut purged = 0;
-    for tenant in state.store.tenants_page(None, usize::MAX)?.0 {
+    for tenant in state.catalog.tenants_page(None, usize::MAX).await?.0 {
         let webhooks: Vec<WebhookRef> = state
-            .store
-            .all_webhooks_of(&tenant.id)?
+            .catalog
+            .all_webhooks_of(&tenant.id)
+            .await?
             .iter()
             .map(|w| WebhookRef::new(&tenant.id, &w.id))
             .collect();

@@ -105,7 +105,7 @@ pub struct Worker {
     /// plugin generation they were resolved at: reused until a plugin version is added or
     /// removed (or the webhook reloads), instead of two store reads, two decodes and a few
     /// allocations per attempt.
-    resolved: Option<(u64, Resolution)>,
+    resolved: Option<(u64, Result<Resolution, String>)>,
     /// When the earliest retry of this webhook is due (`Some(None)`: none is), as last
     /// read from its due keys; `None` once that may have changed. Saves two range scans of
     /// the store per pass of the loop when nothing is being retried.
@@ -307,18 +307,29 @@ impl Worker {
         }
     }
 
-    /// The webhook's plugins as they are now (`resolved`).
-    fn resolution(&mut self) -> Result<Resolution, String> {
-        // Read before resolving: a version added meanwhile makes the next call resolve again.
-        let generation = self.state.store.plugin_generation();
-        if let Some((at, resolution)) = &self.resolved
-            && *at == generation
-        {
-            return Ok(resolution.clone());
+    /// Resolves the webhook's plugins again if they changed since `resolved` was made:
+    /// called before each pass that may launch (dispatch, send now), so the launches of a
+    /// pass take [`resolution`](Self::resolution) without waiting on the catalog.
+    async fn refresh_resolution(&mut self) {
+        if self.webhook.spec.plugins.is_empty() {
+            return;
         }
-        let resolution = pipeline::resolve(&self.state, &self.tenant, &self.webhook)?;
-        self.resolved = Some((generation, resolution.clone()));
-        Ok(resolution)
+        // Read before resolving: a change meanwhile makes the next pass resolve again.
+        let generation = self.state.catalog.plugin_generation();
+        if matches!(&self.resolved, Some((at, Ok(_))) if *at == generation) {
+            return;
+        }
+        let resolution = pipeline::resolve(&self.state, &self.tenant, &self.webhook).await;
+        self.resolved = Some((generation, resolution));
+    }
+
+    /// The webhook's plugins as the last [`refresh_resolution`](Self::refresh_resolution)
+    /// found them.
+    fn resolution(&self) -> Result<Resolution, String> {
+        match &self.resolved {
+            Some((_, resolution)) => resolution.clone(),
+            None => Err("the webhook's plugins are not resolved yet".into()),
+        }
     }
 
     fn max_in_flight(&self) -> usize {
@@ -348,6 +359,7 @@ impl Worker {
     }
 
     async fn dispatch(&mut self) -> Result<(), StorageError> {
+        self.refresh_resolution().await;
         self.dispatch_due_retries().await?;
         self.dispatch_new_events().await
     }
@@ -718,6 +730,7 @@ impl Worker {
                 return;
             }
         };
+        self.refresh_resolution().await;
         match self.state.log.event_by_seq(&self.tenant, seq) {
             Ok(Some(event)) => self.launch(delivery, &event, false, Some(reply)),
             _ => {

@@ -478,6 +478,22 @@ impl EventLog {
         Ok(())
     }
 
+    /// Forgets every event of `tenant` (the tenant was deleted): its index entries go, one
+    /// removal each off the async workers, durably; the bytes go with their segment files.
+    pub async fn forget_tenant(&self, tenant: &str) -> Result<(), LogError> {
+        let (index, prefix) = (self.index.clone(), crate::store::tenant_prefix(tenant));
+        tokio::task::spawn_blocking(move || -> Result<(), sled::Error> {
+            for key in index.scan_prefix(&prefix).keys() {
+                index.remove(key?)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| LogError::Io(std::io::Error::other(e)))??;
+        self.store.wait_durable().await?;
+        Ok(())
+    }
+
     /// Deletes segment files last written before `cutoff` (every event in them is older)
     /// that recovery no longer needs; returns how many went.
     pub fn remove_segments_before(&self, cutoff: EpochMillis) -> Result<usize, LogError> {

@@ -1,6 +1,8 @@
 //! The storage seams: what the engines and the API need from storage, as traits, so a
 //! backend is chosen at startup and the rest of the gateway never learns which one runs.
 //!
+//! - [`Catalog`]: what tenants configured (tenants, keys, event types, webhooks, plugins
+//!   and their secrets); every change is durable when its call returns.
 //! - [`DeliveryState`]: per webhook, its cursor, statistics, delivery records, attempts,
 //!   retry ("due") and rejected entries and integration log. Written in [`OutcomeSet`]s.
 //!
@@ -12,11 +14,13 @@
 //! a set of changes safe against a crash, is its own business; what a caller may observe
 //! is written on each method.
 
+pub mod catalog;
 mod delivery_state;
 
 #[cfg(test)]
 pub mod conformance;
 
+pub use catalog::Catalog;
 pub use delivery_state::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
 
 /// Why a storage call failed.

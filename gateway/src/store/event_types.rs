@@ -1,26 +1,23 @@
 //! The event-type catalog of each tenant, with optional JSON Schemas.
 
-use serde::{Deserialize, Serialize};
-
 use super::{Store, StoreError, codec};
-use crate::iso::EpochMillis;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EventType {
-    pub name: String,
-    pub description: Option<String>,
-    pub schema: Option<serde_json::Value>,
-    pub created_at: EpochMillis,
-    pub updated_at: EpochMillis,
-}
+use crate::storage::catalog::EventType;
 
 impl Store {
-    pub fn event_type(&self, tenant: &str, name: &str) -> Result<Option<EventType>, StoreError> {
+    pub(super) fn event_type(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<EventType>, StoreError> {
         codec::get(&self.event_types, &codec::tenant_key(tenant, name))
     }
 
     /// Inserts only when absent; false when the name is taken.
-    pub fn create_event_type(&self, tenant: &str, et: &EventType) -> Result<bool, StoreError> {
+    pub(super) fn create_event_type(
+        &self,
+        tenant: &str,
+        et: &EventType,
+    ) -> Result<bool, StoreError> {
         let key = codec::tenant_key(tenant, &et.name);
         Ok(self
             .event_types
@@ -28,20 +25,20 @@ impl Store {
             .is_ok())
     }
 
-    pub fn put_event_type(&self, tenant: &str, et: &EventType) -> Result<(), StoreError> {
+    pub(super) fn put_event_type(&self, tenant: &str, et: &EventType) -> Result<(), StoreError> {
         self.event_types
             .insert(codec::tenant_key(tenant, &et.name), codec::encode(et)?)?;
         Ok(())
     }
 
-    pub fn delete_event_type(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+    pub(super) fn delete_event_type(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         Ok(self
             .event_types
             .remove(codec::tenant_key(tenant, name))?
             .is_some())
     }
 
-    pub fn event_types_page(
+    pub(super) fn event_types_page(
         &self,
         tenant: &str,
         after: Option<&str>,

@@ -1,19 +1,24 @@
-//! The sled database: one `Store` owning the typed trees. Each resource module here
-//! knows its tree's key layout; nothing outside `store` builds sled keys by hand.
+//! The embedded backend's sled side: one `Store` owning the typed trees, the catalog and
+//! delivery state on top of them, and [`open`], which wires them with the segment log into
+//! one [`Embedded`]. Each resource module here knows its tree's key layout; nothing
+//! outside `store` (and `log`, whose index lives here too) names sled or builds a key.
 //!
 //! Key layout: tenant-scoped trees use `tenant \0 rest`. Tenant ids match
 //! `^[a-z0-9-]{1,50}$`, so the separator never occurs inside one and prefix scans
 //! over `tenant \0` see exactly one tenant.
 
+pub mod catalog;
 mod codec;
 pub mod deliveries;
-pub mod event_types;
-pub mod plugins;
-pub mod tenants;
-pub mod webhooks;
+mod event_types;
+mod plugins;
+mod tenants;
+mod webhooks;
 mod writes;
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
+
+use anyhow::Context;
 
 pub use codec::{
     CompactRecord, decode as codec_decode, encode as codec_encode,
@@ -43,7 +48,7 @@ pub const CACHE_CAPACITY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Handles to every tree. Cloning is cheap (sled handles are reference counted).
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     pub db: sled::Db,
     pub tenants: sled::Tree,
     pub api_keys: sled::Tree,
@@ -66,7 +71,7 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn open(dir: &Path, master_key: hookgate_signing::MasterKey) -> Result<Store, StoreError> {
+    fn open(dir: &Path, master_key: hookgate_signing::MasterKey) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             // Durability comes from our own group commit (crate::log::commit); sled's
@@ -91,7 +96,7 @@ impl Store {
     }
 
     /// Changes whenever a plugin version is added or removed (see `plugin_generation`).
-    pub fn plugin_generation(&self) -> u64 {
+    fn plugin_generation(&self) -> u64 {
         self.plugin_generation
             .load(std::sync::atomic::Ordering::Acquire)
     }
@@ -102,8 +107,42 @@ impl Store {
     }
 
     /// Blocks until everything written so far is on disk.
-    pub fn flush(&self) -> Result<(), StoreError> {
+    fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// The embedded backend: the segment log, and sled for the catalog and delivery state.
+pub struct Embedded {
+    pub catalog: Arc<catalog::EmbeddedCatalog>,
+    pub log: crate::log::EventLog,
+    pub deliveries: Arc<deliveries::EmbeddedDeliveryState>,
+}
+
+/// Opens (or creates) the embedded backend in `data_dir`, re-indexing what the last run
+/// wrote after its checkpoint. Delivery state's flush task runs on `delivery_runtime`.
+pub fn open(
+    data_dir: &Path,
+    master_key: hookgate_signing::MasterKey,
+    delivery_runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Embedded> {
+    let store = Store::open(data_dir, master_key)
+        .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
+    let log = crate::log::EventLog::open(
+        &store.db,
+        store.event_index.clone(),
+        &data_dir.join("segments"),
+    )
+    .context("cannot open the event log")?;
+    let commit = log.commit().clone();
+    Ok(Embedded {
+        deliveries: Arc::new(deliveries::EmbeddedDeliveryState::new(
+            store.deliveries.clone(),
+            commit.clone(),
+            delivery_runtime,
+        )),
+        catalog: Arc::new(catalog::EmbeddedCatalog::new(store, commit)),
+        log,
+    })
 }

@@ -10,54 +10,23 @@
 //! - `plugins`: `tenant \0 name \0 version` (u32 big-endian, so a prefix scan yields
 //!   versions in order and the last one is the latest) → [`PluginVersion`].
 //! - `plugin_secrets`: `tenant \0 name \0 key` → [`PluginSecret`], the value sealed with the
-//!   master key. Only [`Store::plugin_secret_value`] ever opens one.
+//!   master key. Only [`Store::plugin_secret_values`] ever opens one.
 //!
 //! Invariant: a head exists exactly while its name has at least one version (uploading
 //! creates both in one transaction; deleting the last version deletes the name).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use hookgate_plugin_host::Hook;
-use serde::{Deserialize, Serialize};
 use sled::{
     Transactional,
     transaction::{ConflictableTransactionError, TransactionError},
 };
 
 use super::{Store, StoreError, codec};
-use crate::iso::EpochMillis;
-
-/// One name a tenant uploaded plugins under.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PluginHead {
-    pub name: String,
-    /// The highest version number ever given under this name.
-    pub last_version: u32,
-    pub created_at: EpochMillis,
-    pub updated_at: EpochMillis,
-}
-
-/// One uploaded component under a name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PluginVersion {
-    pub name: String,
-    pub version: u32,
-    /// Hex sha256 of the component: its identity in the runtime's compiled cache.
-    pub sha256: String,
-    pub size: u64,
-    pub exports: Vec<Hook>,
-    pub created_at: EpochMillis,
-}
-
-/// A secret a plugin may read with `secret(key)`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PluginSecret {
-    pub key: String,
-    /// Sealed with the master key (`enc:v1:…`); never returned by the API.
-    pub value: String,
-    pub created_at: EpochMillis,
-    pub updated_at: EpochMillis,
-}
+use crate::{
+    iso::EpochMillis,
+    storage::catalog::{NewPluginVersion, PluginHead, PluginSecret, PluginVersion},
+};
 
 /// `tenant \0 name \0`: the prefix of one plugin's versions or secrets.
 fn name_prefix(tenant: &str, name: &str) -> Vec<u8> {
@@ -93,13 +62,11 @@ fn abort(error: serde_json::Error) -> ConflictableTransactionError<StoreError> {
 impl Store {
     /// Records a new version of `name` (creating the name on its first upload) and returns
     /// it. The version number and both records are written in one transaction.
-    pub fn add_plugin_version(
+    pub(super) fn add_plugin_version(
         &self,
         tenant: &str,
         name: &str,
-        sha256: &str,
-        size: u64,
-        exports: Vec<Hook>,
+        component: &NewPluginVersion,
         now: EpochMillis,
     ) -> Result<PluginVersion, StoreError> {
         let head_key = codec::tenant_key(tenant, name);
@@ -119,9 +86,9 @@ impl Store {
                 let version = PluginVersion {
                     name: name.to_string(),
                     version: head.last_version,
-                    sha256: sha256.to_string(),
-                    size,
-                    exports: exports.clone(),
+                    sha256: component.sha256.clone(),
+                    size: component.size,
+                    exports: component.exports.clone(),
                     created_at: now,
                 };
                 heads.insert(
@@ -138,12 +105,16 @@ impl Store {
             .inspect(|_| self.plugins_changed())
     }
 
-    pub fn plugin_head(&self, tenant: &str, name: &str) -> Result<Option<PluginHead>, StoreError> {
+    pub(super) fn plugin_head(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<PluginHead>, StoreError> {
         codec::get(&self.plugin_heads, &codec::tenant_key(tenant, name))
     }
 
     /// The tenant's plugin names after `after`, in name order.
-    pub fn plugin_heads_page(
+    pub(super) fn plugin_heads_page(
         &self,
         tenant: &str,
         after: Option<&str>,
@@ -158,7 +129,7 @@ impl Store {
     }
 
     /// Every version of `name`, oldest first.
-    pub fn plugin_versions(
+    pub(super) fn plugin_versions(
         &self,
         tenant: &str,
         name: &str,
@@ -170,7 +141,7 @@ impl Store {
             .collect()
     }
 
-    pub fn plugin_version(
+    pub(super) fn plugin_version(
         &self,
         tenant: &str,
         name: &str,
@@ -181,7 +152,7 @@ impl Store {
 
     /// The highest existing version of `name`: what an attachment without a pinned version
     /// runs. `None` when the tenant has no plugin of that name.
-    pub fn latest_plugin_version(
+    pub(super) fn latest_plugin_version(
         &self,
         tenant: &str,
         name: &str,
@@ -197,7 +168,7 @@ impl Store {
 
     /// Removes one version. The caller deletes the whole name instead when this is its
     /// last version (see the module invariant).
-    pub fn delete_plugin_version(
+    pub(super) fn delete_plugin_version(
         &self,
         tenant: &str,
         name: &str,
@@ -210,7 +181,7 @@ impl Store {
 
     /// Removes a plugin name with all its versions and secrets, in one transaction. Returns
     /// the removed versions (empty when the name did not exist).
-    pub fn delete_plugin(
+    pub(super) fn delete_plugin(
         &self,
         tenant: &str,
         name: &str,
@@ -246,7 +217,10 @@ impl Store {
 
     /// Removes every plugin record of a tenant (when the tenant is deleted). Returns the
     /// digests those records used, for the caller to release from the runtime.
-    pub fn delete_tenant_plugins(&self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
+    pub(super) fn delete_tenant_plugins(
+        &self,
+        tenant: &str,
+    ) -> Result<BTreeSet<String>, StoreError> {
         let prefix = codec::tenant_prefix(tenant);
         let mut digests = BTreeSet::new();
         for value in self.plugins.scan_prefix(&prefix).values() {
@@ -262,7 +236,7 @@ impl Store {
     }
 
     /// How many plugin versions (all names together) the tenant stores.
-    pub fn count_plugin_versions(&self, tenant: &str) -> usize {
+    pub(super) fn count_plugin_versions(&self, tenant: &str) -> usize {
         self.plugins
             .scan_prefix(codec::tenant_prefix(tenant))
             .keys()
@@ -270,7 +244,7 @@ impl Store {
     }
 
     /// Every digest some version of some tenant uses: what the runtime loads at startup.
-    pub fn all_plugin_digests(&self) -> Result<BTreeSet<String>, StoreError> {
+    pub(super) fn all_plugin_digests(&self) -> Result<BTreeSet<String>, StoreError> {
         let mut digests = BTreeSet::new();
         for value in self.plugins.iter().values() {
             digests.insert(codec::decode::<PluginVersion>(&value?)?.sha256);
@@ -281,7 +255,7 @@ impl Store {
     /// Whether any version of any tenant still uses this digest. Identical uploads share one
     /// compiled artifact, so it may only leave the cache when this is false. A full scan:
     /// it runs only on deletes, and plugin versions number in the hundreds, not millions.
-    pub fn plugin_digest_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
+    pub(super) fn plugin_digest_in_use(&self, sha256: &str) -> Result<bool, StoreError> {
         for value in self.plugins.iter().values() {
             if codec::decode::<PluginVersion>(&value?)?.sha256 == sha256 {
                 return Ok(true);
@@ -292,7 +266,7 @@ impl Store {
 
     /// Stores (or replaces) a secret, sealing the value. Returns the record and whether it
     /// was created.
-    pub fn put_plugin_secret(
+    pub(super) fn put_plugin_secret(
         &self,
         tenant: &str,
         name: &str,
@@ -311,11 +285,12 @@ impl Store {
         };
         self.plugin_secrets
             .insert(db_key, codec::encode(&secret)?)?;
+        self.plugins_changed();
         Ok((secret, created_at.is_none()))
     }
 
     /// The record of a secret; its `value` stays sealed.
-    pub fn plugin_secret(
+    pub(super) fn plugin_secret(
         &self,
         tenant: &str,
         name: &str,
@@ -324,24 +299,30 @@ impl Store {
         codec::get(&self.plugin_secrets, &secret_key(tenant, name, key))
     }
 
-    /// The plaintext of a secret, for the plugin `name` of `tenant` only: the one place a
-    /// plugin secret is opened.
-    pub fn plugin_secret_value(
+    /// The plaintext of every secret of plugin `name` of `tenant`: the one place a plugin
+    /// secret is opened.
+    pub(super) fn plugin_secret_values(
         &self,
         tenant: &str,
         name: &str,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let Some(secret) = self.plugin_secret(tenant, name, key)? else {
-            return Ok(None);
-        };
-        self.master_key
-            .open(&secret.value)
-            .map(Some)
-            .map_err(|e| StoreError::Secret(e.to_string()))
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut values = BTreeMap::new();
+        for value in self
+            .plugin_secrets
+            .scan_prefix(name_prefix(tenant, name))
+            .values()
+        {
+            let secret: PluginSecret = codec::decode(&value?)?;
+            let plaintext = self
+                .master_key
+                .open(&secret.value)
+                .map_err(|e| StoreError::Secret(e.to_string()))?;
+            values.insert(secret.key, plaintext);
+        }
+        Ok(values)
     }
 
-    pub fn plugin_secrets_page(
+    pub(super) fn plugin_secrets_page(
         &self,
         tenant: &str,
         name: &str,
@@ -356,15 +337,17 @@ impl Store {
         )
     }
 
-    pub fn delete_plugin_secret(
+    pub(super) fn delete_plugin_secret(
         &self,
         tenant: &str,
         name: &str,
         key: &str,
     ) -> Result<bool, StoreError> {
-        Ok(self
+        let removed = self
             .plugin_secrets
             .remove(secret_key(tenant, name, key))?
-            .is_some())
+            .is_some();
+        self.plugins_changed();
+        Ok(removed)
     }
 }

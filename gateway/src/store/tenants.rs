@@ -1,58 +1,23 @@
-//! Tenants and their API keys.
-//!
-//! An API key is `hgk_<key_id>_<secret>`. Only SHA-256 of the secret is stored: the secret
-//! is 32 random bytes, so a slow password hash would add latency to every request without
-//! adding safety (nobody can brute-force 256 bits). The key id makes lookup one `get`.
-
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+//! Tenants and their API keys: `tenants` (id → [`Tenant`]) and `api_keys` (key id →
+//! [`ApiKeyRecord`]).
 
 use super::{Store, StoreError, codec};
-use crate::{ids, iso::EpochMillis};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Tenant {
-    pub id: String,
-    pub name: Option<String>,
-    pub created_at: EpochMillis,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApiKeyRecord {
-    pub key_id: String,
-    pub tenant: String,
-    pub secret_sha256: String,
-    pub created_at: EpochMillis,
-}
-
-/// A freshly issued key: the only time the full key exists outside the caller.
-pub struct IssuedKey {
-    pub key_id: String,
-    pub api_key: String,
-}
-
-const KEY_PREFIX: &str = "hgk_";
+use crate::storage::catalog::{ApiKeyRecord, Tenant};
 
 impl Store {
-    /// Creates the tenant and its first key. `None` when the id is taken.
-    pub fn create_tenant(&self, tenant: &Tenant) -> Result<Option<IssuedKey>, StoreError> {
+    pub(super) fn insert_tenant(&self, tenant: &Tenant) -> Result<bool, StoreError> {
         let value = codec::encode(tenant)?;
-        let inserted = self
+        Ok(self
             .tenants
             .compare_and_swap(tenant.id.as_bytes(), None as Option<&[u8]>, Some(value))?
-            .is_ok();
-        if !inserted {
-            return Ok(None);
-        }
-        self.issue_key(&tenant.id, tenant.created_at).map(Some)
+            .is_ok())
     }
 
-    pub fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+    pub(super) fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
         codec::get(&self.tenants, id.as_bytes())
     }
 
-    pub fn tenants_page(
+    pub(super) fn tenants_page(
         &self,
         after: Option<&str>,
         limit: usize,
@@ -60,8 +25,8 @@ impl Store {
         codec::page(&self.tenants, b"", after, limit)
     }
 
-    /// Removes the tenant and everything it owns. Returns false when it did not exist.
-    pub fn delete_tenant(&self, id: &str) -> Result<bool, StoreError> {
+    /// Removes the tenant, its keys, event types and webhooks. False when it did not exist.
+    pub(super) fn delete_tenant(&self, id: &str) -> Result<bool, StoreError> {
         if self.tenants.remove(id.as_bytes())?.is_none() {
             return Ok(false);
         }
@@ -69,7 +34,7 @@ impl Store {
             self.api_keys.remove(key.key_id.as_bytes())?;
         }
         let prefix = codec::tenant_prefix(id);
-        for tree in [&self.event_types, &self.webhooks, &self.event_index] {
+        for tree in [&self.event_types, &self.webhooks] {
             for key in tree.scan_prefix(&prefix).keys() {
                 tree.remove(key?)?;
             }
@@ -77,24 +42,17 @@ impl Store {
         Ok(true)
     }
 
-    pub fn issue_key(&self, tenant: &str, now: EpochMillis) -> Result<IssuedKey, StoreError> {
-        let key_id = ids::random_token(6);
-        let secret = ids::random_token(32);
-        let record = ApiKeyRecord {
-            key_id: key_id.clone(),
-            tenant: tenant.to_string(),
-            secret_sha256: sha256_hex(&secret),
-            created_at: now,
-        };
+    pub(super) fn insert_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         self.api_keys
-            .insert(key_id.as_bytes(), codec::encode(&record)?)?;
-        Ok(IssuedKey {
-            api_key: format!("{KEY_PREFIX}{key_id}_{secret}"),
-            key_id,
-        })
+            .insert(record.key_id.as_bytes(), codec::encode(record)?)?;
+        Ok(())
     }
 
-    pub fn keys_of(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+    pub(super) fn key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        codec::get(&self.api_keys, key_id.as_bytes())
+    }
+
+    pub(super) fn keys_of(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let mut keys = Vec::new();
         for value in self.api_keys.iter().values() {
             let record: ApiKeyRecord = codec::decode(&value?)?;
@@ -105,36 +63,7 @@ impl Store {
         Ok(keys)
     }
 
-    /// Revokes a key of `tenant`. False when no such key belongs to that tenant.
-    pub fn revoke_key(&self, tenant: &str, key_id: &str) -> Result<bool, StoreError> {
-        match codec::get::<ApiKeyRecord>(&self.api_keys, key_id.as_bytes())? {
-            Some(record) if record.tenant == tenant => {
-                self.api_keys.remove(key_id.as_bytes())?;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+    pub(super) fn delete_key(&self, key_id: &str) -> Result<bool, StoreError> {
+        Ok(self.api_keys.remove(key_id.as_bytes())?.is_some())
     }
-
-    /// The tenant a presented key belongs to, if the key is valid.
-    pub fn authenticate_key(&self, presented: &str) -> Result<Option<String>, StoreError> {
-        let Some((key_id, secret)) = presented
-            .strip_prefix(KEY_PREFIX)
-            .and_then(|rest| rest.split_once('_'))
-        else {
-            return Ok(None);
-        };
-        let Some(record) = codec::get::<ApiKeyRecord>(&self.api_keys, key_id.as_bytes())? else {
-            return Ok(None);
-        };
-        let matches: bool = sha256_hex(secret)
-            .as_bytes()
-            .ct_eq(record.secret_sha256.as_bytes())
-            .into();
-        Ok(matches.then_some(record.tenant))
-    }
-}
-
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
 }

@@ -9,7 +9,7 @@ use super::{Store, StoreError, codec};
 use crate::model::webhook::Webhook;
 
 impl Store {
-    pub fn webhook(&self, tenant: &str, id: &str) -> Result<Option<Webhook>, StoreError> {
+    pub(super) fn webhook(&self, tenant: &str, id: &str) -> Result<Option<Webhook>, StoreError> {
         opened(&self.master_key, || {
             codec::get(&self.webhooks, &codec::tenant_key(tenant, id))
         })
@@ -21,7 +21,11 @@ impl Store {
     }
 
     /// Inserts only when absent; false when the id is taken.
-    pub fn create_webhook(&self, tenant: &str, webhook: &Webhook) -> Result<bool, StoreError> {
+    pub(super) fn create_webhook(
+        &self,
+        tenant: &str,
+        webhook: &Webhook,
+    ) -> Result<bool, StoreError> {
         let key = codec::tenant_key(tenant, &webhook.id);
         let value = self.encode_sealed(webhook)?;
         Ok(self
@@ -30,7 +34,7 @@ impl Store {
             .is_ok())
     }
 
-    pub fn put_webhook(&self, tenant: &str, webhook: &Webhook) -> Result<(), StoreError> {
+    pub(super) fn put_webhook(&self, tenant: &str, webhook: &Webhook) -> Result<(), StoreError> {
         self.webhooks.insert(
             codec::tenant_key(tenant, &webhook.id),
             self.encode_sealed(webhook)?,
@@ -38,14 +42,14 @@ impl Store {
         Ok(())
     }
 
-    pub fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+    pub(super) fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         Ok(self
             .webhooks
             .remove(codec::tenant_key(tenant, id))?
             .is_some())
     }
 
-    pub fn webhooks_page(
+    pub(super) fn webhooks_page(
         &self,
         tenant: &str,
         after: Option<&str>,
@@ -56,7 +60,7 @@ impl Store {
         })
     }
 
-    pub fn all_webhooks_of(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError> {
+    pub(super) fn all_webhooks_of(&self, tenant: &str) -> Result<Vec<Webhook>, StoreError> {
         let mut all = Vec::new();
         for value in self
             .webhooks
@@ -69,7 +73,7 @@ impl Store {
     }
 
     /// `(tenant, webhook id)` of every webhook, without decoding them.
-    pub fn all_webhook_ids(&self) -> Result<Vec<(String, String)>, StoreError> {
+    pub(super) fn all_webhook_ids(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut ids = Vec::new();
         for key in self.webhooks.iter().keys() {
             let key = key?;
@@ -81,7 +85,7 @@ impl Store {
         Ok(ids)
     }
 
-    pub fn count_webhooks(&self, tenant: &str) -> usize {
+    pub(super) fn count_webhooks(&self, tenant: &str) -> usize {
         self.webhooks
             .scan_prefix(codec::tenant_prefix(tenant))
             .count()

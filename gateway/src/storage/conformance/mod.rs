@@ -1,11 +1,13 @@
 //! The storage contract as tests: written against the traits alone, run against every
-//! backend. A backend passes when `delivery_state_suite` passes with a fresh, empty
-//! instance from its constructor for every check (`embedded_backend_conforms` below; a
-//! new backend adds one such test).
+//! backend. A backend passes when `delivery_state_suite` and `catalog_suite` pass with a
+//! fresh, empty instance from its constructor for every check (`embedded_backend_conforms`
+//! below; a new backend adds one such test).
+
+mod catalog;
 
 use std::{collections::HashSet, future::Future, sync::Arc};
 
-use super::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
+use super::{Catalog, DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
 use crate::{
     delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
     iso::EpochMillis,
@@ -14,6 +16,7 @@ use crate::{
 /// A backend under test: its delivery state, and whatever must live as long as it does.
 pub struct Backend {
     pub deliveries: Arc<dyn DeliveryState>,
+    pub catalog: Arc<dyn Catalog>,
     pub _guard: Box<dyn Send>,
 }
 
@@ -71,6 +74,21 @@ where
     the_integration_log_is_newest_first_and_bounded(&*make().await.deliveries).await;
     purge_removes_only_the_given_events(&*make().await.deliveries).await;
     forget_removes_only_that_webhook(&*make().await.deliveries).await;
+}
+
+/// Every catalog check, each on a fresh backend from `make`.
+pub async fn catalog_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    use catalog::*;
+    tenants_are_created_once_and_keys_authenticate(&*make().await.catalog).await;
+    listings_page_in_key_order(&*make().await.catalog).await;
+    webhooks_round_trip_with_their_secrets(&*make().await.catalog).await;
+    plugin_versions_count_up_and_are_never_reused(&*make().await.catalog).await;
+    plugin_secrets_are_scoped_sealed_and_move_the_generation(&*make().await.catalog).await;
+    deleting_a_tenant_removes_only_its_records(&*make().await.catalog).await;
 }
 
 async fn a_set_is_read_back_as_written(state: &dyn DeliveryState) {
@@ -423,30 +441,20 @@ async fn forget_removes_only_that_webhook(state: &dyn DeliveryState) {
 /// The embedded backend: sled and the segment log in a temporary directory.
 async fn embedded() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let store = crate::store::Store::open(
-        dir.path(),
+    let master_key =
         hookgate_signing::MasterKey::from_config_or_file(None, &dir.path().join("master_key"))
-            .unwrap(),
-    )
-    .unwrap();
-    let log = crate::log::EventLog::open(
-        &store.db,
-        store.event_index.clone(),
-        &dir.path().join("segments"),
-    )
-    .unwrap();
-    let deliveries = crate::store::deliveries::EmbeddedDeliveryState::new(
-        store.deliveries.clone(),
-        log.commit().clone(),
-        &tokio::runtime::Handle::current(),
-    );
+            .unwrap();
+    let embedded =
+        crate::store::open(dir.path(), master_key, &tokio::runtime::Handle::current()).unwrap();
     Backend {
-        deliveries: Arc::new(deliveries),
-        _guard: Box::new((dir, store, log)),
+        deliveries: embedded.deliveries,
+        catalog: embedded.catalog,
+        _guard: Box::new((dir, embedded.log)),
     }
 }
 
 #[tokio::test]
 async fn embedded_backend_conforms() {
     delivery_state_suite(embedded).await;
+    catalog_suite(embedded).await;
 }
