@@ -13,36 +13,21 @@ use anyhow::Context;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::{config::Config, log::EventLog, schemas::SchemaCache, storage::Catalog};
+use crate::{
+    api::ApiState, config::Config, context::EngineContext, delivery::Dispatcher,
+    schemas::SchemaCache,
+};
 
-pub struct AppState {
-    pub config: Config,
-    /// Tenants, keys, event types, webhooks, plugins and secrets; writes are durable when
-    /// they return.
-    pub catalog: Arc<dyn Catalog>,
-    pub log: EventLog,
-    /// Every webhook's delivery state (cursors, records, attempts, retries, stats).
-    pub deliveries: Arc<dyn crate::storage::DeliveryState>,
-    pub schemas: SchemaCache,
-    pub admin_token_sha256: Vec<u8>,
-    /// Serializes webhook creation so the per-tenant limit cannot be raced past.
-    pub webhook_writes: tokio::sync::Mutex<()>,
-    pub ready: AtomicBool,
-    pub delivery: crate::delivery::Dispatcher,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// The WebAssembly sandbox for tenant plugins; compiled plugins are cached in
-    /// `{data_dir}/plugins`. Called through `crate::pipeline`.
-    pub plugins: hookgate_plugin_host::PluginRuntime,
-    /// The OpenAPI document, generated from the router at startup.
-    pub openapi: std::sync::OnceLock<String>,
+/// The running parts, as `open` wires them.
+pub struct App {
+    pub api: Arc<ApiState>,
+    pub engine: Arc<EngineContext>,
+    pub dispatcher: Arc<Dispatcher>,
 }
 
-/// Opens everything under `config.data_dir` and returns the ready state; its delivery
-/// engine will run on `delivery_runtime`.
-pub async fn open(
-    config: Config,
-    delivery_runtime: tokio::runtime::Handle,
-) -> anyhow::Result<Arc<AppState>> {
+/// Opens everything under `config.data_dir` and wires the parts; the delivery engine will
+/// run on `delivery_runtime`.
+pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> anyhow::Result<App> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let master_key = hookgate_signing::secret_box::MasterKey::from_config_or_file(
@@ -51,25 +36,43 @@ pub async fn open(
     )
     .context("cannot load the master key")?;
     let embedded = crate::store::open(&config.data_dir, master_key, &delivery_runtime)?;
-    let catalog: Arc<dyn Catalog> = embedded.catalog;
     let admin_token = admin_token(&config)?;
     let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))
         .context("cannot start the plugin runtime")?;
-    crate::pipeline::load_stored_plugins(&*catalog, &plugins).await?;
-    Ok(Arc::new(AppState {
-        admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
-        catalog,
-        log: embedded.log,
+    crate::pipeline::load_stored_plugins(&*embedded.catalog, &plugins).await?;
+    let engine = Arc::new(EngineContext {
+        config: Arc::new(config),
+        catalog: embedded.catalog,
+        log: Arc::new(embedded.log),
         deliveries: embedded.deliveries,
-        schemas: SchemaCache::default(),
-        webhook_writes: tokio::sync::Mutex::new(()),
-        ready: AtomicBool::new(true),
-        openapi: Default::default(),
-        delivery: crate::delivery::Dispatcher::new(delivery_runtime),
         metrics: Default::default(),
         plugins,
-        config,
-    }))
+        webhook_writes: Default::default(),
+    });
+    let dispatcher = Arc::new(Dispatcher::new(
+        engine.clone(),
+        embedded.ownership,
+        delivery_runtime,
+    ));
+    let api = Arc::new(ApiState {
+        config: engine.config.clone(),
+        catalog: engine.catalog.clone(),
+        log: engine.log.clone(),
+        deliveries: engine.deliveries.clone(),
+        delivery: dispatcher.clone(),
+        metrics: engine.metrics.clone(),
+        plugins: engine.plugins.clone(),
+        schemas: SchemaCache::default(),
+        admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
+        webhook_writes: engine.webhook_writes.clone(),
+        ready: AtomicBool::new(true),
+        openapi: Default::default(),
+    });
+    Ok(App {
+        api,
+        engine,
+        dispatcher,
+    })
 }
 
 /// The sandbox's limits: the runtime's defaults, with the ones operators may set.
@@ -120,9 +123,9 @@ pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// flushes the store. The delivery engine runs on `delivery_runtime`, apart from the API.
 pub async fn serve(config: Config, delivery_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let listen = config.listen;
-    let state = open(config, delivery_runtime).await?;
-    let router = crate::api::router(state.clone());
-    crate::delivery::Dispatcher::start(&state).await?;
+    let app = open(config, delivery_runtime).await?;
+    let router = crate::api::router(app.api.clone());
+    app.dispatcher.start().await?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -132,10 +135,14 @@ pub async fn serve(config: Config, delivery_runtime: tokio::runtime::Handle) -> 
         .await
         .context("server error")?;
     tracing::info!("shutting down: flushing the store");
-    state.ready.store(false, Ordering::Release);
-    state.delivery.shutdown().await;
-    state.log.shutdown();
-    state.catalog.close().await.context("final flush failed")?;
+    app.api.ready.store(false, Ordering::Release);
+    app.dispatcher.shutdown().await;
+    app.engine.log.shutdown();
+    app.engine
+        .catalog
+        .close()
+        .await
+        .context("final flush failed")?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

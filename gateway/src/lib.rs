@@ -3,6 +3,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod context;
 pub mod delivery;
 pub mod export;
 pub mod ids;

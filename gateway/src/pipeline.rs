@@ -56,7 +56,7 @@ use hookgate_plugin_host::{
 pub use hookgate_plugin_host::{Header, OutgoingRequest};
 
 use crate::{
-    app::AppState,
+    context::EngineContext,
     log::StoredEvent,
     model::webhook::{PluginAttachment, RESERVED_HEADERS, Webhook},
     storage::{Catalog, StorageResult, catalog::PluginVersion},
@@ -113,13 +113,13 @@ impl Resolution {
 /// Resolves `webhook`'s attachments (none: no store reads at all). `Err`: a plugin no
 /// longer exists or cannot be loaded; the event fails for this webhook with that reason.
 pub async fn resolve(
-    state: &AppState,
+    ctx: &EngineContext,
     tenant: &str,
     webhook: &Webhook,
 ) -> Result<Resolution, String> {
     let mut calls = Vec::with_capacity(webhook.spec.plugins.len());
     for attachment in &webhook.spec.plugins {
-        calls.push(resolve_one(state, tenant, attachment).await?);
+        calls.push(resolve_one(ctx, tenant, attachment).await?);
     }
     Ok(Resolution {
         tenant: tenant.into(),
@@ -161,7 +161,7 @@ fn made<T>(hook: Hook, result: &Result<T, PluginError>, elapsed: Duration) -> Ma
 /// `envelope_body` is the default outgoing body (`delivery::envelope::body`).
 /// [`resolve`] then [`prepare_resolved`].
 pub async fn prepare(
-    state: &AppState,
+    ctx: &EngineContext,
     tenant: &str,
     webhook: &Webhook,
     event: &StoredEvent,
@@ -170,8 +170,8 @@ pub async fn prepare(
     if webhook.spec.plugins.is_empty() {
         return Prepared::unchanged();
     }
-    match resolve(state, tenant, webhook).await {
-        Ok(resolution) => prepare_resolved(state, tenant, &resolution, event, envelope_body).await,
+    match resolve(ctx, tenant, webhook).await {
+        Ok(resolution) => prepare_resolved(ctx, tenant, &resolution, event, envelope_body).await,
         Err(reason) => Prepared::Failed { reason },
     }
 }
@@ -183,13 +183,13 @@ pub async fn prepare(
 /// event run one after another in one [`PluginRuntime::with_slot`] task (inline on this
 /// thread when they are quick, else on a blocking thread), each with a fresh sandbox.
 pub async fn prepare_resolved(
-    state: &AppState,
+    ctx: &EngineContext,
     tenant: &str,
     resolution: &Resolution,
     event: &StoredEvent,
     envelope_body: Vec<u8>,
 ) -> Prepared {
-    let mut prepared = prepare_batch(state, tenant, resolution, vec![(event, envelope_body)]).await;
+    let mut prepared = prepare_batch(ctx, tenant, resolution, vec![(event, envelope_body)]).await;
     prepared.pop().expect("one result per event")
 }
 
@@ -263,7 +263,7 @@ fn run_filters_and_transforms(
 /// sent; returns the headers to add. Each plugin sees the headers earlier ones added.
 /// [`resolve`] then [`authenticate_resolved`].
 pub async fn authenticate(
-    state: &AppState,
+    ctx: &EngineContext,
     tenant: &str,
     webhook: &Webhook,
     request: OutgoingRequest,
@@ -271,8 +271,8 @@ pub async fn authenticate(
     if webhook.spec.plugins.is_empty() {
         return Ok(Vec::new());
     }
-    let resolution = resolve(state, tenant, webhook).await?;
-    authenticate_resolved(state, &resolution, || request).await
+    let resolution = resolve(ctx, tenant, webhook).await?;
+    authenticate_resolved(ctx, &resolution, || request).await
 }
 
 /// [`authenticate`] with the attachments already resolved. `request` is made only when a
@@ -280,7 +280,7 @@ pub async fn authenticate(
 /// the SDK's default) this costs nothing. Default hooks are skipped and the calls share
 /// one `with_slot` task, as in [`prepare_resolved`].
 pub async fn authenticate_resolved(
-    state: &AppState,
+    ctx: &EngineContext,
     resolution: &Resolution,
     request: impl FnOnce() -> OutgoingRequest,
 ) -> Result<Vec<(String, String)>, String> {
@@ -288,7 +288,7 @@ pub async fn authenticate_resolved(
         return Ok(Vec::new());
     };
     let request = request();
-    in_slot(state, resolution, first, move |slot, calls| {
+    in_slot(ctx, resolution, first, move |slot, calls| {
         run_authenticate(slot, calls, &request)
     })
     .await?
@@ -305,7 +305,7 @@ const BATCH_SLICE: Duration = Duration::from_millis(1);
 /// its pooled memory slot still in the CPU's caches, while a call between unrelated work
 /// (HTTP, the store) costs about half as much again (docs/PERFORMANCE.md).
 pub async fn prepare_batch(
-    state: &AppState,
+    ctx: &EngineContext,
     tenant: &str,
     resolution: &Resolution,
     events: Vec<(&StoredEvent, Vec<u8>)>,
@@ -327,7 +327,7 @@ pub async fn prepare_batch(
         let from = prepared.len();
         let slice = {
             let events = events.clone();
-            in_slot(state, resolution, first, move |slot, calls| {
+            in_slot(ctx, resolution, first, move |slot, calls| {
                 let started = Instant::now();
                 let mut out = Vec::new();
                 let mut made = Vec::new();
@@ -358,20 +358,20 @@ pub async fn prepare_batch(
 /// calls it made. `Err`: the slot itself failed; the reason names `first`, the plugin
 /// whose hook would have run first.
 async fn in_slot<T: Send + 'static>(
-    state: &AppState,
+    ctx: &EngineContext,
     resolution: &Resolution,
     first: &str,
     work: impl Fn(&Slot<'_>, &[Call]) -> (T, Vec<Made>) + Send + 'static,
 ) -> Result<T, String> {
     let calls = resolution.calls.clone();
-    match state
+    match ctx
         .plugins
         .with_slot(&resolution.tenant, move |slot| work(slot, &calls))
         .await
     {
         Ok((value, made)) => {
             for (hook, outcome, elapsed) in made {
-                record(state, hook, outcome, elapsed);
+                record(ctx, hook, outcome, elapsed);
             }
             Ok(value)
         }
@@ -457,33 +457,32 @@ pub(crate) fn check_transform_output(event: &Event) -> Result<(), PluginError> {
     check_plugin_headers(&event.headers)
 }
 
-fn record(state: &AppState, hook: Hook, outcome: &'static str, elapsed: Duration) {
-    state
-        .metrics
+fn record(ctx: &EngineContext, hook: Hook, outcome: &'static str, elapsed: Duration) {
+    ctx.metrics
         .plugin_call(hook.name(), outcome, elapsed.as_micros() as u64);
 }
 
 /// One attachment as a call: its version (the pinned one, or the latest right now), the
 /// loaded plugin, its config as a string and its secrets.
 async fn resolve_one(
-    state: &AppState,
+    ctx: &EngineContext,
     tenant: &str,
     attachment: &PluginAttachment,
 ) -> Result<Call, String> {
     let name = &attachment.plugin;
-    let record = resolve_version(&*state.catalog, tenant, name, attachment.version)
+    let record = resolve_version(&*ctx.catalog, tenant, name, attachment.version)
         .await
         .map_err(|e| format!("plugin `{name}`: cannot read its record: {e}"))?
         .ok_or_else(|| match attachment.version {
             Some(v) => format!("plugin `{name}` v{v} does not exist"),
             None => format!("plugin `{name}` does not exist"),
         })?;
-    let plugin = load(&state.plugins, tenant, &record)?;
+    let plugin = load(&ctx.plugins, tenant, &record)?;
     Ok(Call {
         label: format!("plugin `{name}` v{}", record.version),
         plugin,
         config: config_string(&attachment.config),
-        secrets: secrets_for(&*state.catalog, tenant, name)
+        secrets: secrets_for(&*ctx.catalog, tenant, name)
             .await
             .map_err(|e| format!("plugin `{name}`: cannot read its secrets: {e}"))?,
     })
@@ -613,7 +612,7 @@ mod tests {
     }
 
     struct Fixture {
-        state: Arc<AppState>,
+        ctx: Arc<EngineContext>,
         _dir: tempfile::TempDir,
     }
 
@@ -625,22 +624,19 @@ mod tests {
             ..Config::default()
         };
         Fixture {
-            state: crate::app::open(config, tokio::runtime::Handle::current())
+            ctx: crate::app::open(config, tokio::runtime::Handle::current())
                 .await
-                .unwrap(),
+                .unwrap()
+                .engine,
             _dir: dir,
         }
     }
 
     /// Uploads the plugin crate `crate_name` as `name` of tenant `acme`, as the API does.
-    async fn upload(state: &AppState, name: &str, crate_name: &str) -> PluginVersion {
+    async fn upload(ctx: &EngineContext, name: &str, crate_name: &str) -> PluginVersion {
         let path = plugin_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
-        let artifact = state
-            .plugins
-            .compile(&std::fs::read(path).unwrap())
-            .unwrap();
-        state
-            .catalog
+        let artifact = ctx.plugins.compile(&std::fs::read(path).unwrap()).unwrap();
+        ctx.catalog
             .add_plugin_version(
                 "acme",
                 name,
@@ -679,16 +675,16 @@ mod tests {
         }
     }
 
-    async fn prepare_for(state: &AppState, plugins: Value, total: f64) -> Prepared {
+    async fn prepare_for(ctx: &EngineContext, plugins: Value, total: f64) -> Prepared {
         let event = event(total);
         let body = crate::delivery::envelope::body("acme", &event, None);
-        prepare(state, "acme", &webhook(plugins), &event, body).await
+        prepare(ctx, "acme", &webhook(plugins), &event, body).await
     }
 
     #[tokio::test]
     async fn no_plugins_send_the_envelope_unchanged() {
         let f = fixture().await;
-        let prepared = prepare_for(&f.state, json!([]), 1.0).await;
+        let prepared = prepare_for(&f.ctx, json!([]), 1.0).await;
         assert_eq!(
             prepared,
             Prepared::Send {
@@ -701,19 +697,19 @@ mod tests {
     #[tokio::test]
     async fn filters_then_transforms_in_order() {
         let f = fixture().await;
-        upload(&f.state, "large", "field-filter").await;
-        upload(&f.state, "erp", "erp-transform").await;
+        upload(&f.ctx, "large", "field-filter").await;
+        upload(&f.ctx, "erp", "erp-transform").await;
         let plugins = json!([
             {"plugin": "large", "config": [{"path": "/payload/total", "op": "gte", "value": 100}]},
             {"plugin": "erp"},
         ]);
         assert_eq!(
-            prepare_for(&f.state, plugins.clone(), 50.0).await,
+            prepare_for(&f.ctx, plugins.clone(), 50.0).await,
             Prepared::Filtered {
                 reason: "plugin `large` v1 dropped it".into()
             }
         );
-        let Prepared::Send { body, headers } = prepare_for(&f.state, plugins, 250.0).await else {
+        let Prepared::Send { body, headers } = prepare_for(&f.ctx, plugins, 250.0).await else {
             panic!("expected Send");
         };
         let body: Value = serde_json::from_str(&body.expect("the transform changed it")).unwrap();
@@ -725,8 +721,7 @@ mod tests {
         );
 
         // A plugin whose transform is the identity leaves the body to the envelope.
-        let unchanged =
-            prepare_for(&f.state, json!([{"plugin": "large", "config": []}]), 1.0).await;
+        let unchanged = prepare_for(&f.ctx, json!([{"plugin": "large", "config": []}]), 1.0).await;
         assert_eq!(
             unchanged,
             Prepared::Send {
@@ -739,14 +734,14 @@ mod tests {
     #[tokio::test]
     async fn a_later_transform_sees_the_earlier_ones_event() {
         let f = fixture().await;
-        upload(&f.state, "erp", "erp-transform").await;
+        upload(&f.ctx, "erp", "erp-transform").await;
         // Maps only the renamed type: it acts (and fails on the ERP body) only if it sees
         // the event type the first transform set.
         let plugins = json!([
             {"plugin": "erp"},
             {"plugin": "erp", "config": {"event_types": {"ERP_ORDER_NEW": "AGAIN"}}},
         ]);
-        let Prepared::Failed { reason } = prepare_for(&f.state, plugins, 1.0).await else {
+        let Prepared::Failed { reason } = prepare_for(&f.ctx, plugins, 1.0).await else {
             panic!("expected Failed");
         };
         assert!(
@@ -758,12 +753,12 @@ mod tests {
     #[tokio::test]
     async fn failures_name_plugin_version_hook_and_code() {
         let f = fixture().await;
-        upload(&f.state, "ok", "field-filter").await;
-        upload(&f.state, "loop", "hostile-infinite-loop").await;
-        upload(&f.state, "loop", "hostile-infinite-loop").await;
+        upload(&f.ctx, "ok", "field-filter").await;
+        upload(&f.ctx, "loop", "hostile-infinite-loop").await;
+        upload(&f.ctx, "loop", "hostile-infinite-loop").await;
         let plugins = json!([{"plugin": "ok", "config": []}, {"plugin": "loop", "version": 2}]);
         let started = Instant::now();
-        let Prepared::Failed { reason } = prepare_for(&f.state, plugins, 1.0).await else {
+        let Prepared::Failed { reason } = prepare_for(&f.ctx, plugins, 1.0).await else {
             panic!("expected Failed");
         };
         assert!(started.elapsed() < Duration::from_secs(1));
@@ -772,21 +767,21 @@ mod tests {
             "plugin `loop` v2 (filter): timeout: plugin exceeded its time limit"
         );
 
-        let missing = prepare_for(&f.state, json!([{"plugin": "gone"}]), 1.0).await;
+        let missing = prepare_for(&f.ctx, json!([{"plugin": "gone"}]), 1.0).await;
         assert_eq!(
             missing,
             Prepared::Failed {
                 reason: "plugin `gone` does not exist".into()
             }
         );
-        let missing = prepare_for(&f.state, json!([{"plugin": "ok", "version": 4}]), 1.0).await;
+        let missing = prepare_for(&f.ctx, json!([{"plugin": "ok", "version": 4}]), 1.0).await;
         assert_eq!(
             missing,
             Prepared::Failed {
                 reason: "plugin `ok` v4 does not exist".into()
             }
         );
-        let text = f.state.metrics.render();
+        let text = f.ctx.metrics.render();
         assert!(
             text.contains(r#"hookgate_plugin_calls_total{hook="filter",outcome="timeout"} 1"#),
             "{text}"
@@ -796,10 +791,10 @@ mod tests {
     #[tokio::test]
     async fn unpinned_attachments_follow_the_latest_version() {
         let f = fixture().await;
-        upload(&f.state, "shape", "erp-transform").await;
-        upload(&f.state, "shape", "stateful-counter").await;
+        upload(&f.ctx, "shape", "erp-transform").await;
+        upload(&f.ctx, "shape", "stateful-counter").await;
         let latest = prepare_for(
-            &f.state,
+            &f.ctx,
             json!([{"plugin": "shape", "config": {"a": 1}}]),
             1.0,
         )
@@ -811,7 +806,7 @@ mod tests {
             panic!("expected a transformed body: {latest:?}");
         };
         assert_eq!(body, r#"{"calls":1,"config":"{\"a\":1}"}"#);
-        let pinned = prepare_for(&f.state, json!([{"plugin": "shape", "version": 1}]), 1.0).await;
+        let pinned = prepare_for(&f.ctx, json!([{"plugin": "shape", "version": 1}]), 1.0).await;
         let Prepared::Send {
             body: Some(body), ..
         } = pinned
@@ -824,9 +819,9 @@ mod tests {
     #[tokio::test]
     async fn authenticate_collects_headers_with_scoped_secrets() {
         let f = fixture().await;
-        upload(&f.state, "signer", "custom-signer").await;
-        upload(&f.state, "echo", "stateful-counter").await;
-        f.state
+        upload(&f.ctx, "signer", "custom-signer").await;
+        upload(&f.ctx, "echo", "stateful-counter").await;
+        f.ctx
             .catalog
             .put_plugin_secret("acme", "signer", "key", "s3cret", 0)
             .await
@@ -841,7 +836,7 @@ mod tests {
             {"plugin": "signer", "config": {"secret": "key"}},
             {"plugin": "echo", "config": "key"},
         ]));
-        let headers = authenticate(&f.state, "acme", &hook, request())
+        let headers = authenticate(&f.ctx, "acme", &hook, request())
             .await
             .unwrap();
         let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
@@ -870,7 +865,7 @@ mod tests {
         assert_eq!(headers[2], ("x-secret".into(), "<none>".into()));
 
         let unsigned = webhook(json!([{"plugin": "signer", "config": {"secret": "nope"}}]));
-        let error = authenticate(&f.state, "acme", &unsigned, request())
+        let error = authenticate(&f.ctx, "acme", &unsigned, request())
             .await
             .unwrap_err();
         assert!(
@@ -885,11 +880,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hostile_plugins_fail_cleanly_on_runtime_workers() {
         let f = fixture().await;
-        upload(&f.state, "bomb", "hostile-memory-bomb").await;
-        upload(&f.state, "loop", "hostile-infinite-loop").await;
-        upload(&f.state, "ok", "field-filter").await;
+        upload(&f.ctx, "bomb", "hostile-memory-bomb").await;
+        upload(&f.ctx, "loop", "hostile-infinite-loop").await;
+        upload(&f.ctx, "ok", "field-filter").await;
         for round in 0..3 {
-            let bomb = prepare_for(&f.state, json!([{"plugin": "bomb"}]), 1.0).await;
+            let bomb = prepare_for(&f.ctx, json!([{"plugin": "bomb"}]), 1.0).await;
             assert_eq!(
                 bomb,
                 Prepared::Failed {
@@ -897,7 +892,7 @@ mod tests {
                 },
                 "round {round}"
             );
-            let looped = prepare_for(&f.state, json!([{"plugin": "loop"}]), 1.0).await;
+            let looped = prepare_for(&f.ctx, json!([{"plugin": "loop"}]), 1.0).await;
             assert_eq!(
                 looped,
                 Prepared::Failed {
@@ -906,7 +901,7 @@ mod tests {
                 },
                 "round {round}"
             );
-            let ok = prepare_for(&f.state, json!([{"plugin": "ok", "config": []}]), 1.0).await;
+            let ok = prepare_for(&f.ctx, json!([{"plugin": "ok", "config": []}]), 1.0).await;
             assert_eq!(ok, Prepared::unchanged(), "round {round}");
         }
     }

@@ -10,7 +10,7 @@ use serde_json::{Value, value::RawValue};
 
 use super::error::ApiResult;
 use crate::{
-    app::AppState,
+    api::ApiState,
     delivery::records::{Delivery, MessageStatus},
     iso::format_millis,
     log::StoredEvent,
@@ -41,7 +41,7 @@ pub struct MessageView {
 }
 
 pub async fn message(
-    state: &AppState,
+    state: &ApiState,
     tenant: &str,
     webhook_id: &str,
     delivery: &Delivery,

@@ -18,7 +18,7 @@ use super::{
     extract::{ApiJson, ListQuery, Page, TenantAuth},
 };
 use crate::{
-    app::AppState,
+    api::ApiState,
     iso::{format_millis, now_millis},
     model::{problems::FieldError, webhook::is_event_type_name},
     schemas,
@@ -99,7 +99,7 @@ fn check(name: &str, schema: Option<&Value>) -> ApiResult<()> {
     params(("tenant" = String, Path)), request_body = CreateEventType,
     responses((status = 201, body = EventTypeView), (status = 400), (status = 409)))]
 async fn create_event_type(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     ApiJson(body): ApiJson<CreateEventType>,
 ) -> ApiResult<(StatusCode, Json<EventTypeView>)> {
@@ -126,7 +126,7 @@ async fn create_event_type(
     params(("tenant" = String, Path), ListQuery),
     responses((status = 200, description = "`{data: [event type], iterator, done}`")))]
 async fn list_event_types(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<EventTypeView>>> {
@@ -137,7 +137,7 @@ async fn list_event_types(
     Ok(Json(Page::keyed(items, done, |e| e.name.clone()).map(view)))
 }
 
-async fn existing(state: &AppState, tenant: &str, name: &str) -> ApiResult<EventType> {
+async fn existing(state: &ApiState, tenant: &str, name: &str) -> ApiResult<EventType> {
     state
         .catalog
         .event_type(tenant, name)
@@ -149,7 +149,7 @@ async fn existing(state: &AppState, tenant: &str, name: &str) -> ApiResult<Event
     params(("tenant" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = EventTypeView), (status = 404)))]
 async fn get_event_type(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<EventTypeView>> {
@@ -160,7 +160,7 @@ async fn get_event_type(
     security(("bearer" = [])), params(("tenant" = String, Path), ("name" = String, Path)),
     responses((status = 200, description = "The JSON Schema"), (status = 404)))]
 async fn get_schema(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -176,7 +176,7 @@ async fn get_schema(
     params(("tenant" = String, Path), ("name" = String, Path)), request_body = UpdateEventType,
     responses((status = 200, body = EventTypeView), (status = 400)))]
 async fn put_event_type(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateEventType>,
@@ -210,7 +210,7 @@ async fn put_event_type(
     security(("bearer" = [])), params(("tenant" = String, Path), ("name" = String, Path)),
     responses((status = 204), (status = 404)))]
 async fn delete_event_type(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {

@@ -20,7 +20,7 @@ use super::{
     extract::{TenantAuth, parse_json, require_json_content_type},
 };
 use crate::{
-    app::AppState,
+    api::ApiState,
     ids,
     iso::{now_millis, parse_rfc3339},
     json_depth,
@@ -79,7 +79,7 @@ struct BatchAccepted {
     responses((status = 202, body = Accepted, description = "Durable"), (status = 400),
               (status = 413), (status = 415), (status = 422, description = "Payload violates the type's schema")))]
 async fn ingest_one(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     headers: HeaderMap,
     body: Bytes,
@@ -99,7 +99,7 @@ async fn ingest_one(
     responses((status = 202, body = BatchAccepted, description = "All durable, in one write"), (status = 400),
               (status = 413), (status = 422)))]
 async fn ingest_batch(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     headers: HeaderMap,
     body: Bytes,
@@ -131,7 +131,7 @@ async fn ingest_batch(
 
 /// Validates one event (fields, then its type's schema) and turns it into a log entry.
 async fn prepare(
-    state: &AppState,
+    state: &ApiState,
     tenant: &str,
     event: IngestEvent,
     received_at: i64,

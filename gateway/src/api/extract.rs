@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::{app::AppState, model::problems::FieldError};
+use crate::{api::ApiState, model::problems::FieldError};
 
 /// A JSON body. Wrong content type: 415; malformed JSON: 400 `invalid_json`; a value of
 /// the wrong shape: 400 `validation_error` naming the field.
@@ -152,12 +152,12 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 /// Proof that the caller holds the admin token.
 pub struct Admin;
 
-impl FromRequestParts<Arc<AppState>> for Admin {
+impl FromRequestParts<Arc<ApiState>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        state: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
         let presented = Sha256::digest(bearer(parts)?.as_bytes());
         if bool::from(presented.as_slice().ct_eq(&state.admin_token_sha256)) {
@@ -174,12 +174,12 @@ pub struct TenantAuth {
     pub tenant: String,
 }
 
-impl FromRequestParts<Arc<AppState>> for TenantAuth {
+impl FromRequestParts<Arc<ApiState>> for TenantAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        state: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
         let tenant = parts
             .uri

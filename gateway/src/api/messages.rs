@@ -17,7 +17,7 @@ use super::{
     extract::{Page, TenantAuth},
 };
 use crate::{
-    app::AppState,
+    api::ApiState,
     delivery::records::{Delivery, MessageStatus},
     iso::{EpochMillis, format_millis, parse_time_param},
     log::StoredEvent,
@@ -60,7 +60,7 @@ fn time_bound(
 
 /// The deliveries of one event to every webhook of the tenant that took it.
 async fn deliveries_of(
-    state: &AppState,
+    state: &ApiState,
     tenant: &str,
     seq: u64,
 ) -> ApiResult<Vec<(String, Delivery)>> {
@@ -89,7 +89,7 @@ struct EventMessage {
 }
 
 async fn event_message(
-    state: &AppState,
+    state: &ApiState,
     tenant: &str,
     seq: u64,
     event: StoredEvent,
@@ -122,7 +122,7 @@ async fn event_message(
     params(("tenant" = String, Path), ("event_type" = String, Path), TimeRangeQuery),
     responses((status = 200, description = "`{data: [message], iterator, done}`, oldest first"), (status = 400)))]
 async fn messages_of_type(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, event_type)): Path<(String, String)>,
     Query(query): Query<TimeRangeQuery>,
@@ -181,7 +181,7 @@ struct FailedToSendQuery {
     params(("tenant" = String, Path), ("event_type" = String, Path), ("webhook_id" = String, Path), FailedToSendQuery),
     responses((status = 200, description = "`{data: [message], iterator, done}`"), (status = 404)))]
 async fn messages_of_type_and_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, event_type, webhook_id)): Path<(String, String, String)>,
     Query(query): Query<FailedToSendQuery>,
@@ -225,7 +225,7 @@ async fn messages_of_type_and_webhook(
     params(("tenant" = String, Path), ("event_id" = String, Path)),
     responses((status = 200, description = "The event with `status` and its `deliveries` per webhook"), (status = 404)))]
 async fn message(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, event_id)): Path<(String, String)>,
 ) -> ApiResult<Json<EventMessage>> {
@@ -240,7 +240,7 @@ async fn message(
     params(("tenant" = String, Path), ("event_id" = String, Path)),
     responses((status = 200, description = "`{data: [attempt]}` across webhooks, oldest first"), (status = 404)))]
 async fn message_attempts(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, event_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {

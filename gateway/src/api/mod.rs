@@ -4,12 +4,15 @@
 pub mod error;
 pub mod extract;
 
+pub use state::ApiState;
+
 mod delivery_views;
 mod event_types;
 mod events;
 mod messages;
 mod ops;
 mod plugins;
+mod state;
 #[cfg(test)]
 mod stored_payload_reads;
 mod subscriptions;
@@ -25,8 +28,6 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 use utoipa_axum::router::OpenApiRouter;
-
-use crate::app::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,7 +57,7 @@ impl Modify for BearerAuth {
 }
 
 /// The whole HTTP surface.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<ApiState>) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::routes())
         .merge(event_types::routes())
@@ -77,9 +78,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Routes of one resource, registered with their OpenAPI operations.
-type Routes = OpenApiRouter<Arc<AppState>>;
+type Routes = OpenApiRouter<Arc<ApiState>>;
 
 /// Whether the tenant has uploaded a plugin of this name (webhooks may only attach those).
-pub(crate) async fn plugin_exists(state: &AppState, tenant: &str, name: &str) -> bool {
+pub(crate) async fn plugin_exists(state: &ApiState, tenant: &str, name: &str) -> bool {
     plugins::exists(state, tenant, name).await
 }

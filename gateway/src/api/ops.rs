@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use utoipa_axum::routes;
 
 use super::Routes;
-use crate::app::AppState;
+use crate::api::ApiState;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -30,7 +30,7 @@ async fn healthz() -> Json<Value> {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Store open, workers running"), (status = 503)))]
-async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<Arc<ApiState>>) -> (StatusCode, Json<Value>) {
     let store_ok = state.catalog.check().await.is_ok();
     if store_ok && state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, Json(json!({"status": "ready"})))
@@ -43,7 +43,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
 }
 
 /// `(tenant, webhook, events in the log after its stored cursor)` for every webhook.
-async fn webhook_lags(state: &AppState) -> anyhow::Result<Vec<(String, String, u64)>> {
+async fn webhook_lags(state: &ApiState) -> anyhow::Result<Vec<(String, String, u64)>> {
     let mut lags = Vec::new();
     for (tenant, webhook) in state.catalog.all_webhook_ids().await? {
         let webhook_ref = crate::storage::WebhookRef::new(&tenant, &webhook);
@@ -59,7 +59,7 @@ async fn webhook_lags(state: &AppState) -> anyhow::Result<Vec<(String, String, u
 /// The document is generated from the registered routes once, in `api::router`.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This OpenAPI document")))]
-async fn openapi_document(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn openapi_document(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
         state.openapi.get().cloned().unwrap_or_default(),
@@ -68,7 +68,7 @@ async fn openapi_document(State(state): State<Arc<AppState>>) -> impl IntoRespon
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format")))]
-async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     // Workers update the lag as they move; a stopped, disabled or deleted webhook has no
     // worker, so every webhook's lag is read from its stored cursor here.
     match webhook_lags(&state).await {

@@ -22,7 +22,7 @@ use super::{
     extract::{ApiJson, ListQuery, Page, TenantAuth},
 };
 use crate::{
-    app::AppState,
+    api::ApiState,
     ids,
     iso::{format_millis, now_millis},
     log::StoredEvent,
@@ -52,7 +52,7 @@ pub fn routes(upload_limit: usize) -> Routes {
 }
 
 /// Whether the tenant has a plugin of this name (at least one version).
-pub(crate) async fn exists(state: &AppState, tenant: &str, name: &str) -> bool {
+pub(crate) async fn exists(state: &ApiState, tenant: &str, name: &str) -> bool {
     matches!(
         state.catalog.latest_plugin_version(tenant, name).await,
         Ok(Some(_))
@@ -204,7 +204,7 @@ fn no_plugin(name: &str) -> ApiError {
     ApiError::not_found(format!("no plugin `{name}`"))
 }
 
-pub(crate) fn registry(state: &AppState) -> Registry<'_> {
+pub(crate) fn registry(state: &ApiState) -> Registry<'_> {
     Registry {
         catalog: &*state.catalog,
         runtime: &state.plugins,
@@ -250,7 +250,7 @@ impl From<RegistryError> for ApiError {
         (status = 415, description = "Not sent as application/wasm"),
         (status = 429, description = "The tenant stores `plugin_max_versions_per_tenant` versions already")))]
 async fn upload_plugin(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
     headers: HeaderMap,
@@ -268,7 +268,7 @@ async fn upload_plugin(
     responses((status = 200, description = "`{data: [plugin summary (latest version)], iterator, done}`",
         body = Vec<PluginSummary>)))]
 async fn list_plugins(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<PluginSummary>>> {
@@ -313,7 +313,7 @@ async fn list_plugins(
     params(("tenant" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = PluginDetail), (status = 404)))]
 async fn get_plugin(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<Json<PluginDetail>> {
@@ -337,7 +337,7 @@ async fn get_plugin(
     params(("tenant" = String, Path), ("name" = String, Path), ("version" = u32, Path)),
     responses((status = 200, body = VersionView), (status = 404)))]
 async fn get_plugin_version(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name, version)): Path<(String, String, u32)>,
 ) -> ApiResult<Json<VersionView>> {
@@ -356,7 +356,7 @@ async fn get_plugin_version(
     responses((status = 204), (status = 404),
         (status = 409, description = "A webhook has it attached (the message names them)")))]
 async fn delete_plugin(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -373,7 +373,7 @@ async fn delete_plugin(
     responses((status = 204), (status = 404),
         (status = 409, description = "A webhook uses this version (the message names them)")))]
 async fn delete_plugin_version(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name, version)): Path<(String, String, u32)>,
 ) -> ApiResult<StatusCode> {
@@ -495,7 +495,7 @@ fn test_event(sample: SampleEvent) -> ApiResult<StoredEvent> {
         description = "The dry run happened; `error` is set when the plugin failed"),
         (status = 400), (status = 404, description = "No such plugin or version")))]
 async fn test_plugin(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
     ApiJson(body): ApiJson<TestRequest>,
@@ -546,7 +546,7 @@ struct SecretValue {
 }
 
 /// The plugin must exist for its secrets to be read or written.
-async fn require_plugin(state: &AppState, tenant: &str, name: &str) -> ApiResult<()> {
+async fn require_plugin(state: &ApiState, tenant: &str, name: &str) -> ApiResult<()> {
     if exists(state, tenant, name).await {
         Ok(())
     } else {
@@ -565,7 +565,7 @@ async fn require_plugin(state: &AppState, tenant: &str, name: &str) -> ApiResult
         (status = 200, body = SecretView, description = "Replaced"),
         (status = 400), (status = 404)))]
 async fn put_secret(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name, key)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<SecretValue>,
@@ -596,7 +596,7 @@ async fn put_secret(
     params(("tenant" = String, Path), ("name" = String, Path), ("key" = String, Path)),
     responses((status = 200, body = SecretView), (status = 404)))]
 async fn get_secret(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name, key)): Path<(String, String, String)>,
 ) -> ApiResult<Json<SecretView>> {
@@ -614,7 +614,7 @@ async fn get_secret(
     params(("tenant" = String, Path), ("name" = String, Path), ("key" = String, Path)),
     responses((status = 204), (status = 404)))]
 async fn delete_secret(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name, key)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -638,7 +638,7 @@ async fn delete_secret(
     responses((status = 200, description = "`{data: [{key, created_at, updated_at}], iterator, done}`",
         body = Vec<SecretView>), (status = 404)))]
 async fn list_secrets(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, name)): Path<(String, String)>,
     Query(query): Query<ListQuery>,

@@ -17,7 +17,7 @@ use serde_json::{Value, json, value::RawValue};
 use tower::ServiceExt;
 
 use crate::{
-    app::AppState,
+    api::ApiState,
     config::Config,
     delivery::records::{Delivery, MessageStatus},
     iso::now_millis,
@@ -31,7 +31,7 @@ const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 const DEPTH: usize = 200;
 
 struct Gateway {
-    state: Arc<AppState>,
+    state: Arc<ApiState>,
     router: Router,
     tenant_key: String,
     _dir: tempfile::TempDir,
@@ -49,7 +49,8 @@ impl Gateway {
         };
         let state = crate::app::open(config, tokio::runtime::Handle::current())
             .await
-            .unwrap();
+            .unwrap()
+            .api;
         let router = super::router(state.clone());
         let mut gateway = Gateway {
             state,

@@ -16,7 +16,7 @@ use super::{
     error::{ApiError, ApiResult},
     extract::{ApiJson, TenantAuth},
 };
-use crate::{app::AppState, iso::now_millis, model::webhook::is_event_type_name};
+use crate::{api::ApiState, iso::now_millis, model::webhook::is_event_type_name};
 
 pub fn routes() -> Routes {
     Routes::new().routes(routes!(
@@ -44,7 +44,7 @@ fn check_type(event_type: &str) -> ApiResult<()> {
 
 /// Webhooks that list `event_type` explicitly (webhooks with no list take every type but
 /// are not subscriptions of any one type).
-async fn subscribers(state: &AppState, tenant: &str, event_type: &str) -> ApiResult<Subscribers> {
+async fn subscribers(state: &ApiState, tenant: &str, event_type: &str) -> ApiResult<Subscribers> {
     let webhooks = state
         .catalog
         .all_webhooks_of(tenant)
@@ -61,7 +61,7 @@ async fn subscribers(state: &AppState, tenant: &str, event_type: &str) -> ApiRes
     request_body = Subscribers,
     responses((status = 200, body = Subscribers, description = "All subscribers after the change"), (status = 404)))]
 async fn add_subscribers(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, event_type)): Path<(String, String)>,
     ApiJson(body): ApiJson<Subscribers>,
@@ -75,7 +75,7 @@ async fn add_subscribers(
     security(("bearer" = [])), params(("tenant" = String, Path), ("event_type" = String, Path)),
     responses((status = 200, body = Subscribers)))]
 async fn list_subscribers(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, event_type)): Path<(String, String)>,
 ) -> ApiResult<Json<Subscribers>> {
@@ -89,7 +89,7 @@ async fn list_subscribers(
     responses((status = 200, body = Subscribers, description = "Remaining subscribers"), (status = 404),
               (status = 409, description = "The webhook would be left with no types, which means all types")))]
 async fn remove_subscribers(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, event_type)): Path<(String, String)>,
     ApiJson(body): ApiJson<Subscribers>,
@@ -101,7 +101,7 @@ async fn remove_subscribers(
 
 /// Adds or removes `event_type` on each listed webhook; checks them all before changing any.
 async fn change(
-    state: &Arc<AppState>,
+    state: &Arc<ApiState>,
     tenant: &str,
     event_type: &str,
     ids: &[String],
@@ -135,7 +135,7 @@ async fn change(
     }
     drop(_serialized);
     for id in changed {
-        state.delivery.webhook_changed(state, tenant, &id).await;
+        state.delivery.webhook_changed(tenant, &id).await;
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use super::{
     extract::{Admin, ApiJson, ListQuery, Page},
 };
 use crate::{
-    app::AppState,
+    api::ApiState,
     ids,
     iso::{format_millis, now_millis},
     model::problems::FieldError,
@@ -85,7 +85,7 @@ fn view(t: Tenant) -> TenantView {
     }
 }
 
-async fn existing(state: &AppState, tenant: &str) -> ApiResult<Tenant> {
+async fn existing(state: &ApiState, tenant: &str) -> ApiResult<Tenant> {
     state
         .catalog
         .tenant(tenant)
@@ -97,7 +97,7 @@ async fn existing(state: &AppState, tenant: &str) -> ApiResult<Tenant> {
     request_body = CreateTenant,
     responses((status = 201, body = TenantCreated), (status = 400), (status = 401), (status = 409)))]
 async fn create_tenant(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     _: Admin,
     ApiJson(body): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
@@ -139,7 +139,7 @@ async fn create_tenant(
 #[utoipa::path(get, path = "/admin/v1/tenants", tag = "admin", security(("bearer" = [])),
     params(ListQuery), responses((status = 200, description = "`{data: [tenant], iterator, done}`")))]
 async fn list_tenants(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     _: Admin,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<TenantView>>> {
@@ -153,7 +153,7 @@ async fn list_tenants(
 #[utoipa::path(get, path = "/admin/v1/tenants/{tenant}", tag = "admin", security(("bearer" = [])),
     params(("tenant" = String, Path)), responses((status = 200, body = TenantDetail), (status = 404)))]
 async fn get_tenant(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<TenantDetail>> {
@@ -177,7 +177,7 @@ async fn get_tenant(
 #[utoipa::path(delete, path = "/admin/v1/tenants/{tenant}", tag = "admin", security(("bearer" = [])),
     params(("tenant" = String, Path)), responses((status = 204), (status = 404)))]
 async fn delete_tenant(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(tenant): Path<String>,
 ) -> ApiResult<StatusCode> {
@@ -203,7 +203,7 @@ async fn delete_tenant(
 #[utoipa::path(post, path = "/admin/v1/tenants/{tenant}/keys", tag = "admin", security(("bearer" = [])),
     params(("tenant" = String, Path)), responses((status = 201, body = KeyIssued), (status = 404)))]
 async fn issue_key(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(tenant): Path<String>,
 ) -> ApiResult<(StatusCode, Json<KeyIssued>)> {
@@ -222,7 +222,7 @@ async fn issue_key(
     security(("bearer" = [])), params(("tenant" = String, Path), ("key_id" = String, Path)),
     responses((status = 204), (status = 404)))]
 async fn revoke_key(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     _: Admin,
     Path((tenant, key_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {

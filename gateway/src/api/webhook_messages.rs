@@ -19,7 +19,7 @@ use super::{
     webhooks::existing,
 };
 use crate::{
-    app::AppState,
+    api::ApiState,
     delivery::{SendError, ledger, records::MessageStatus},
     iso::{EpochMillis, format_millis, parse_rfc3339, parse_time_param},
     model::{problems::FieldError, webhook::Webhook},
@@ -51,7 +51,7 @@ fn send_error(error: SendError) -> ApiError {
 }
 
 /// The seq of an event id, or 404.
-fn seq_of(state: &AppState, tenant: &str, event_id: &str) -> ApiResult<u64> {
+fn seq_of(state: &ApiState, tenant: &str, event_id: &str) -> ApiResult<u64> {
     state
         .log
         .event_by_id(tenant, event_id)?
@@ -88,7 +88,7 @@ const SCAN_PAGE: usize = 256;
 
 /// Walks a webhook's deliveries in seq order, keeping those `keep` accepts.
 pub async fn scan_deliveries(
-    state: &AppState,
+    state: &ApiState,
     (tenant, webhook_id): (&str, &str),
     iterator: Option<&str>,
     limit: usize,
@@ -172,7 +172,7 @@ fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
     params(("tenant" = String, Path), ("id" = String, Path), MessageQuery),
     responses((status = 200, description = "`{data: [message], iterator, done}` in ingest order"), (status = 404)))]
 async fn webhook_messages(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<MessageQuery>,
@@ -208,7 +208,7 @@ async fn webhook_messages(
     params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
     responses((status = 200, description = "The attempt just made"), (status = 404), (status = 409)))]
 async fn resend(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -216,7 +216,7 @@ async fn resend(
     let seq = seq_of(&state, &auth.tenant, &event_id)?;
     let attempt = state
         .delivery
-        .send_now(&state, &auth.tenant, &webhook, seq)
+        .send_now(&auth.tenant, &webhook, seq)
         .await
         .map_err(send_error)?;
     Ok(Json(attempt.view()))
@@ -235,7 +235,7 @@ struct RecoverRequest {
     params(("tenant" = String, Path), ("id" = String, Path)), request_body = RecoverRequest,
     responses((status = 202, description = "`{recovered: n}`: re-queued with a fresh retry schedule"), (status = 404)))]
 async fn recover(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<RecoverRequest>,
@@ -271,7 +271,7 @@ async fn recover(
     let webhook = WebhookRef::new(&auth.tenant, &id);
     let recovered = ledger::recover(&*state.deliveries, &webhook, since, until).await?;
     state.deliveries.sync().await?;
-    state.delivery.wake(&auth.tenant, &id);
+    state.delivery.wake(&auth.tenant, &id).await;
     Ok((StatusCode::ACCEPTED, Json(json!({"recovered": recovered}))))
 }
 
@@ -279,7 +279,7 @@ async fn recover(
     security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path), ListQuery),
     responses((status = 200, description = "`{data: [{id, created_at}], iterator, done}`"), (status = 404)))]
 async fn rejected_list(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
@@ -318,7 +318,7 @@ async fn rejected_list(
 
 /// The webhook and the seq of one of its rejected events, or 404.
 async fn rejected_seq(
-    state: &AppState,
+    state: &ApiState,
     tenant: &str,
     id: &str,
     event_id: &str,
@@ -342,7 +342,7 @@ async fn rejected_seq(
     params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
     responses((status = 200, description = "`{id, tenant, event_type, published_at, payload}`"), (status = 404)))]
 async fn rejected_one(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<delivery_views::EventView>> {
@@ -359,7 +359,7 @@ async fn rejected_one(
     params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
     responses((status = 204), (status = 404)))]
 async fn rejected_delete(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -375,14 +375,14 @@ async fn rejected_delete(
     params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
     responses((status = 200, description = "The attempt; on 2xx the event leaves the list"), (status = 404)))]
 async fn rejected_retry(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let (webhook, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id).await?;
     let attempt = state
         .delivery
-        .send_now(&state, &auth.tenant, &webhook, seq)
+        .send_now(&auth.tenant, &webhook, seq)
         .await
         .map_err(send_error)?;
     Ok(Json(attempt.view()))
@@ -392,7 +392,7 @@ async fn rejected_retry(
     security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path)),
     responses((status = 200, description = "CloudBlue statistics"), (status = 404)))]
 async fn stats(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -408,7 +408,7 @@ async fn stats(
     security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path)),
     responses((status = 200, description = "`{entries: [{action, reason, created_at}]}`, newest first"), (status = 404)))]
 async fn integration_log(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -427,14 +427,13 @@ async fn integration_log(
     security(("bearer" = [])), params(("tenant" = String, Path), ("id" = String, Path)),
     responses((status = 200, description = "The attempt (event type `hookgate.test`)"), (status = 404)))]
 async fn trigger_test(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let webhook = existing(&state, &auth.tenant, &id).await?;
-    let attempt = state
-        .delivery
-        .send_test(&state, &auth.tenant, &webhook)
+    let private = state.config.allow_private_destinations;
+    let attempt = crate::delivery::send_test(private, &auth.tenant, &webhook)
         .await
         .map_err(send_error)?;
     Ok(Json(attempt.view()))

@@ -18,7 +18,7 @@ use super::{
 use hookgate_signing::{DestinationPolicy, config::secret_scope, transport::check_ip};
 
 use crate::{
-    app::AppState,
+    api::ApiState,
     delivery::ledger,
     ids,
     iso::now_millis,
@@ -49,7 +49,7 @@ pub fn view(webhook: &Webhook) -> Value {
     secret_scope::masked(|| webhook.to_view())
 }
 
-pub fn destination_policy(state: &AppState) -> DestinationPolicy {
+pub fn destination_policy(state: &ApiState) -> DestinationPolicy {
     DestinationPolicy {
         allow_private: state.config.allow_private_destinations,
     }
@@ -58,7 +58,7 @@ pub fn destination_policy(state: &AppState) -> DestinationPolicy {
 /// Validates the spec, then resolves the URL's host: a name that resolves to a refused
 /// address is a 400 now rather than a failed delivery later. (Each attempt checks again
 /// on the address it actually connects to, so a later DNS change cannot bypass this.)
-async fn validate(state: &AppState, tenant: &str, spec: &WebhookSpec) -> ApiResult<()> {
+async fn validate(state: &ApiState, tenant: &str, spec: &WebhookSpec) -> ApiResult<()> {
     // The attached names that exist, read first: validation itself is pure.
     let mut existing_plugins = std::collections::HashSet::new();
     for attachment in &spec.plugins {
@@ -101,7 +101,7 @@ async fn validate(state: &AppState, tenant: &str, spec: &WebhookSpec) -> ApiResu
     Ok(())
 }
 
-pub async fn existing(state: &AppState, tenant: &str, id: &str) -> ApiResult<Webhook> {
+pub async fn existing(state: &ApiState, tenant: &str, id: &str) -> ApiResult<Webhook> {
     state
         .catalog
         .webhook(tenant, id)
@@ -116,7 +116,7 @@ pub async fn existing(state: &AppState, tenant: &str, id: &str) -> ApiResult<Web
               (status = 409, description = "The id is taken"),
               (status = 429, description = "The tenant has the maximum number of webhooks")))]
 async fn create_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
@@ -162,7 +162,7 @@ async fn create_webhook(
     state.deliveries.sync().await?;
     state
         .delivery
-        .webhook_changed(&state, &auth.tenant, &webhook.id)
+        .webhook_changed(&auth.tenant, &webhook.id)
         .await;
     let mut shown = view(&webhook);
     if let Some(secret) = generated_secret {
@@ -175,7 +175,7 @@ async fn create_webhook(
     params(("tenant" = String, Path), ListQuery),
     responses((status = 200, description = "`{data: [webhook], iterator, done}`")))]
 async fn list_webhooks(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Page<Value>>> {
@@ -192,7 +192,7 @@ async fn list_webhooks(
     params(("tenant" = String, Path), ("id" = String, Path)),
     responses((status = 200, description = "The webhook, secrets masked"), (status = 404)))]
 async fn get_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -201,7 +201,7 @@ async fn get_webhook(
 
 /// Stores a new spec for an existing webhook; masked secrets sent back keep their values.
 async fn update(
-    state: &Arc<AppState>,
+    state: &Arc<ApiState>,
     tenant: &str,
     current: Webhook,
     mut body: Value,
@@ -228,10 +228,7 @@ async fn update(
         ..current
     };
     state.catalog.put_webhook(tenant, &webhook).await?;
-    state
-        .delivery
-        .webhook_changed(state, tenant, &webhook.id)
-        .await;
+    state.delivery.webhook_changed(tenant, &webhook.id).await;
     Ok(Json(view(&webhook)))
 }
 
@@ -240,7 +237,7 @@ async fn update(
     request_body(content = Object, description = "The whole webhook (fields left out take their defaults)"),
     responses((status = 200, description = "The webhook"), (status = 400), (status = 404)))]
 async fn replace_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<Value>,
@@ -254,7 +251,7 @@ async fn replace_webhook(
     request_body(content = Object, description = "A JSON merge patch (RFC 7396)"),
     responses((status = 200, description = "The webhook"), (status = 400), (status = 404)))]
 async fn patch_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
     ApiJson(patch): ApiJson<Value>,
@@ -291,7 +288,7 @@ fn merge_patch(target: &mut Value, patch: Value) {
     params(("tenant" = String, Path), ("id" = String, Path)),
     responses((status = 204), (status = 404)))]
 async fn delete_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -307,7 +304,7 @@ async fn delete_webhook(
 }
 
 async fn set_running(
-    state: &Arc<AppState>,
+    state: &Arc<ApiState>,
     tenant: &str,
     id: &str,
     running: bool,
@@ -329,14 +326,14 @@ async fn set_running(
     let action = if running { "started" } else { "stopped" };
     log_action(state, tenant, id, action, None).await;
     state.deliveries.sync().await?;
-    state.delivery.webhook_changed(state, tenant, id).await;
+    state.delivery.webhook_changed(tenant, id).await;
     Ok(Json(view(&webhook)))
 }
 
 /// Appends to the integration log; a failure here must not fail the request. The caller
 /// makes it durable (`DeliveryState::sync`) before it answers.
 pub async fn log_action(
-    state: &AppState,
+    state: &ApiState,
     tenant: &str,
     id: &str,
     action: &str,
@@ -350,7 +347,7 @@ pub async fn log_action(
     params(("tenant" = String, Path), ("id" = String, Path)),
     responses((status = 200, description = "The webhook with `status: running`"), (status = 404), (status = 409)))]
 async fn start_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -361,7 +358,7 @@ async fn start_webhook(
     params(("tenant" = String, Path), ("id" = String, Path)),
     responses((status = 200, description = "The webhook with `status: stopped`"), (status = 404), (status = 409)))]
 async fn stop_webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -373,7 +370,7 @@ async fn stop_webhook(
     responses((status = 200, description = "`{secret}`: the new secret, shown once. For standard_webhooks the old one stays valid for 24 hours"),
               (status = 404), (status = 409, description = "The authentication type has no rotatable secret")))]
 async fn rotate_secret(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -389,10 +386,7 @@ async fn rotate_secret(
     log_action(&state, &auth.tenant, &id, "secret_rotated", None).await;
     state.deliveries.sync().await?;
     drop(serialized);
-    state
-        .delivery
-        .webhook_changed(&state, &auth.tenant, &id)
-        .await;
+    state.delivery.webhook_changed(&auth.tenant, &id).await;
     Ok(Json(serde_json::json!({"secret": secret})))
 }
 

@@ -2,8 +2,8 @@
 //! log, status changes made by the gateway itself, and the "out of order" rule.
 
 use crate::{
-    app::AppState,
     config::Config,
+    context::EngineContext,
     iso::{EpochMillis, format_millis, now_millis},
     model::webhook::WebhookStatus,
     storage::{DeliveryState, OutcomeSet, WebhookRef},
@@ -36,13 +36,18 @@ pub async fn log(
 }
 
 /// Stores a status the gateway decided (disabled, completed); the webhook stops.
-pub async fn set_status(state: &AppState, tenant: &str, webhook_id: &str, status: WebhookStatus) {
-    let _serialized = state.webhook_writes.lock().await;
-    if let Ok(Some(mut webhook)) = state.catalog.webhook(tenant, webhook_id).await {
+pub async fn set_status(
+    ctx: &EngineContext,
+    tenant: &str,
+    webhook_id: &str,
+    status: WebhookStatus,
+) {
+    let _serialized = ctx.webhook_writes.lock().await;
+    if let Ok(Some(mut webhook)) = ctx.catalog.webhook(tenant, webhook_id).await {
         webhook.status = status;
         webhook.spec.enabled = false;
         webhook.updated_at = now_millis();
-        if let Err(error) = state.catalog.put_webhook(tenant, &webhook).await {
+        if let Err(error) = ctx.catalog.put_webhook(tenant, &webhook).await {
             tracing::error!(%error, "could not store the webhook status");
         }
     }

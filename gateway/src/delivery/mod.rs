@@ -1,7 +1,8 @@
 //! The delivery engine: turns the event log into HTTP deliveries.
 //!
-//! `Dispatcher` keeps one `worker::Worker` task per running webhook and is told by the API
-//! when a webhook changes. Modules: `policy` (classification, schedule, Retry-After; pure),
+//! `Dispatcher` keeps one `worker::Worker` task per running webhook it holds a lease on
+//! (`storage::Ownership`) and is told by the API, through `DeliveryControl`, when a webhook
+//! changes. Modules: `policy` (classification, schedule, Retry-After; pure),
 //! `envelope` (the default body; pure), `target` (client and request parts of a webhook),
 //! `sender` (one HTTP attempt), `worker` (cursor, dispatch, outcome records),
 //! `records` (what is stored), `retention` (purging old data).
@@ -30,6 +31,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use async_trait::async_trait;
 use tokio::{
     runtime::Handle,
     sync::{mpsc, oneshot},
@@ -39,12 +41,12 @@ use tokio::{
 pub use worker::Control;
 
 use crate::{
-    app::AppState,
+    context::EngineContext,
     ids,
     iso::now_millis,
     log::StoredEvent,
-    model::webhook::{Webhook, WebhookStatus},
-    storage::WebhookRef,
+    model::webhook::{Destination, Webhook, WebhookStatus},
+    storage::{Ownership, WebhookRef},
 };
 use records::Attempt;
 
@@ -57,7 +59,32 @@ struct Running {
 
 type WorkerKey = (String, String);
 
+/// What the API asks of the delivery core about running webhooks. The local
+/// implementation is the [`Dispatcher`]; in a cluster the request travels to the node
+/// that owns the webhook.
+#[async_trait]
+pub trait DeliveryControl: Send + Sync + 'static {
+    /// The webhook's stored configuration or status changed: its worker reloads, starts or
+    /// stops to match.
+    async fn webhook_changed(&self, tenant: &str, id: &str);
+    /// Stops the webhook's worker and returns once its in-flight attempts are recorded
+    /// (before its delivery state is removed).
+    async fn stop_and_wait(&self, tenant: &str, id: &str);
+    /// Retries were scheduled for the webhook by someone else (recover): look again.
+    async fn wake(&self, tenant: &str, id: &str);
+    /// Sends one stored message of the webhook now; returns the recorded attempt.
+    async fn send_now(
+        &self,
+        tenant: &str,
+        webhook: &Webhook,
+        seq: u64,
+    ) -> Result<Attempt, SendError>;
+}
+
+/// Runs the workers of this process: one per running webhook it holds a lease on.
 pub struct Dispatcher {
+    ctx: Arc<EngineContext>,
+    ownership: Arc<dyn Ownership>,
     workers: Mutex<HashMap<WorkerKey, Running>>,
     /// The runtime workers run on (see the module's note).
     runtime: Handle,
@@ -72,65 +99,78 @@ pub enum SendError {
 }
 
 impl Dispatcher {
-    /// A dispatcher whose workers will run on `runtime`.
-    pub fn new(runtime: Handle) -> Dispatcher {
+    /// A dispatcher whose workers will run on `runtime`, each under a lease of `ownership`.
+    pub fn new(
+        ctx: Arc<EngineContext>,
+        ownership: Arc<dyn Ownership>,
+        runtime: Handle,
+    ) -> Dispatcher {
         Dispatcher {
+            ctx,
+            ownership,
             workers: Mutex::default(),
             runtime,
         }
     }
 
     /// Starts a worker for every running webhook and the background tasks.
-    pub async fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
-        for tenant in state.catalog.tenants_page(None, usize::MAX).await?.0 {
-            for webhook in state.catalog.all_webhooks_of(&tenant.id).await? {
+    pub async fn start(&self) -> anyhow::Result<()> {
+        let catalog = &self.ctx.catalog;
+        for tenant in catalog.tenants_page(None, usize::MAX).await?.0 {
+            for webhook in catalog.all_webhooks_of(&tenant.id).await? {
                 if webhook.status == WebhookStatus::Running {
-                    state.delivery.spawn(state, &tenant.id, Arc::new(webhook));
+                    self.spawn(&tenant.id, Arc::new(webhook)).await;
                 }
             }
         }
-        tokio::spawn(retention::run(state.clone()));
+        self.runtime.spawn(retention::run(self.ctx.clone()));
         Ok(())
     }
 
-    fn spawn(&self, state: &Arc<AppState>, tenant: &str, webhook: Arc<Webhook>) {
+    async fn spawn(&self, tenant: &str, webhook: Arc<Webhook>) {
         let key = (tenant.to_string(), webhook.id.clone());
-        // Webhooks with an s3 destination get the export worker (files, not requests).
-        if let crate::model::webhook::Destination::S3(_) = webhook.spec.destination {
-            let (control, receiver) = mpsc::unbounded_channel();
-            let _in_delivery_runtime = self.runtime.enter();
-            match crate::export::spawn(state.clone(), tenant.to_string(), webhook, receiver) {
-                Ok(task) => {
-                    let running = Running {
-                        control,
-                        task,
-                        export: true,
-                    };
-                    self.workers.lock().expect("workers").insert(key, running);
-                }
-                Err(error) => {
-                    tracing::error!(tenant, webhook = %key.1, %error, "cannot start export")
-                }
-            }
-            return;
-        }
-        let worker = match worker::Worker::new(state.clone(), tenant.to_string(), webhook) {
-            Ok(worker) => worker,
+        let lease = match self
+            .ownership
+            .claim(&WebhookRef::new(tenant, &webhook.id))
+            .await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return, // another node runs it
             Err(error) => {
-                tracing::error!(tenant, webhook = %key.1, %error, "cannot start delivery");
+                tracing::error!(tenant, webhook = %key.1, %error, "cannot claim the webhook");
                 return;
             }
         };
         let (control, receiver) = mpsc::unbounded_channel();
-        let task = self.runtime.spawn(worker.run(receiver));
-        self.workers.lock().expect("workers").insert(
-            key,
-            Running {
-                control,
-                task,
-                export: false,
-            },
-        );
+        // Webhooks with an s3 destination get the export worker (files, not requests).
+        let export = matches!(webhook.spec.destination, Destination::S3(_));
+        let task = if export {
+            let _in_delivery_runtime = self.runtime.enter();
+            crate::export::spawn(
+                self.ctx.clone(),
+                tenant.to_string(),
+                webhook,
+                receiver,
+                lease,
+            )
+            .map_err(|e| e.to_string())
+        } else {
+            worker::Worker::new(self.ctx.clone(), tenant.to_string(), webhook)
+                .map(|worker| self.runtime.spawn(worker.run(receiver, lease)))
+        };
+        match task {
+            Ok(task) => {
+                let running = Running {
+                    control,
+                    task,
+                    export,
+                };
+                self.workers.lock().expect("workers").insert(key, running);
+            }
+            Err(error) => {
+                tracing::error!(tenant, webhook = %key.1, %error, "cannot start delivery")
+            }
+        }
     }
 
     fn control(&self, tenant: &str, id: &str) -> Option<mpsc::UnboundedSender<Control>> {
@@ -146,15 +186,25 @@ impl Dispatcher {
             .map(|r| (r.control.clone(), r.export))
     }
 
-    /// Brings the worker in line with the stored webhook: started, reloaded or stopped.
-    pub async fn webhook_changed(&self, state: &Arc<AppState>, tenant: &str, id: &str) {
-        let stored = state.catalog.webhook(tenant, id).await.ok().flatten();
+    /// Stops every worker (graceful shutdown): in-flight attempts are recorded first.
+    pub async fn shutdown(&self) {
+        let running: Vec<_> = self.workers.lock().expect("workers").drain().collect();
+        for (_, running) in &running {
+            let _ = running.control.send(Control::Stop);
+        }
+        for (_, running) in running {
+            let _ = running.task.await;
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryControl for Dispatcher {
+    async fn webhook_changed(&self, tenant: &str, id: &str) {
+        let stored = self.ctx.catalog.webhook(tenant, id).await.ok().flatten();
         match stored {
             Some(webhook) if webhook.status == WebhookStatus::Running => {
-                let export = matches!(
-                    webhook.spec.destination,
-                    crate::model::webhook::Destination::S3(_)
-                );
+                let export = matches!(webhook.spec.destination, Destination::S3(_));
                 let webhook = Arc::new(webhook);
                 match self.running(tenant, id) {
                     // Same kind of destination: the worker reloads its configuration.
@@ -163,7 +213,7 @@ impl Dispatcher {
                     }
                     _ => {
                         self.stop_and_wait(tenant, id).await;
-                        self.spawn(state, tenant, webhook);
+                        self.spawn(tenant, webhook).await;
                     }
                 }
             }
@@ -171,8 +221,7 @@ impl Dispatcher {
         }
     }
 
-    /// Stops a webhook's worker and waits until its in-flight attempts are recorded.
-    pub async fn stop_and_wait(&self, tenant: &str, id: &str) {
+    async fn stop_and_wait(&self, tenant: &str, id: &str) {
         let running = self
             .workers
             .lock()
@@ -184,25 +233,25 @@ impl Dispatcher {
         }
     }
 
-    /// Wakes a worker after someone else scheduled retries for it.
-    pub fn wake(&self, tenant: &str, id: &str) {
+    async fn wake(&self, tenant: &str, id: &str) {
         if let Some(control) = self.control(tenant, id) {
             let _ = control.send(Control::Wake);
         }
     }
 
-    /// Sends one stored message of a webhook now and returns the recorded attempt. A
-    /// stopped webhook gets a short-lived worker for it, so one code path records outcomes.
-    pub async fn send_now(
+    /// A stopped webhook gets a short-lived worker for the message (under a lease like any
+    /// worker), so one code path records outcomes.
+    async fn send_now(
         &self,
-        state: &Arc<AppState>,
         tenant: &str,
         webhook: &Webhook,
         seq: u64,
     ) -> Result<Attempt, SendError> {
-        if state
+        let webhook_ref = WebhookRef::new(tenant, &webhook.id);
+        if self
+            .ctx
             .deliveries
-            .delivery(&WebhookRef::new(tenant, &webhook.id), seq)
+            .delivery(&webhook_ref, seq)
             .await
             .map_err(|e| SendError::Failed(e.to_string()))?
             .is_none()
@@ -220,15 +269,21 @@ impl Dispatcher {
                 .map_err(|_| SendError::Failed("the webhook is stopping".into()))?,
             None => {
                 let worker = worker::Worker::new(
-                    state.clone(),
+                    self.ctx.clone(),
                     tenant.to_string(),
                     Arc::new(webhook.clone()),
                 )
                 .map_err(SendError::Failed)?;
+                let lease = self
+                    .ownership
+                    .claim(&webhook_ref)
+                    .await
+                    .map_err(|e| SendError::Failed(e.to_string()))?
+                    .ok_or_else(|| SendError::Failed("another node runs this webhook".into()))?;
                 let (control, receiver) = mpsc::unbounded_channel();
                 control.send(send).expect("receiver alive");
                 control.send(Control::Stop).expect("receiver alive");
-                self.runtime.spawn(worker.run_once(receiver));
+                self.runtime.spawn(worker.run_once(receiver, lease));
             }
         }
         answer
@@ -236,50 +291,38 @@ impl Dispatcher {
             .map_err(|_| SendError::Failed("the attempt was interrupted".into()))?
             .map_err(SendError::Failed)
     }
+}
 
-    /// CloudBlue "Trigger Now": sends a test event right away; nothing is stored.
-    pub async fn send_test(
-        &self,
-        state: &AppState,
-        tenant: &str,
-        webhook: &Webhook,
-    ) -> Result<Attempt, SendError> {
-        let target = target::build(webhook, state.config.allow_private_destinations)
-            .map_err(|e| SendError::Failed(e.to_string()))?;
-        let event = StoredEvent {
-            id: ids::generate("evt"),
-            event_type: "hookgate.test".into(),
-            published_at: now_millis(),
-            received_at: now_millis(),
-            payload: serde_json::value::RawValue::from_string(
-                r#"{"test":true,"message":"a test event sent by POST /webhooks/{id}/test"}"#.into(),
-            )
-            .expect("valid JSON"),
-        };
-        let body = envelope::body(tenant, &event, webhook.spec.additional_data.as_ref());
-        let sent = target
-            .send(
-                &webhook.id,
-                sender::Outgoing {
-                    event_id: &event.id,
-                    event_type: &event.event_type,
-                    tenant,
-                    body: body.into(),
-                    extra_headers: Vec::new(),
-                },
-            )
-            .await;
-        Ok(sent.attempt)
-    }
-
-    /// Stops every worker (graceful shutdown): in-flight attempts are recorded first.
-    pub async fn shutdown(&self) {
-        let running: Vec<_> = self.workers.lock().expect("workers").drain().collect();
-        for (_, running) in &running {
-            let _ = running.control.send(Control::Stop);
-        }
-        for (_, running) in running {
-            let _ = running.task.await;
-        }
-    }
+/// CloudBlue "Trigger Now": sends a test event right away; nothing is stored.
+pub async fn send_test(
+    allow_private_destinations: bool,
+    tenant: &str,
+    webhook: &Webhook,
+) -> Result<Attempt, SendError> {
+    let target = target::build(webhook, allow_private_destinations)
+        .map_err(|e| SendError::Failed(e.to_string()))?;
+    let event = StoredEvent {
+        id: ids::generate("evt"),
+        event_type: "hookgate.test".into(),
+        published_at: now_millis(),
+        received_at: now_millis(),
+        payload: serde_json::value::RawValue::from_string(
+            r#"{"test":true,"message":"a test event sent by POST /webhooks/{id}/test"}"#.into(),
+        )
+        .expect("valid JSON"),
+    };
+    let body = envelope::body(tenant, &event, webhook.spec.additional_data.as_ref());
+    let sent = target
+        .send(
+            &webhook.id,
+            sender::Outgoing {
+                event_id: &event.id,
+                event_type: &event.event_type,
+                tenant,
+                body: body.into(),
+                extra_headers: Vec::new(),
+            },
+        )
+        .await;
+    Ok(sent.attempt)
 }

@@ -3,20 +3,20 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::{app::AppState, iso::now_millis, storage::WebhookRef};
+use crate::{context::EngineContext, iso::now_millis, storage::WebhookRef};
 
 /// Events removed per batch before yielding.
 const BATCH: usize = 1000;
 
-pub async fn run(state: Arc<AppState>) {
-    let retention = state.config.retention.duration();
+pub async fn run(ctx: Arc<EngineContext>) {
+    let retention = ctx.config.retention.duration();
     // Check ten times per retention period, but not more than once a second or less than
     // once an hour.
     let period = (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        match purge(&state).await {
+        match purge(&ctx).await {
             Ok(0) => {}
             Ok(purged) => {
                 tracing::info!(purged, "retention: purged old events and their messages")
@@ -28,19 +28,19 @@ pub async fn run(state: Arc<AppState>) {
 
 /// Runs a blocking piece of the purge (the log's reads and removals) off the async workers.
 async fn blocking<T: Send + 'static>(
-    state: &Arc<AppState>,
-    work: impl FnOnce(&AppState) -> anyhow::Result<T> + Send + 'static,
+    ctx: &Arc<EngineContext>,
+    work: impl FnOnce(&EngineContext) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || work(&state)).await?
+    let ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || work(&ctx)).await?
 }
 
 /// Purges everything older than the retention period; returns how many events went.
-pub async fn purge(state: &Arc<AppState>) -> anyhow::Result<usize> {
-    let cutoff = now_millis() - state.config.retention.duration().as_millis() as i64;
+pub async fn purge(ctx: &Arc<EngineContext>) -> anyhow::Result<usize> {
+    let cutoff = now_millis() - ctx.config.retention.duration().as_millis() as i64;
     let mut purged = 0;
-    for tenant in state.catalog.tenants_page(None, usize::MAX).await?.0 {
-        let webhooks: Vec<WebhookRef> = state
+    for tenant in ctx.catalog.tenants_page(None, usize::MAX).await?.0 {
+        let webhooks: Vec<WebhookRef> = ctx
             .catalog
             .all_webhooks_of(&tenant.id)
             .await?
@@ -49,8 +49,8 @@ pub async fn purge(state: &Arc<AppState>) -> anyhow::Result<usize> {
             .collect();
         loop {
             let id = tenant.id.clone();
-            let old = blocking(state, move |state| {
-                Ok(state.log.oldest_before(&id, cutoff, BATCH)?)
+            let old = blocking(ctx, move |ctx| {
+                Ok(ctx.log.oldest_before(&id, cutoff, BATCH)?)
             })
             .await?;
             if old.is_empty() {
@@ -60,18 +60,18 @@ pub async fn purge(state: &Arc<AppState>) -> anyhow::Result<usize> {
             // Delivery state first: a crash in between leaves records of purged events,
             // which the next round removes, never events without their records.
             for webhook in &webhooks {
-                state.deliveries.purge(webhook, &seqs).await?;
+                ctx.deliveries.purge(webhook, &seqs).await?;
             }
             let (id, count) = (tenant.id.clone(), old.len());
-            blocking(state, move |state| Ok(state.log.remove(&id, &old)?)).await?;
+            blocking(ctx, move |ctx| Ok(ctx.log.remove(&id, &old)?)).await?;
             purged += count;
             if count < BATCH {
                 break;
             }
         }
     }
-    let segments = blocking(state, move |state| {
-        Ok(state.log.remove_segments_before(cutoff)?)
+    let segments = blocking(ctx, move |ctx| {
+        Ok(ctx.log.remove_segments_before(cutoff)?)
     })
     .await?;
     if segments > 0 {

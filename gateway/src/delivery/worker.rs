@@ -33,12 +33,12 @@ use super::{
     target,
 };
 use crate::{
-    app::AppState,
+    context::EngineContext,
     iso::{EpochMillis, now_millis},
     log::StoredEvent,
     model::webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
     pipeline::{self, Prepared, Resolution},
-    storage::{OutcomeSet, StorageError, WebhookRef},
+    storage::{Lease, OutcomeSet, StorageError, WebhookRef},
 };
 
 /// How often a busy worker writes its webhook's statistics and cursor. Each is a store
@@ -96,7 +96,7 @@ enum Finished {
 }
 
 pub struct Worker {
-    state: Arc<AppState>,
+    ctx: Arc<EngineContext>,
     tenant: String,
     webhook: Arc<Webhook>,
     webhook_ref: WebhookRef,
@@ -145,19 +145,19 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        state: Arc<AppState>,
+        ctx: Arc<EngineContext>,
         tenant: String,
         webhook: Arc<Webhook>,
     ) -> Result<Worker, String> {
         let webhook_ref = WebhookRef::new(&tenant, &webhook.id);
         let target = Arc::new(
-            target::build(&webhook, state.config.allow_private_destinations)
+            target::build(&webhook, ctx.config.allow_private_destinations)
                 .map_err(|e| e.to_string())?,
         );
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (prepared_tx, prepared_rx) = mpsc::unbounded_channel();
         Ok(Worker {
-            state,
+            ctx,
             tenant,
             webhook,
             webhook_ref,
@@ -191,14 +191,14 @@ impl Worker {
     /// Reads the stored cursor (or the start position of a webhook that has none) and
     /// statistics.
     async fn load(&mut self) -> Result<(), String> {
-        let deliveries = &self.state.deliveries;
+        let deliveries = &self.ctx.deliveries;
         let stored = deliveries
             .cursor(&self.webhook_ref)
             .await
             .map_err(|e| e.to_string())?;
         let cursor = match stored {
             Some(cursor) => cursor,
-            None => ledger::start_position(&self.state.log, &self.tenant, &self.webhook)
+            None => ledger::start_position(&self.ctx.log, &self.tenant, &self.webhook)
                 .map_err(|e| e.to_string())?,
         };
         self.stats = deliveries
@@ -210,12 +210,13 @@ impl Worker {
         Ok(())
     }
 
-    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+    /// Runs while `lease` holds: a lost lease stops the worker as `Stop` does.
+    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>, mut lease: Lease) {
         if let Err(error) = self.load().await {
             tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "cannot start delivery");
             return;
         }
-        let mut log_changes = self.state.log.subscribe();
+        let mut log_changes = self.ctx.log.subscribe();
         loop {
             while let Ok(done) = self.done_rx.try_recv() {
                 self.record(done).await;
@@ -258,6 +259,10 @@ impl Worker {
                 changed = log_changes.changed() => {
                     if changed.is_err() { self.stopping = true; }
                 }
+                _ = lease.lost(), if !self.stopping => {
+                    tracing::warn!(tenant = %self.tenant, webhook = %self.webhook.id, "lost the webhook's lease: stopping");
+                    self.stopping = true;
+                }
                 _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
@@ -268,8 +273,9 @@ impl Worker {
         }
     }
 
-    /// Serves only control messages (a `send_now` for a stopped webhook), then exits.
-    pub async fn run_once(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+    /// Serves only control messages (a `send_now` for a stopped webhook), then exits; holds
+    /// `lease` meanwhile, as any worker of the webhook must.
+    pub async fn run_once(mut self, mut control: mpsc::UnboundedReceiver<Control>, _lease: Lease) {
         self.stopping = true;
         if let Err(error) = self.load().await {
             while let Some(message) = control.recv().await {
@@ -295,7 +301,7 @@ impl Worker {
     }
 
     fn reload(&mut self, webhook: Arc<Webhook>) {
-        match target::build(&webhook, self.state.config.allow_private_destinations) {
+        match target::build(&webhook, self.ctx.config.allow_private_destinations) {
             Ok(target) => {
                 self.target = Arc::new(target);
                 self.webhook = webhook;
@@ -315,11 +321,11 @@ impl Worker {
             return;
         }
         // Read before resolving: a change meanwhile makes the next pass resolve again.
-        let generation = self.state.catalog.plugin_generation();
+        let generation = self.ctx.catalog.plugin_generation();
         if matches!(&self.resolved, Some((at, Ok(_))) if *at == generation) {
             return;
         }
-        let resolution = pipeline::resolve(&self.state, &self.tenant, &self.webhook).await;
+        let resolution = pipeline::resolve(&self.ctx, &self.tenant, &self.webhook).await;
         self.resolved = Some((generation, resolution));
     }
 
@@ -369,7 +375,7 @@ impl Worker {
         if let Some(known) = self.earliest_due {
             return known;
         }
-        match self.state.deliveries.earliest_due(&self.webhook_ref).await {
+        match self.ctx.deliveries.earliest_due(&self.webhook_ref).await {
             Ok(earliest) => {
                 self.earliest_due = Some(earliest);
                 earliest
@@ -392,7 +398,7 @@ impl Worker {
         // What follows launches or drops due retries: read them again next time.
         self.earliest_due = None;
         let due = self
-            .state
+            .ctx
             .deliveries
             .due(&self.webhook_ref, now, self.room(), &self.in_flight)
             .await?;
@@ -400,7 +406,7 @@ impl Worker {
             if !self.take_rate_token() {
                 break;
             }
-            match self.state.log.event_by_seq(&self.tenant, delivery.seq) {
+            match self.ctx.log.event_by_seq(&self.tenant, delivery.seq) {
                 Ok(Some(event)) => self.launch(delivery, &event, false, None),
                 _ => self.give_up(delivery, "the event is no longer stored (retention)"),
             }
@@ -511,7 +517,7 @@ impl Worker {
     /// have a record (one range read for the batch, not one lookup per event).
     async fn refill_lookahead(&mut self) -> Result<(), StorageError> {
         let events = self
-            .state
+            .ctx
             .log
             .read_after(&self.tenant, self.read_pos, READ_BATCH)
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
@@ -519,7 +525,7 @@ impl Worker {
             return Ok(());
         };
         let recorded = self
-            .state
+            .ctx
             .deliveries
             .recorded_between(&self.webhook_ref, self.read_pos, last)
             .await?;
@@ -542,7 +548,7 @@ impl Worker {
     /// back as a [`PreparedBatch`].
     fn start_prepare(&mut self, taken: Vec<(Delivery, StoredEvent)>, resolution: Resolution) {
         self.preparing = true;
-        let state = self.state.clone();
+        let ctx = self.ctx.clone();
         let tenant = self.tenant.clone();
         let webhook = self.webhook.clone();
         let prepared_tx = self.prepared_tx.clone();
@@ -557,7 +563,7 @@ impl Worker {
                 .zip(&envelopes)
                 .map(|((_, event), envelope)| (event, envelope.to_vec()))
                 .collect();
-            let outcomes = pipeline::prepare_batch(&state, &tenant, &resolution, inputs).await;
+            let outcomes = pipeline::prepare_batch(&ctx, &tenant, &resolution, inputs).await;
             let batch = taken
                 .into_iter()
                 .zip(envelopes)
@@ -598,7 +604,7 @@ impl Worker {
     /// Subscription, replay window and backlog window: does this webhook take the event?
     fn takes(&mut self, event: &StoredEvent) -> bool {
         let horizon =
-            now_millis() - self.state.config.backlog_window.duration().as_millis() as EpochMillis;
+            now_millis() - self.ctx.config.backlog_window.duration().as_millis() as EpochMillis;
         match selection::takes(&self.webhook.spec, event, horizon) {
             Take::Yes => true,
             Take::No => false,
@@ -625,7 +631,7 @@ impl Worker {
         delivery.status = MessageStatus::Filtered;
         delivery.reason = Some(reason);
         self.outcomes.record(delivery, None);
-        self.state.metrics.delivery_outcome("filtered");
+        self.ctx.metrics.delivery_outcome("filtered");
     }
 
     /// A schedule whose first step is not PT0S: the first attempt waits like a retry.
@@ -695,7 +701,7 @@ impl Worker {
             None => (!self.webhook.spec.plugins.is_empty()).then(|| self.resolution()),
         };
         let task = Attempting {
-            state: self.state.clone(),
+            ctx: self.ctx.clone(),
             webhook: self.webhook.clone(),
             plugins,
             target: self.target.clone(),
@@ -719,7 +725,7 @@ impl Worker {
             let _ = reply.send(Err("this message is being sent right now".into()));
             return;
         }
-        let delivery = match self.state.deliveries.delivery(&self.webhook_ref, seq).await {
+        let delivery = match self.ctx.deliveries.delivery(&self.webhook_ref, seq).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 let _ = reply.send(Err("no such message for this webhook".into()));
@@ -731,7 +737,7 @@ impl Worker {
             }
         };
         self.refresh_resolution().await;
-        match self.state.log.event_by_seq(&self.tenant, seq) {
+        match self.ctx.log.event_by_seq(&self.tenant, seq) {
             Ok(Some(event)) => self.launch(delivery, &event, false, Some(reply)),
             _ => {
                 let _ = reply.send(Err("the event is no longer stored (retention)".into()));
@@ -790,7 +796,7 @@ impl Worker {
                 self.stats.failures_since_last_success = 0;
                 self.stats.failing_since = None;
                 self.stats.last_success = Some(mark);
-                self.state.metrics.delivery_outcome("delivered");
+                self.ctx.metrics.delivery_outcome("delivered");
             }
             Outcome::Rejected | Outcome::Retryable => {
                 self.stats.failure_responses += 1;
@@ -801,7 +807,7 @@ impl Worker {
                 if outcome == Outcome::Rejected {
                     delivery.status = MessageStatus::Rejected;
                     self.outcomes.reject(seq);
-                    self.state.metrics.delivery_outcome("rejected");
+                    self.ctx.metrics.delivery_outcome("rejected");
                 } else {
                     self.schedule_retry(&mut delivery, &sent.retry_after, now);
                 }
@@ -839,7 +845,7 @@ impl Worker {
             self.earliest_due = None;
         }
         let written = self
-            .state
+            .ctx
             .deliveries
             .apply(&self.webhook_ref, outcomes)
             .await
@@ -865,7 +871,7 @@ impl Worker {
         delivery.reason = Some(reason.clone());
         delivery.updated_at = now_millis();
         self.outcomes.record(delivery, replaces_due);
-        self.state.metrics.delivery_outcome(match status {
+        self.ctx.metrics.delivery_outcome(match status {
             MessageStatus::Filtered => "filtered",
             _ => "failed",
         });
@@ -884,7 +890,7 @@ impl Worker {
         let step = delivery.step as usize;
         if retry.mode == RetryMode::Manual || step >= retry.schedule.len() {
             delivery.status = MessageStatus::Failed;
-            self.state.metrics.delivery_outcome("failed");
+            self.ctx.metrics.delivery_outcome("failed");
             return;
         }
         let mut delay = policy::jittered(retry.schedule[step].duration());
@@ -898,7 +904,7 @@ impl Worker {
         // Pending with a next attempt: the record is due then.
         delivery.next_attempt_at = Some(due);
         self.earliest_due = None;
-        self.state.metrics.delivery_outcome("retry_scheduled");
+        self.ctx.metrics.delivery_outcome("retry_scheduled");
     }
 
     /// CloudBlue "out of order": too long or too many failures in a row disable the webhook.
@@ -906,7 +912,7 @@ impl Worker {
         if self.stopping {
             return;
         }
-        if let Some(reason) = lifecycle::disable_reason(&self.stats, &self.state.config) {
+        if let Some(reason) = lifecycle::disable_reason(&self.stats, &self.ctx.config) {
             self.set_status(WebhookStatus::Disabled).await;
             self.log("disabled", Some(reason));
             self.stopping = true;
@@ -924,7 +930,7 @@ impl Worker {
         now_millis() > ends_at
             && self.in_flight.is_empty()
             && self.holding_cursor.is_empty()
-            && self.read_pos >= self.state.log.durable_seq(&self.tenant).unwrap_or(0)
+            && self.read_pos >= self.ctx.log.durable_seq(&self.tenant).unwrap_or(0)
             && !self.has_pending_retry().await
     }
 
@@ -938,7 +944,7 @@ impl Worker {
     }
 
     async fn set_status(&self, status: WebhookStatus) {
-        lifecycle::set_status(&self.state, &self.tenant, &self.webhook.id, status).await;
+        lifecycle::set_status(&self.ctx, &self.tenant, &self.webhook.id, status).await;
     }
 
     /// Adds an integration log entry to this pass's outcomes.
@@ -974,12 +980,7 @@ impl Worker {
         if summary.is_empty() {
             return;
         }
-        match self
-            .state
-            .deliveries
-            .apply(&self.webhook_ref, summary)
-            .await
-        {
+        match self.ctx.deliveries.apply(&self.webhook_ref, summary).await {
             Ok(()) => self.saved_cursor = cursor,
             Err(error) => {
                 self.stats_dirty = true;
@@ -1015,7 +1016,7 @@ impl Worker {
 
 /// What one launched delivery needs, moved into its task.
 struct Attempting {
-    state: Arc<AppState>,
+    ctx: Arc<EngineContext>,
     webhook: Arc<Webhook>,
     /// The webhook's plugins, when it has any (`Err`: one cannot be loaded; the message
     /// fails with that reason).
@@ -1042,7 +1043,7 @@ impl Attempting {
             };
             if let Some(event) = unprepared_event {
                 match pipeline::prepare_resolved(
-                    &self.state,
+                    &self.ctx,
                     &self.tenant,
                     &resolution,
                     &event,
@@ -1089,7 +1090,7 @@ impl Attempting {
                     body: body.to_vec(),
                 }
             };
-            match pipeline::authenticate_resolved(&self.state, &resolution, request).await {
+            match pipeline::authenticate_resolved(&self.ctx, &resolution, request).await {
                 Ok(headers) => extra.extend(headers),
                 Err(reason) => return Finished::PluginFailed(reason),
             }
@@ -1116,7 +1117,7 @@ impl Attempting {
                 },
             )
             .await;
-        self.state.metrics.attempt_latency(sent.attempt.duration_ms);
+        self.ctx.metrics.attempt_latency(sent.attempt.duration_ms);
         Finished::Sent(sent)
     }
 }

@@ -17,15 +17,16 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use worker::ExportError;
 
-use crate::{app::AppState, delivery::Control, model::webhook::Webhook};
+use crate::{context::EngineContext, delivery::Control, model::webhook::Webhook, storage::Lease};
 
 /// Starts the export worker of a running s3 webhook.
 pub fn spawn(
-    state: Arc<AppState>,
+    ctx: Arc<EngineContext>,
     tenant: String,
     webhook: Arc<Webhook>,
     control: mpsc::UnboundedReceiver<Control>,
+    lease: Lease,
 ) -> Result<JoinHandle<()>, ExportError> {
-    let worker = worker::ExportWorker::new(state, tenant, webhook)?;
-    Ok(tokio::spawn(worker.run(control)))
+    let worker = worker::ExportWorker::new(ctx, tenant, webhook)?;
+    Ok(tokio::spawn(worker.run(control, lease)))
 }

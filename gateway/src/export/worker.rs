@@ -26,7 +26,7 @@ use super::{
     uploader::{ConfigError, UploadFailure, Uploader},
 };
 use crate::{
-    app::AppState,
+    context::EngineContext,
     delivery::{
         Control, envelope, ledger, lifecycle, policy,
         records::{Attempt, Delivery, Mark, MessageStatus, Stats},
@@ -39,7 +39,7 @@ use crate::{
         Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
     },
     pipeline::{self, Prepared},
-    storage::{OutcomeSet, StorageError, WebhookRef},
+    storage::{Lease, OutcomeSet, StorageError, WebhookRef},
 };
 
 /// Events read from the log per batch.
@@ -85,7 +85,7 @@ struct Uploaded {
 }
 
 pub struct ExportWorker {
-    state: Arc<AppState>,
+    ctx: Arc<EngineContext>,
     tenant: String,
     webhook: Arc<Webhook>,
     destination: S3Destination,
@@ -109,9 +109,9 @@ fn s3_of(webhook: &Webhook) -> Result<&S3Destination, ExportError> {
     }
 }
 
-fn policy(state: &AppState) -> DestinationPolicy {
+fn policy(ctx: &EngineContext) -> DestinationPolicy {
     DestinationPolicy {
-        allow_private: state.config.allow_private_destinations,
+        allow_private: ctx.config.allow_private_destinations,
     }
 }
 
@@ -140,19 +140,19 @@ fn build_uploader(
 
 impl ExportWorker {
     pub fn new(
-        state: Arc<AppState>,
+        ctx: Arc<EngineContext>,
         tenant: String,
         webhook: Arc<Webhook>,
     ) -> Result<ExportWorker, ExportError> {
         let destination = s3_of(&webhook)?.clone();
-        let uploader = build_uploader(&webhook, &tenant, policy(&state))?;
+        let uploader = build_uploader(&webhook, &tenant, policy(&ctx))?;
         let webhook_ref = WebhookRef::new(&tenant, &webhook.id);
         let batcher = Batcher::new(
             rotation(&destination),
             Naming::new(&destination.key_prefix, &tenant),
         );
         Ok(ExportWorker {
-            state,
+            ctx,
             tenant,
             webhook,
             destination,
@@ -173,10 +173,10 @@ impl ExportWorker {
     /// Reads the stored cursor (or the start position of a webhook that has none) and
     /// statistics.
     async fn load(&mut self) -> Result<(), ExportError> {
-        let deliveries = &self.state.deliveries;
+        let deliveries = &self.ctx.deliveries;
         let cursor = match deliveries.cursor(&self.webhook_ref).await? {
             Some(cursor) => cursor,
-            None => ledger::start_position(&self.state.log, &self.tenant, &self.webhook)?,
+            None => ledger::start_position(&self.ctx.log, &self.tenant, &self.webhook)?,
         };
         self.stats = deliveries.stats(&self.webhook_ref).await?;
         self.read_pos = cursor;
@@ -184,12 +184,13 @@ impl ExportWorker {
         Ok(())
     }
 
-    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>) {
+    /// Runs while `lease` holds: a lost lease stops the worker as `Stop` does.
+    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>, mut lease: Lease) {
         if let Err(error) = self.load().await {
             tracing::error!(tenant = %self.tenant, webhook = %self.webhook.id, %error, "cannot start export");
             return;
         }
-        let mut log_changes = self.state.log.subscribe();
+        let mut log_changes = self.ctx.log.subscribe();
         loop {
             // An upload in flight always finishes and is recorded, also when stopping.
             if self.stopping && self.in_flight.is_none() {
@@ -231,6 +232,10 @@ impl ExportWorker {
                 changed = log_changes.changed() => {
                     if changed.is_err() { self.stopping = true; }
                 }
+                _ = lease.lost(), if !self.stopping => {
+                    tracing::warn!(tenant = %self.tenant, webhook = %self.webhook.id, "lost the webhook's lease: stopping");
+                    self.stopping = true;
+                }
                 _ = tokio::time::sleep_until(wake_at) => {}
             }
         }
@@ -245,13 +250,13 @@ impl ExportWorker {
     async fn fill(&mut self) -> Result<bool, ExportError> {
         let spec = self.webhook.spec.clone();
         let horizon =
-            now_millis() - self.state.config.backlog_window.duration().as_millis() as EpochMillis;
+            now_millis() - self.ctx.config.backlog_window.duration().as_millis() as EpochMillis;
         for _ in 0..READS_PER_TURN {
             if self.sealed.len() >= MAX_SEALED {
                 return Ok(false);
             }
             let events = self
-                .state
+                .ctx
                 .log
                 .read_after(&self.tenant, self.read_pos, READ_BATCH)?;
             if events.is_empty() {
@@ -310,7 +315,7 @@ impl ExportWorker {
 
     async fn enqueue(&mut self, file: Sealed) -> Result<(), ExportError> {
         let runs = self
-            .state
+            .ctx
             .deliveries
             .delivery(&self.webhook_ref, file.first.seq)
             .await?
@@ -354,7 +359,7 @@ impl ExportWorker {
         let uploader = self.uploader.clone();
         let key = head.file.key.clone();
         let body = head.file.body.clone();
-        let metrics = self.state.metrics.clone();
+        let metrics = self.ctx.metrics.clone();
         self.in_flight = Some(tokio::spawn(async move {
             let at = now_millis();
             let started = std::time::Instant::now();
@@ -424,7 +429,7 @@ impl ExportWorker {
                 self.stats.failures_since_last_success = 0;
                 self.stats.failing_since = None;
                 self.stats.last_success = Some(mark);
-                self.state.metrics.delivery_outcome("delivered");
+                self.ctx.metrics.delivery_outcome("delivered");
             }
             Err(failure) => {
                 let reason = match failure.status {
@@ -441,13 +446,13 @@ impl ExportWorker {
                     Some(delay) => {
                         waiting.retry_at = Some(Instant::now() + delay);
                         delivery.next_attempt_at = Some(now + delay.as_millis() as EpochMillis);
-                        self.state.metrics.delivery_outcome("retry_scheduled");
+                        self.ctx.metrics.delivery_outcome("retry_scheduled");
                     }
                     None => {
                         waiting.held = true;
                         delivery.reason =
                             Some("manual retry mode: waiting for recover or a restart".into());
-                        self.state.metrics.delivery_outcome("failed");
+                        self.ctx.metrics.delivery_outcome("failed");
                     }
                 }
                 self.stats.failure_responses += 1;
@@ -467,7 +472,7 @@ impl ExportWorker {
         if let Some(reason) = newly_failing {
             set.log(lifecycle::entry("retry_triggered", Some(reason)));
         }
-        let written = self.state.deliveries.apply(&self.webhook_ref, set).await;
+        let written = self.ctx.deliveries.apply(&self.webhook_ref, set).await;
         if let Err(error) = written {
             tracing::error!(webhook = %self.webhook.id, %error, "export: could not record an upload");
         }
@@ -477,7 +482,7 @@ impl ExportWorker {
             // than by the periodic flush: a crash then re-sends only a file whose upload
             // it interrupted, not the last ones uploaded.
             self.checkpoint().await;
-            if let Err(error) = self.state.deliveries.sync().await {
+            if let Err(error) = self.ctx.deliveries.sync().await {
                 tracing::error!(webhook = %self.webhook.id, %error, "export: flushing the cursor failed");
             }
         }
@@ -492,15 +497,7 @@ impl ExportWorker {
         event: &StoredEvent,
         line: Vec<u8>,
     ) -> Result<Vec<u8>, (MessageStatus, String)> {
-        match pipeline::prepare(
-            &self.state,
-            &self.tenant,
-            &self.webhook,
-            event,
-            line.clone(),
-        )
-        .await
-        {
+        match pipeline::prepare(&self.ctx, &self.tenant, &self.webhook, event, line.clone()).await {
             Prepared::Send { body: None, .. } => Ok(line),
             Prepared::Send {
                 body: Some(body), ..
@@ -524,12 +521,12 @@ impl ExportWorker {
         delivery.reason = Some(reason);
         let mut set = OutcomeSet::default();
         set.record(delivery, None);
-        self.state.deliveries.apply(&self.webhook_ref, set).await?;
+        self.ctx.deliveries.apply(&self.webhook_ref, set).await?;
         let outcome = match status {
             MessageStatus::Filtered => "filtered",
             _ => "failed",
         };
-        self.state.metrics.delivery_outcome(outcome);
+        self.ctx.metrics.delivery_outcome(outcome);
         Ok(())
     }
 
@@ -542,7 +539,7 @@ impl ExportWorker {
             return;
         };
         if destination != self.destination || webhook.spec.timeout != self.webhook.spec.timeout {
-            match build_uploader(&webhook, &self.tenant, policy(&self.state)) {
+            match build_uploader(&webhook, &self.tenant, policy(&self.ctx)) {
                 Ok(uploader) => self.uploader = Arc::new(uploader),
                 Err(error) => {
                     tracing::error!(webhook = %webhook.id, %error, "export: keeping the previous configuration");
@@ -575,7 +572,7 @@ impl ExportWorker {
     }
 
     fn caught_up(&self) -> bool {
-        self.read_pos >= self.state.log.durable_seq(&self.tenant).unwrap_or(0)
+        self.read_pos >= self.ctx.log.durable_seq(&self.tenant).unwrap_or(0)
     }
 
     /// A replay window is done once it is over, read to the end and every file is up.
@@ -603,7 +600,7 @@ impl ExportWorker {
         if self.stopping {
             return;
         }
-        if let Some(reason) = lifecycle::disable_reason(&self.stats, &self.state.config) {
+        if let Some(reason) = lifecycle::disable_reason(&self.stats, &self.ctx.config) {
             self.set_status(WebhookStatus::Disabled).await;
             self.log("disabled", Some(reason)).await;
             self.stopping = true;
@@ -611,11 +608,11 @@ impl ExportWorker {
     }
 
     async fn set_status(&self, status: WebhookStatus) {
-        lifecycle::set_status(&self.state, &self.tenant, &self.webhook.id, status).await;
+        lifecycle::set_status(&self.ctx, &self.tenant, &self.webhook.id, status).await;
     }
 
     async fn log(&self, action: &str, reason: Option<String>) {
-        lifecycle::log(&*self.state.deliveries, &self.webhook_ref, action, reason).await;
+        lifecycle::log(&*self.ctx.deliveries, &self.webhook_ref, action, reason).await;
     }
 
     /// Persists the cursor when it moved: just before the first event of the oldest file
@@ -635,7 +632,7 @@ impl ExportWorker {
         }
         let mut set = OutcomeSet::default();
         set.cursor(cursor);
-        match self.state.deliveries.apply(&self.webhook_ref, set).await {
+        match self.ctx.deliveries.apply(&self.webhook_ref, set).await {
             Ok(()) => self.saved_cursor = cursor,
             Err(error) => {
                 tracing::error!(webhook = %self.webhook.id, %error, "export: could not store the cursor")

@@ -5,6 +5,7 @@
 //!   and their secrets); every change is durable when its call returns.
 //! - [`DeliveryState`]: per webhook, its cursor, statistics, delivery records, attempts,
 //!   retry ("due") and rejected entries and integration log. Written in [`OutcomeSet`]s.
+//! - [`Ownership`]: which worker runs a webhook ([`Lease`]s).
 //!
 //! The embedded backend (segment log + sled) implements them in `crate::store`; the
 //! conformance suite (`conformance`) states the contract as tests every backend passes.
@@ -16,12 +17,14 @@
 
 pub mod catalog;
 mod delivery_state;
+mod ownership;
 
 #[cfg(test)]
 pub mod conformance;
 
 pub use catalog::Catalog;
 pub use delivery_state::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
+pub use ownership::{Lease, Ownership};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]

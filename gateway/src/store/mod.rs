@@ -11,6 +11,7 @@ pub mod catalog;
 mod codec;
 pub mod deliveries;
 mod event_types;
+mod ownership;
 mod plugins;
 mod tenants;
 mod webhooks;
@@ -118,6 +119,7 @@ pub struct Embedded {
     pub catalog: Arc<catalog::EmbeddedCatalog>,
     pub log: crate::log::EventLog,
     pub deliveries: Arc<deliveries::EmbeddedDeliveryState>,
+    pub ownership: Arc<ownership::LocalOwnership>,
 }
 
 /// Opens (or creates) the embedded backend in `data_dir`, re-indexing what the last run
@@ -143,6 +145,7 @@ pub fn open(
             delivery_runtime,
         )),
         catalog: Arc::new(catalog::EmbeddedCatalog::new(store, commit)),
+        ownership: Arc::default(),
         log,
     })
 }

@@ -7,7 +7,7 @@ mod catalog;
 
 use std::{collections::HashSet, future::Future, sync::Arc};
 
-use super::{Catalog, DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
+use super::{Catalog, DeliveryState, OutcomeSet, Ownership, RejectedPage, WebhookRef};
 use crate::{
     delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
     iso::EpochMillis,
@@ -17,6 +17,7 @@ use crate::{
 pub struct Backend {
     pub deliveries: Arc<dyn DeliveryState>,
     pub catalog: Arc<dyn Catalog>,
+    pub ownership: Arc<dyn Ownership>,
     pub _guard: Box<dyn Send>,
 }
 
@@ -89,6 +90,35 @@ where
     plugin_versions_count_up_and_are_never_reused(&*make().await.catalog).await;
     plugin_secrets_are_scoped_sealed_and_move_the_generation(&*make().await.catalog).await;
     deleting_a_tenant_removes_only_its_records(&*make().await.catalog).await;
+}
+
+/// A webhook has one lease at a time: a second claim on this node waits for the first
+/// to be given back, and a later grant carries a larger fencing token.
+pub async fn one_lease_per_webhook(ownership: &dyn Ownership) {
+    use std::time::Duration;
+    let w1 = webhook("acme", "w1");
+    let first = ownership
+        .claim(&w1)
+        .await
+        .unwrap()
+        .expect("nobody else holds it");
+    assert!(!first.is_lost());
+    let other = ownership.claim(&webhook("acme", "w2")).await.unwrap();
+    assert!(other.is_some(), "another webhook is free");
+    let waiting = tokio::time::timeout(Duration::from_millis(100), ownership.claim(&w1)).await;
+    assert!(
+        waiting.is_err(),
+        "a second claim waits while the first lease is held"
+    );
+    let fence = first.fence();
+    drop(first);
+    let second = tokio::time::timeout(Duration::from_secs(5), ownership.claim(&w1))
+        .await
+        .expect("a released lease can be claimed again")
+        .unwrap()
+        .unwrap();
+    assert!(second.fence() > fence, "fencing tokens grow");
+    assert_eq!(second.webhook(), &w1);
 }
 
 async fn a_set_is_read_back_as_written(state: &dyn DeliveryState) {
@@ -449,6 +479,7 @@ async fn embedded() -> Backend {
     Backend {
         deliveries: embedded.deliveries,
         catalog: embedded.catalog,
+        ownership: embedded.ownership,
         _guard: Box::new((dir, embedded.log)),
     }
 }
@@ -457,4 +488,5 @@ async fn embedded() -> Backend {
 async fn embedded_backend_conforms() {
     delivery_state_suite(embedded).await;
     catalog_suite(embedded).await;
+    one_lease_per_webhook(&*embedded().await.ownership).await;
 }

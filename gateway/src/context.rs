@@ -1,0 +1,28 @@
+//! What the engines (delivery workers, export workers, the plugin pipeline, retention)
+//! work with: storage, the sandbox, metrics and the configuration. Built once by
+//! `app::open` and shared; the API holds its own handles to the same services next to its
+//! HTTP-only state (`api::ApiState`), so the engines never import the API or the wiring.
+
+use std::sync::Arc;
+
+use hookgate_plugin_host::PluginRuntime;
+
+use crate::{
+    config::Config,
+    log::EventLog,
+    metrics::Metrics,
+    storage::{Catalog, DeliveryState},
+};
+
+pub struct EngineContext {
+    pub config: Arc<Config>,
+    pub catalog: Arc<dyn Catalog>,
+    pub log: Arc<EventLog>,
+    pub deliveries: Arc<dyn DeliveryState>,
+    pub metrics: Arc<Metrics>,
+    /// The WebAssembly sandbox for tenant plugins (called through `crate::pipeline`).
+    pub plugins: PluginRuntime,
+    /// Serializes webhook writes (shared with the API): a status the gateway decides
+    /// (disabled, completed) must not interleave with an update.
+    pub webhook_writes: Arc<tokio::sync::Mutex<()>>,
+}
