@@ -43,7 +43,7 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
     let engine = Arc::new(EngineContext {
         config: Arc::new(config),
         catalog: embedded.catalog,
-        log: Arc::new(embedded.log),
+        log: embedded.log,
         deliveries: embedded.deliveries,
         metrics: Default::default(),
         plugins,
@@ -137,7 +137,7 @@ pub async fn serve(config: Config, delivery_runtime: tokio::runtime::Handle) -> 
     tracing::info!("shutting down: flushing the store");
     app.api.ready.store(false, Ordering::Release);
     app.dispatcher.shutdown().await;
-    app.engine.log.shutdown();
+    app.engine.log.close();
     app.engine
         .catalog
         .close()

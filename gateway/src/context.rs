@@ -9,15 +9,14 @@ use hookgate_plugin_host::PluginRuntime;
 
 use crate::{
     config::Config,
-    log::EventLog,
     metrics::Metrics,
-    storage::{Catalog, DeliveryState},
+    storage::{Catalog, DeliveryState, EventLog},
 };
 
 pub struct EngineContext {
     pub config: Arc<Config>,
     pub catalog: Arc<dyn Catalog>,
-    pub log: Arc<EventLog>,
+    pub log: Arc<dyn EventLog>,
     pub deliveries: Arc<dyn DeliveryState>,
     pub metrics: Arc<Metrics>,
     /// The WebAssembly sandbox for tenant plugins (called through `crate::pipeline`).

@@ -57,8 +57,8 @@ pub use hookgate_plugin_host::{Header, OutgoingRequest};
 
 use crate::{
     context::EngineContext,
-    log::StoredEvent,
     model::webhook::{PluginAttachment, RESERVED_HEADERS, Webhook},
+    storage::StoredEvent,
     storage::{Catalog, StorageResult, catalog::PluginVersion},
 };
 

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use crate::{
     delivery::envelope,
     iso::now_millis,
-    log::StoredEvent,
     pipeline,
+    storage::StoredEvent,
     storage::{
         Catalog, StorageError,
         catalog::{NewPluginVersion, PluginVersion},

@@ -13,7 +13,7 @@ use crate::{
     api::ApiState,
     delivery::records::{Delivery, MessageStatus},
     iso::format_millis,
-    log::StoredEvent,
+    storage::StoredEvent,
     storage::WebhookRef,
 };
 
@@ -50,7 +50,7 @@ pub async fn message(
 ) -> ApiResult<MessageView> {
     let payload = if include_payload {
         // A read error is an error (500 with the request id), not a silent `null`.
-        let event = state.log.event_by_seq(tenant, delivery.seq)?;
+        let event = state.log.event_by_seq(tenant, delivery.seq).await?;
         Some(event.map(|e| e.payload))
     } else {
         None

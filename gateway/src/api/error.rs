@@ -11,7 +11,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{log::LogError, model::problems::FieldError, storage::StorageError};
+use crate::{model::problems::FieldError, storage::StorageError};
 
 tokio::task_local! {
     /// The id of the request being served, for error bodies and logs.
@@ -93,22 +93,6 @@ impl From<StorageError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", e)
             }
             corrupt @ StorageError::Corrupt(_) => ApiError::internal(corrupt),
-        }
-    }
-}
-
-impl From<LogError> for ApiError {
-    fn from(error: LogError) -> Self {
-        match error {
-            LogError::Durability(e) => {
-                tracing::error!(error = %e, "write not durable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_durable",
-                    e.to_string(),
-                )
-            }
-            other => ApiError::internal(other),
         }
     }
 }

@@ -24,9 +24,9 @@ use crate::{
     ids,
     iso::{now_millis, parse_rfc3339},
     json_depth,
-    log::NewEvent,
     model::{problems::FieldError, webhook::is_event_type_name},
     schemas,
+    storage::NewEvent,
 };
 
 /// At most this many events in one batch request.

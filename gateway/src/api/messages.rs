@@ -20,8 +20,8 @@ use crate::{
     api::ApiState,
     delivery::records::{Delivery, MessageStatus},
     iso::{EpochMillis, format_millis, parse_time_param},
-    log::StoredEvent,
     model::{problems::FieldError, webhook::is_event_type_name},
+    storage::StoredEvent,
     storage::WebhookRef,
 };
 
@@ -149,14 +149,17 @@ async fn messages_of_type(
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let page = state.log.by_time(
-        &auth.tenant,
-        &event_type,
-        from,
-        to,
-        query.iterator.as_deref(),
-        limit,
-    )?;
+    let page = state
+        .log
+        .by_time(
+            &auth.tenant,
+            &event_type,
+            from,
+            to,
+            query.iterator.as_deref(),
+            limit,
+        )
+        .await?;
     let mut data = Vec::with_capacity(page.events.len());
     for (seq, event) in page.events {
         data.push(event_message(&state, &auth.tenant, seq, event).await?);
@@ -231,7 +234,8 @@ async fn message(
 ) -> ApiResult<Json<EventMessage>> {
     let (seq, event) = state
         .log
-        .event_by_id(&auth.tenant, &event_id)?
+        .event_by_id(&auth.tenant, &event_id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
     Ok(Json(event_message(&state, &auth.tenant, seq, event).await?))
 }
@@ -246,7 +250,8 @@ async fn message_attempts(
 ) -> ApiResult<Json<Value>> {
     let (seq, _) = state
         .log
-        .event_by_id(&auth.tenant, &event_id)?
+        .event_by_id(&auth.tenant, &event_id)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
     let mut attempts = Vec::new();
     for webhook in state.catalog.all_webhooks_of(&auth.tenant).await? {

@@ -50,7 +50,7 @@ async fn webhook_lags(state: &ApiState) -> anyhow::Result<Vec<(String, String, u
         let Some(cursor) = state.deliveries.cursor(&webhook_ref).await? else {
             continue; // never started: nothing is queued for it yet
         };
-        let head = state.log.durable_seq(&tenant)?;
+        let head = state.log.durable_seq(&tenant).await?;
         lags.push((tenant, webhook, head.saturating_sub(cursor)));
     }
     Ok(lags)
@@ -76,21 +76,8 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         Err(error) => tracing::warn!(%error, "could not read webhook cursors for /metrics"),
     }
     let mut text = state.metrics.render();
-    // Group-commit rounds: count and total time; their ratio is the fsync latency that
-    // every durable write waits for (`log`: event appends, `store`: everything else).
     let mut appended = String::new();
-    for (name, commit) in [("log", state.log.appends()), ("store", state.log.commit())] {
-        let flushes = commit.flush_count.load(Ordering::Relaxed);
-        let seconds = commit.flush_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        appended.push_str(&format!(
-            "# HELP hookgate_{name}_flushes Group-commit flushes of the {name}.\n\
-             # TYPE hookgate_{name}_flushes counter\n\
-             hookgate_{name}_flushes_total {flushes}\n\
-             # HELP hookgate_{name}_flush_seconds Time spent in group-commit flushes of the {name}.\n\
-             # TYPE hookgate_{name}_flush_seconds counter\n\
-             hookgate_{name}_flush_seconds_total {seconds}\n"
-        ));
-    }
+    state.log.render_metrics(&mut appended);
     // Plugin call sequences by where they ran: inline on a delivery worker, or on a
     // blocking thread (a hop each way; `abandoned` of those were cut off inline first).
     let runs = state.plugins.run_stats();

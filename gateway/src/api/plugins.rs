@@ -25,9 +25,9 @@ use crate::{
     api::ApiState,
     ids,
     iso::{format_millis, now_millis},
-    log::StoredEvent,
     model::{problems::FieldError, webhook::is_event_type_name},
     plugin_registry::{DryRunHook, DryRunInput, Registry, RegistryError},
+    storage::StoredEvent,
     storage::catalog::{PluginSecret, PluginVersion},
 };
 

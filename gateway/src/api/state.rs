@@ -7,10 +7,9 @@ use std::sync::{Arc, OnceLock, atomic::AtomicBool};
 use crate::{
     config::Config,
     delivery::DeliveryControl,
-    log::EventLog,
     metrics::Metrics,
     schemas::SchemaCache,
-    storage::{Catalog, DeliveryState},
+    storage::{Catalog, DeliveryState, EventLog},
 };
 
 pub struct ApiState {
@@ -18,7 +17,7 @@ pub struct ApiState {
     /// Tenants, keys, event types, webhooks, plugins and secrets; writes are durable when
     /// they return.
     pub catalog: Arc<dyn Catalog>,
-    pub log: Arc<EventLog>,
+    pub log: Arc<dyn EventLog>,
     /// Every webhook's delivery state (cursors, records, attempts, retries, stats).
     pub deliveries: Arc<dyn DeliveryState>,
     /// The delivery core, for what concerns running webhooks (start, stop, send now).

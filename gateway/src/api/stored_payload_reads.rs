@@ -21,7 +21,7 @@ use crate::{
     config::Config,
     delivery::records::{Delivery, MessageStatus},
     iso::now_millis,
-    log::NewEvent,
+    storage::NewEvent,
     storage::{OutcomeSet, WebhookRef},
 };
 

@@ -51,10 +51,11 @@ fn send_error(error: SendError) -> ApiError {
 }
 
 /// The seq of an event id, or 404.
-fn seq_of(state: &ApiState, tenant: &str, event_id: &str) -> ApiResult<u64> {
+async fn seq_of(state: &ApiState, tenant: &str, event_id: &str) -> ApiResult<u64> {
     state
         .log
-        .event_by_id(tenant, event_id)?
+        .event_by_id(tenant, event_id)
+        .await?
         .map(|(seq, _)| seq)
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))
 }
@@ -213,7 +214,7 @@ async fn resend(
     Path((_, id, event_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Value>> {
     let webhook = existing(&state, &auth.tenant, &id).await?;
-    let seq = seq_of(&state, &auth.tenant, &event_id)?;
+    let seq = seq_of(&state, &auth.tenant, &event_id).await?;
     let attempt = state
         .delivery
         .send_now(&auth.tenant, &webhook, seq)
@@ -324,7 +325,7 @@ async fn rejected_seq(
     event_id: &str,
 ) -> ApiResult<(Webhook, u64)> {
     let webhook = existing(state, tenant, id).await?;
-    let seq = seq_of(state, tenant, event_id)?;
+    let seq = seq_of(state, tenant, event_id).await?;
     if !state
         .deliveries
         .is_rejected(&WebhookRef::new(tenant, id), seq)
@@ -349,7 +350,8 @@ async fn rejected_one(
     let (_, seq) = rejected_seq(&state, &auth.tenant, &id, &event_id).await?;
     let event = state
         .log
-        .event_by_seq(&auth.tenant, seq)?
+        .event_by_seq(&auth.tenant, seq)
+        .await?
         .ok_or_else(|| ApiError::not_found("the event is no longer stored"))?;
     Ok(Json(delivery_views::event(&auth.tenant, event)))
 }

@@ -157,7 +157,7 @@ async fn create_webhook(
         )));
     }
     let webhook_ref = WebhookRef::new(&auth.tenant, &webhook.id);
-    let start = ledger::start_position(&state.log, &auth.tenant, &webhook)?;
+    let start = ledger::start_position(&*state.log, &auth.tenant, &webhook).await?;
     ledger::created(&*state.deliveries, &webhook_ref, start).await?;
     state.deliveries.sync().await?;
     state

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Value, value::RawValue};
 
-use crate::{iso::format_millis, log::StoredEvent};
+use crate::{iso::format_millis, storage::StoredEvent};
 
 #[derive(Serialize)]
 struct Envelope<'a> {

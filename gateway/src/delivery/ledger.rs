@@ -6,9 +6,8 @@
 use super::{lifecycle, records::MessageStatus};
 use crate::{
     iso::{EpochMillis, now_millis},
-    log::{EventLog, LogError},
     model::webhook::{IntegrationType, Webhook},
-    storage::{DeliveryState, OutcomeSet, StorageResult, WebhookRef},
+    storage::{DeliveryState, EventLog, OutcomeSet, StorageResult, WebhookRef},
 };
 
 /// Records read per page while recover scans a webhook's messages.
@@ -16,10 +15,14 @@ const SCAN_PAGE: usize = 1024;
 
 /// Where a webhook starts reading: a permanent one at the head (it receives what is
 /// ingested from now on); a temporary one at the beginning (its window decides).
-pub fn start_position(log: &EventLog, tenant: &str, webhook: &Webhook) -> Result<u64, LogError> {
+pub async fn start_position(
+    log: &dyn EventLog,
+    tenant: &str,
+    webhook: &Webhook,
+) -> StorageResult<u64> {
     match webhook.spec.integration_type {
         IntegrationType::Temporary => Ok(0),
-        IntegrationType::Permanent => log.durable_seq(tenant),
+        IntegrationType::Permanent => log.durable_seq(tenant).await,
     }
 }
 

@@ -44,8 +44,8 @@ use crate::{
     context::EngineContext,
     ids,
     iso::now_millis,
-    log::StoredEvent,
     model::webhook::{Destination, Webhook, WebhookStatus},
+    storage::StoredEvent,
     storage::{Ownership, WebhookRef},
 };
 use records::Attempt;

@@ -1,5 +1,6 @@
 //! Retention: events, messages and attempts older than `retention` are purged in small
-//! batches on a blocking thread, so delivery never waits behind a long purge.
+//! batches (the embedded log does its part on a blocking thread), so delivery never waits
+//! behind a long purge.
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,15 +27,6 @@ pub async fn run(ctx: Arc<EngineContext>) {
     }
 }
 
-/// Runs a blocking piece of the purge (the log's reads and removals) off the async workers.
-async fn blocking<T: Send + 'static>(
-    ctx: &Arc<EngineContext>,
-    work: impl FnOnce(&EngineContext) -> anyhow::Result<T> + Send + 'static,
-) -> anyhow::Result<T> {
-    let ctx = ctx.clone();
-    tokio::task::spawn_blocking(move || work(&ctx)).await?
-}
-
 /// Purges everything older than the retention period; returns how many events went.
 pub async fn purge(ctx: &Arc<EngineContext>) -> anyhow::Result<usize> {
     let cutoff = now_millis() - ctx.config.retention.duration().as_millis() as i64;
@@ -48,11 +40,7 @@ pub async fn purge(ctx: &Arc<EngineContext>) -> anyhow::Result<usize> {
             .map(|w| WebhookRef::new(&tenant.id, &w.id))
             .collect();
         loop {
-            let id = tenant.id.clone();
-            let old = blocking(ctx, move |ctx| {
-                Ok(ctx.log.oldest_before(&id, cutoff, BATCH)?)
-            })
-            .await?;
+            let old = ctx.log.oldest_before(&tenant.id, cutoff, BATCH).await?;
             if old.is_empty() {
                 break;
             }
@@ -62,20 +50,20 @@ pub async fn purge(ctx: &Arc<EngineContext>) -> anyhow::Result<usize> {
             for webhook in &webhooks {
                 ctx.deliveries.purge(webhook, &seqs).await?;
             }
-            let (id, count) = (tenant.id.clone(), old.len());
-            blocking(ctx, move |ctx| Ok(ctx.log.remove(&id, &old)?)).await?;
+            let count = old.len();
+            ctx.log.remove(&tenant.id, &old).await?;
             purged += count;
             if count < BATCH {
                 break;
             }
         }
     }
-    let segments = blocking(ctx, move |ctx| {
-        Ok(ctx.log.remove_segments_before(cutoff)?)
-    })
-    .await?;
-    if segments > 0 {
-        tracing::info!(segments, "retention: removed expired event log segments")
+    let freed = ctx.log.compact(cutoff).await?;
+    if freed > 0 {
+        tracing::info!(
+            freed,
+            "retention: freed expired event log storage (segment files)"
+        )
     }
     Ok(purged)
 }

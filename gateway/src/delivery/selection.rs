@@ -3,11 +3,11 @@
 
 use crate::{
     iso::EpochMillis,
-    log::StoredEvent,
     model::{
         filter,
         webhook::{IntegrationType, WebhookSpec},
     },
+    storage::StoredEvent,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

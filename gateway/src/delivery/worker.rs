@@ -35,9 +35,9 @@ use super::{
 use crate::{
     context::EngineContext,
     iso::{EpochMillis, now_millis},
-    log::StoredEvent,
     model::webhook::{IntegrationType, Ordering, RetryMode, Webhook, WebhookStatus},
     pipeline::{self, Prepared, Resolution},
+    storage::StoredEvent,
     storage::{Lease, OutcomeSet, StorageError, WebhookRef},
 };
 
@@ -198,7 +198,8 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         let cursor = match stored {
             Some(cursor) => cursor,
-            None => ledger::start_position(&self.ctx.log, &self.tenant, &self.webhook)
+            None => ledger::start_position(&*self.ctx.log, &self.tenant, &self.webhook)
+                .await
                 .map_err(|e| e.to_string())?,
         };
         self.stats = deliveries
@@ -406,7 +407,7 @@ impl Worker {
             if !self.take_rate_token() {
                 break;
             }
-            match self.ctx.log.event_by_seq(&self.tenant, delivery.seq) {
+            match self.ctx.log.event_by_seq(&self.tenant, delivery.seq).await {
                 Ok(Some(event)) => self.launch(delivery, &event, false, None),
                 _ => self.give_up(delivery, "the event is no longer stored (retention)"),
             }
@@ -520,6 +521,7 @@ impl Worker {
             .ctx
             .log
             .read_after(&self.tenant, self.read_pos, READ_BATCH)
+            .await
             .map_err(|e| StorageError::Unavailable(e.to_string()))?;
         let Some(&(last, _)) = events.last() else {
             return Ok(());
@@ -737,7 +739,7 @@ impl Worker {
             }
         };
         self.refresh_resolution().await;
-        match self.ctx.log.event_by_seq(&self.tenant, seq) {
+        match self.ctx.log.event_by_seq(&self.tenant, seq).await {
             Ok(Some(event)) => self.launch(delivery, &event, false, Some(reply)),
             _ => {
                 let _ = reply.send(Err("the event is no longer stored (retention)".into()));
@@ -930,7 +932,7 @@ impl Worker {
         now_millis() > ends_at
             && self.in_flight.is_empty()
             && self.holding_cursor.is_empty()
-            && self.read_pos >= self.ctx.log.durable_seq(&self.tenant).unwrap_or(0)
+            && self.read_pos >= self.ctx.log.durable_seq(&self.tenant).await.unwrap_or(0)
             && !self.has_pending_retry().await
     }
 

@@ -34,11 +34,11 @@ use crate::{
     },
     ids,
     iso::{EpochMillis, now_millis},
-    log::{LogError, StoredEvent},
     model::webhook::{
         Destination, IntegrationType, RetryMode, RetryPolicy, S3Destination, Webhook, WebhookStatus,
     },
     pipeline::{self, Prepared},
+    storage::StoredEvent,
     storage::{Lease, OutcomeSet, StorageError, WebhookRef},
 };
 
@@ -60,8 +60,6 @@ pub enum ExportError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error(transparent)]
-    Log(#[from] LogError),
 }
 
 /// A sealed file waiting for (another) upload.
@@ -176,7 +174,7 @@ impl ExportWorker {
         let deliveries = &self.ctx.deliveries;
         let cursor = match deliveries.cursor(&self.webhook_ref).await? {
             Some(cursor) => cursor,
-            None => ledger::start_position(&self.ctx.log, &self.tenant, &self.webhook)?,
+            None => ledger::start_position(&*self.ctx.log, &self.tenant, &self.webhook).await?,
         };
         self.stats = deliveries.stats(&self.webhook_ref).await?;
         self.read_pos = cursor;
@@ -206,7 +204,7 @@ impl ExportWorker {
                     }
                 };
                 self.seal_due().await;
-                if self.window_done() {
+                if self.window_done().await {
                     self.complete().await;
                     continue;
                 }
@@ -258,7 +256,8 @@ impl ExportWorker {
             let events = self
                 .ctx
                 .log
-                .read_after(&self.tenant, self.read_pos, READ_BATCH)?;
+                .read_after(&self.tenant, self.read_pos, READ_BATCH)
+                .await?;
             if events.is_empty() {
                 return Ok(false);
             }
@@ -335,7 +334,7 @@ impl ExportWorker {
     async fn seal_due(&mut self) {
         let due = match self.batcher.take_due(Instant::now()) {
             Some(file) => Some(file),
-            None if self.window_over() && self.caught_up() => self.batcher.seal_now(),
+            None if self.window_over() && self.caught_up().await => self.batcher.seal_now(),
             None => None,
         };
         if let Some(file) = due
@@ -571,17 +570,17 @@ impl ExportWorker {
             && spec.window().is_some_and(|(_, ends)| now_millis() > ends)
     }
 
-    fn caught_up(&self) -> bool {
-        self.read_pos >= self.ctx.log.durable_seq(&self.tenant).unwrap_or(0)
+    async fn caught_up(&self) -> bool {
+        self.read_pos >= self.ctx.log.durable_seq(&self.tenant).await.unwrap_or(0)
     }
 
     /// A replay window is done once it is over, read to the end and every file is up.
-    fn window_done(&self) -> bool {
+    async fn window_done(&self) -> bool {
         self.window_over()
-            && self.caught_up()
             && self.batcher.is_empty()
             && self.sealed.is_empty()
             && self.in_flight.is_none()
+            && self.caught_up().await
     }
 
     async fn complete(&mut self) {

@@ -26,8 +26,6 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio::sync::watch;
 
 pub use commit::{DurabilityError, GroupCommit};
@@ -37,35 +35,15 @@ use self::{
     segments::{Extent, Position, Segments},
     wal::{Prepared, Wal},
 };
-use crate::{ids, iso::EpochMillis, store::StoreError};
-
-/// One event as stored in the log.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredEvent {
-    pub id: String,
-    pub event_type: String,
-    pub published_at: EpochMillis,
-    pub received_at: EpochMillis,
-    pub payload: Box<RawValue>,
-}
-
-/// An event the API validated and wants appended.
-pub struct NewEvent {
-    /// The client's id (idempotency key); without one the log generates an id.
-    pub id: Option<String>,
-    pub event_type: String,
-    pub published_at: EpochMillis,
-    pub received_at: EpochMillis,
-    pub payload: Box<RawValue>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Appended {
-    pub id: String,
-    pub seq: u64,
-    /// True when the id was already in the log: nothing was written.
-    pub duplicate: bool,
-}
+use crate::{
+    ids,
+    iso::EpochMillis,
+    storage::{
+        StorageError, StorageResult,
+        event_log::{Appended, EventLog, NewEvent, StoredEvent, TimePage},
+    },
+    store::StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -94,7 +72,8 @@ const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 /// How often the index is checkpointed while events arrive.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-pub struct EventLog {
+#[derive(Clone)]
+pub struct SegmentLog {
     index: sled::Tree,
     segments: Arc<Segments>,
     wal: Arc<Wal>,
@@ -106,15 +85,9 @@ pub struct EventLog {
     checkpointed: Arc<Mutex<Position>>,
 }
 
-/// A page of a time-ordered listing and where the next page starts.
-pub struct TimePage {
-    pub events: Vec<(u64, StoredEvent)>,
-    pub next: Option<String>,
-}
-
-impl EventLog {
+impl SegmentLog {
     /// Opens the log in `dir`, re-indexing what the last run wrote after its checkpoint.
-    pub fn open(db: &sled::Db, index: sled::Tree, dir: &Path) -> Result<EventLog, LogError> {
+    pub fn open(db: &sled::Db, index: sled::Tree, dir: &Path) -> Result<SegmentLog, LogError> {
         let segments = Arc::new(Segments::open(dir)?);
         let next = recover(&segments, &index)?;
         db.flush()?;
@@ -162,7 +135,7 @@ impl EventLog {
                 }),
             )
         };
-        Ok(EventLog {
+        Ok(SegmentLog {
             index,
             segments,
             wal,
@@ -590,6 +563,126 @@ fn recover(segments: &Segments, index: &sled::Tree) -> Result<Position, LogError
     })
 }
 
+impl From<LogError> for StorageError {
+    fn from(error: LogError) -> StorageError {
+        match error {
+            LogError::Store(StoreError::Sled(e)) => StorageError::Unavailable(e.to_string()),
+            e @ (LogError::Durability(_) | LogError::Io(_)) => {
+                StorageError::Unavailable(e.to_string())
+            }
+            e => StorageError::Corrupt(e.to_string()),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> StorageResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StorageError::Unavailable(e.to_string()))?
+        .map_err(StorageError::from)
+}
+
+/// The trait is the way in from outside the backend; each method is the inherent one.
+#[async_trait::async_trait]
+impl EventLog for SegmentLog {
+    async fn append(&self, tenant: &str, events: Vec<NewEvent>) -> StorageResult<Vec<Appended>> {
+        Ok(SegmentLog::append(self, tenant, events).await?)
+    }
+
+    async fn durable_seq(&self, tenant: &str) -> StorageResult<u64> {
+        Ok(SegmentLog::durable_seq(self, tenant)?)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        SegmentLog::subscribe(self)
+    }
+
+    async fn read_after(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<(u64, StoredEvent)>> {
+        Ok(SegmentLog::read_after(self, tenant, after, limit)?)
+    }
+
+    async fn event_by_seq(&self, tenant: &str, seq: u64) -> StorageResult<Option<StoredEvent>> {
+        Ok(SegmentLog::event_by_seq(self, tenant, seq)?)
+    }
+
+    async fn event_by_id(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> StorageResult<Option<(u64, StoredEvent)>> {
+        Ok(SegmentLog::event_by_id(self, tenant, id)?)
+    }
+
+    async fn by_time(
+        &self,
+        tenant: &str,
+        event_type: &str,
+        from: EpochMillis,
+        to: EpochMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<TimePage> {
+        Ok(SegmentLog::by_time(
+            self, tenant, event_type, from, to, after, limit,
+        )?)
+    }
+
+    /// Whole runs (their index entries go together), as long as they total at most
+    /// `limit` (at least one run). Retention reads segment files and removes index entries
+    /// one by one: off the async workers.
+    async fn oldest_before(
+        &self,
+        tenant: &str,
+        cutoff: EpochMillis,
+        limit: usize,
+    ) -> StorageResult<Vec<(u64, StoredEvent)>> {
+        let (log, tenant) = (self.clone(), tenant.to_string());
+        blocking(move || log.oldest_before(&tenant, cutoff, limit)).await
+    }
+
+    async fn remove(&self, tenant: &str, events: &[(u64, StoredEvent)]) -> StorageResult<()> {
+        let (log, tenant, events) = (self.clone(), tenant.to_string(), events.to_vec());
+        blocking(move || log.remove(&tenant, &events)).await
+    }
+
+    async fn compact(&self, cutoff: EpochMillis) -> StorageResult<usize> {
+        let log = self.clone();
+        blocking(move || log.remove_segments_before(cutoff)).await
+    }
+
+    async fn forget_tenant(&self, tenant: &str) -> StorageResult<()> {
+        Ok(SegmentLog::forget_tenant(self, tenant).await?)
+    }
+
+    /// Group-commit rounds: count and total time; their ratio is the fsync latency that
+    /// every durable write waits for (`log`: event appends, `store`: everything else).
+    fn render_metrics(&self, out: &mut String) {
+        for (name, commit) in [("log", &self.appends), ("store", &self.store)] {
+            let flushes = commit.flush_count.load(Ordering::Relaxed);
+            let seconds = commit.flush_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            out.push_str(&format!(
+                "# HELP hookgate_{name}_flushes Group-commit flushes of the {name}.\n\
+                 # TYPE hookgate_{name}_flushes counter\n\
+                 hookgate_{name}_flushes_total {flushes}\n\
+                 # HELP hookgate_{name}_flush_seconds Time spent in group-commit flushes of the {name}.\n\
+                 # TYPE hookgate_{name}_flush_seconds counter\n\
+                 hookgate_{name}_flush_seconds_total {seconds}\n"
+            ));
+        }
+    }
+
+    fn close(&self) {
+        self.shutdown();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,16 +693,16 @@ mod tests {
             event_type: if n.is_multiple_of(2) { "even" } else { "odd" }.into(),
             published_at: 1_000 + n as i64,
             received_at: 1_000 + n as i64,
-            payload: RawValue::from_string(format!(r#"{{"n":{n}}}"#)).unwrap(),
+            payload: serde_json::value::RawValue::from_string(format!(r#"{{"n":{n}}}"#)).unwrap(),
         }
     }
 
-    fn open(db: &sled::Db, dir: &Path) -> EventLog {
-        EventLog::open(db, db.open_tree("index").unwrap(), &dir.join("segments")).unwrap()
+    fn open(db: &sled::Db, dir: &Path) -> SegmentLog {
+        SegmentLog::open(db, db.open_tree("index").unwrap(), &dir.join("segments")).unwrap()
     }
 
     /// Reads the whole log of `tenant` the way a webhook cursor does, in small pages.
-    fn read_all(log: &EventLog, tenant: &str) -> Vec<u64> {
+    fn read_all(log: &SegmentLog, tenant: &str) -> Vec<u64> {
         let (mut seqs, mut after) = (Vec::new(), 0);
         loop {
             let page = log.read_after(tenant, after, 100).unwrap();

@@ -1,6 +1,8 @@
 //! The storage seams: what the engines and the API need from storage, as traits, so a
 //! backend is chosen at startup and the rest of the gateway never learns which one runs.
 //!
+//! - [`EventLog`]: each tenant's events by seq, id and type/time, with retention and a
+//!   wake-up when new events are durable.
 //! - [`Catalog`]: what tenants configured (tenants, keys, event types, webhooks, plugins
 //!   and their secrets); every change is durable when its call returns.
 //! - [`DeliveryState`]: per webhook, its cursor, statistics, delivery records, attempts,
@@ -17,6 +19,7 @@
 
 pub mod catalog;
 mod delivery_state;
+pub mod event_log;
 mod ownership;
 
 #[cfg(test)]
@@ -24,6 +27,7 @@ pub mod conformance;
 
 pub use catalog::Catalog;
 pub use delivery_state::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
+pub use event_log::{Appended, EventLog, NewEvent, StoredEvent, TimePage};
 pub use ownership::{Lease, Ownership};
 
 /// Why a storage call failed.

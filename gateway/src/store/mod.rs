@@ -117,7 +117,7 @@ impl Store {
 /// The embedded backend: the segment log, and sled for the catalog and delivery state.
 pub struct Embedded {
     pub catalog: Arc<catalog::EmbeddedCatalog>,
-    pub log: crate::log::EventLog,
+    pub log: Arc<crate::log::SegmentLog>,
     pub deliveries: Arc<deliveries::EmbeddedDeliveryState>,
     pub ownership: Arc<ownership::LocalOwnership>,
 }
@@ -131,7 +131,7 @@ pub fn open(
 ) -> anyhow::Result<Embedded> {
     let store = Store::open(data_dir, master_key)
         .with_context(|| format!("cannot open the store in {}", data_dir.display()))?;
-    let log = crate::log::EventLog::open(
+    let log = crate::log::SegmentLog::open(
         &store.db,
         store.event_index.clone(),
         &data_dir.join("segments"),
@@ -146,6 +146,6 @@ pub fn open(
         )),
         catalog: Arc::new(catalog::EmbeddedCatalog::new(store, commit)),
         ownership: Arc::default(),
-        log,
+        log: Arc::new(log),
     })
 }
