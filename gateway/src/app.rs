@@ -1,5 +1,5 @@
 //! Wiring: opens the store, builds the shared state and the router, serves until a
-//! shutdown signal, then drains in-flight requests and flushes sled.
+//! shutdown signal, then drains in-flight requests and flushes the storage backend.
 
 use std::{
     path::Path,

@@ -184,6 +184,11 @@ pub fn describe_error(error: &reqwest::Error) -> String {
     if let Some(refusal) = ssrf_refusal(error) {
         return refusal.to_string();
     }
+    error_chain(error)
+}
+
+/// An error and its causes on one line, each cause once.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -325,17 +325,7 @@ fn http_client(policy: DestinationPolicy) -> Result<reqwest::Client, ConfigError
 /// The error and its causes on one line: object_store's message stops at "error sending
 /// request", while the cause (refused, reset, refused by the SSRF policy) is further down.
 fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    hookgate_signing::transport::error_chain(error)
 }
 
 /// Hands object_store our client, wrapped so the status of a failed exchange is kept:
