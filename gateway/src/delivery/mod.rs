@@ -299,7 +299,7 @@ pub async fn send_test(
     tenant: &str,
     webhook: &Webhook,
 ) -> Result<Attempt, SendError> {
-    let target = target::build(webhook, allow_private_destinations)
+    let target = target::for_webhook(webhook, allow_private_destinations)
         .map_err(|e| SendError::Failed(e.to_string()))?;
     let event = StoredEvent {
         id: ids::generate("evt"),

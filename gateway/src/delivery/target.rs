@@ -9,7 +9,10 @@ use reqwest::{
 };
 
 use super::sender::Target;
-use crate::model::webhook::{HttpMethod, Webhook};
+use crate::model::{
+    destination::{HttpDestination, HttpMethod},
+    webhook::Webhook,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -19,15 +22,24 @@ pub enum TargetError {
     Invalid(String),
 }
 
-pub fn build(webhook: &Webhook, allow_private: bool) -> Result<Target, TargetError> {
-    let spec = &webhook.spec;
-    let mut url = url::Url::parse(spec.url.as_deref().ok_or(TargetError::NoUrl)?)
-        .map_err(|e| TargetError::Invalid(e.to_string()))?;
-    if let Some(key) = &spec.query_key {
+/// The target of a webhook whose destination is http ([`TargetError::NoUrl`] otherwise).
+pub fn for_webhook(webhook: &Webhook, allow_private: bool) -> Result<Target, TargetError> {
+    let http = webhook.spec.destination.http().ok_or(TargetError::NoUrl)?;
+    build(http, webhook.spec.max_in_flight, allow_private)
+}
+
+/// `max_in_flight` bounds the idle connections kept to the host.
+pub fn build(
+    http: &HttpDestination,
+    max_in_flight: u32,
+    allow_private: bool,
+) -> Result<Target, TargetError> {
+    let mut url = url::Url::parse(&http.url).map_err(|e| TargetError::Invalid(e.to_string()))?;
+    if let Some(key) = &http.query_key {
         url.query_pairs_mut().append_pair("key", key.expose());
     }
     let mut headers = HeaderMap::new();
-    for (name, value) in &spec.headers {
+    for (name, value) in &http.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| TargetError::Invalid(format!("header {name}: {e}")))?;
         let value = HeaderValue::from_str(value)
@@ -36,22 +48,22 @@ pub fn build(webhook: &Webhook, allow_private: bool) -> Result<Target, TargetErr
     }
     let options = TransportOptions {
         policy: hookgate_signing::DestinationPolicy { allow_private },
-        max_idle_per_host: spec.max_in_flight as usize,
+        max_idle_per_host: max_in_flight as usize,
         ..TransportOptions::default()
     };
-    let transport = Transport::new(&spec.tls.clone().unwrap_or_default(), &options)
+    let transport = Transport::new(&http.tls.clone().unwrap_or_default(), &options)
         .map_err(|e| TargetError::Invalid(format!("transport: {e}")))?;
-    let signer = Signer::new(&spec.authentication, &transport)
+    let signer = Signer::new(&http.authentication, &transport)
         .map_err(|e| TargetError::Invalid(format!("authentication: {e}")))?;
     Ok(Target {
         transport,
         signer,
         url,
-        method: match spec.method {
+        method: match http.method {
             HttpMethod::Post => Method::POST,
             HttpMethod::Get => Method::GET,
         },
         headers,
-        timeout: spec.timeout.duration(),
+        timeout: http.timeout.duration(),
     })
 }

@@ -151,7 +151,7 @@ impl Worker {
     ) -> Result<Worker, String> {
         let webhook_ref = WebhookRef::new(&tenant, &webhook.id);
         let target = Arc::new(
-            target::build(&webhook, ctx.config.allow_private_destinations)
+            target::for_webhook(&webhook, ctx.config.allow_private_destinations)
                 .map_err(|e| e.to_string())?,
         );
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -302,7 +302,7 @@ impl Worker {
     }
 
     fn reload(&mut self, webhook: Arc<Webhook>) {
-        match target::build(&webhook, self.ctx.config.allow_private_destinations) {
+        match target::for_webhook(&webhook, self.ctx.config.allow_private_destinations) {
             Ok(target) => {
                 self.target = Arc::new(target);
                 self.webhook = webhook;

@@ -103,7 +103,7 @@ pub struct ExportWorker {
 fn s3_of(webhook: &Webhook) -> Result<&S3Destination, ExportError> {
     match &webhook.spec.destination {
         Destination::S3(destination) => Ok(destination),
-        Destination::Http => Err(ExportError::NotS3),
+        Destination::Http(_) => Err(ExportError::NotS3),
     }
 }
 
@@ -131,7 +131,7 @@ fn build_uploader(
     object_store::path::Path::parse(&sample).map_err(ConfigError::from)?;
     Ok(Uploader::new(
         destination,
-        webhook.spec.timeout.duration(),
+        destination.timeout.duration(),
         policy,
     )?)
 }
@@ -537,7 +537,7 @@ impl ExportWorker {
             self.stopping = true;
             return;
         };
-        if destination != self.destination || webhook.spec.timeout != self.webhook.spec.timeout {
+        if destination != self.destination {
             match build_uploader(&webhook, &self.tenant, policy(&self.ctx)) {
                 Ok(uploader) => self.uploader = Arc::new(uploader),
                 Err(error) => {
