@@ -5,7 +5,6 @@ pub mod app;
 pub mod config;
 pub mod context;
 pub mod delivery;
-pub mod export;
 pub mod ids;
 pub mod iso;
 pub mod json_depth;

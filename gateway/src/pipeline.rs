@@ -84,7 +84,7 @@ pub enum Prepared {
 
 /// A webhook's attachments resolved to versions, loaded plugins, configs (serialized) and
 /// secrets handles: what its hooks need, made once per event (by [`resolve`]) and shared
-/// by that event's [`prepare_resolved`] and its first attempt's [`authenticate_resolved`],
+/// by that event's [`prepare`] and its first attempt's [`authenticate`],
 /// so one event sees one version of each plugin. Cheap to clone.
 #[derive(Clone)]
 pub struct Resolution {
@@ -99,7 +99,7 @@ impl Resolution {
         self.calls.iter().any(|p| p.plugin.runs_hook(hook))
     }
 
-    /// Whether a filter or transform runs: events need [`prepare_resolved`].
+    /// Whether a filter or transform runs: events need [`prepare`].
     pub fn prepares(&self) -> bool {
         self.runs(Hook::Filter) || self.runs(Hook::Transform)
     }
@@ -160,32 +160,14 @@ fn made<T>(hook: Hook, result: &Result<T, PluginError>, elapsed: Duration) -> Ma
     (hook, outcome, elapsed)
 }
 
-/// Runs the filters, then the transforms, of `webhook`'s plugins on one event.
+/// Runs the filters, then the transforms, of the resolved plugins on one event.
 /// `envelope_body` is the default outgoing body (`delivery::envelope::body`).
-/// [`resolve`] then [`prepare_resolved`].
-pub async fn prepare(
-    ctx: &EngineContext,
-    tenant: &str,
-    webhook: &Webhook,
-    event: &StoredEvent,
-    envelope_body: Vec<u8>,
-) -> Prepared {
-    if webhook.spec.plugins.is_empty() {
-        return Prepared::unchanged();
-    }
-    match resolve(ctx, tenant, webhook).await {
-        Ok(resolution) => prepare_resolved(ctx, tenant, &resolution, event, envelope_body).await,
-        Err(reason) => Prepared::Failed { reason },
-    }
-}
-
-/// [`prepare`] with the attachments already resolved.
 ///
 /// Only hooks that can do something are called ([`LoadedPlugin::runs_hook`]): a plugin's
 /// default hooks (keep, identity) are skipped once they have said so. All the calls of one
 /// event run one after another in one [`PluginRuntime::with_slot`] task (inline on this
 /// thread when they are quick, else on a blocking thread), each with a fresh sandbox.
-pub async fn prepare_resolved(
+pub async fn prepare(
     ctx: &EngineContext,
     tenant: &str,
     resolution: &Resolution,
@@ -262,27 +244,12 @@ fn run_filters_and_transforms(
     (Prepared::Send { body, headers }, made)
 }
 
-/// Runs every attached plugin's `authenticate` hook, in order, on the request about to be
+/// Runs every resolved plugin's `authenticate` hook, in order, on the request about to be
 /// sent; returns the headers to add. Each plugin sees the headers earlier ones added.
-/// [`resolve`] then [`authenticate_resolved`].
+/// `request` is made only when a plugin's `authenticate` hook runs: with none (no plugin,
+/// or only plugins whose hook is the SDK's default) this costs nothing. Default hooks are skipped and the calls share
+/// one `with_slot` task, as in [`prepare`].
 pub async fn authenticate(
-    ctx: &EngineContext,
-    tenant: &str,
-    webhook: &Webhook,
-    request: OutgoingRequest,
-) -> Result<Vec<(String, String)>, String> {
-    if webhook.spec.plugins.is_empty() {
-        return Ok(Vec::new());
-    }
-    let resolution = resolve(ctx, tenant, webhook).await?;
-    authenticate_resolved(ctx, &resolution, || request).await
-}
-
-/// [`authenticate`] with the attachments already resolved. `request` is made only when a
-/// plugin's `authenticate` hook runs: with none (no plugin, or only plugins whose hook is
-/// the SDK's default) this costs nothing. Default hooks are skipped and the calls share
-/// one `with_slot` task, as in [`prepare_resolved`].
-pub async fn authenticate_resolved(
     ctx: &EngineContext,
     resolution: &Resolution,
     request: impl FnOnce() -> OutgoingRequest,
@@ -301,7 +268,7 @@ pub async fn authenticate_resolved(
 /// lets other tasks have the async worker.
 const BATCH_SLICE: Duration = Duration::from_millis(1);
 
-/// [`prepare_resolved`] for several events of one webhook: one result per event, in
+/// [`prepare`] for several events of one webhook: one result per event, in
 /// order. The calls run back to back in as few `with_slot` tasks as [`BATCH_SLICE`]
 /// allows. Each call still gets a fresh sandbox; what the batch saves is cache misses:
 /// run right after one another, calls find the engine's tables, the plugin's code and
@@ -681,7 +648,11 @@ mod tests {
     async fn prepare_for(ctx: &EngineContext, plugins: Value, total: f64) -> Prepared {
         let event = event(total);
         let body = crate::delivery::envelope::body("acme", &event, None);
-        prepare(ctx, "acme", &webhook(plugins), &event, body).await
+        // As the worker does: resolve, then prepare with that resolution.
+        match resolve(ctx, "acme", &webhook(plugins)).await {
+            Ok(resolution) => prepare(ctx, "acme", &resolution, &event, body).await,
+            Err(reason) => Prepared::Failed { reason },
+        }
     }
 
     #[tokio::test]
@@ -839,9 +810,8 @@ mod tests {
             {"plugin": "signer", "config": {"secret": "key"}},
             {"plugin": "echo", "config": "key"},
         ]));
-        let headers = authenticate(&f.ctx, "acme", &hook, request())
-            .await
-            .unwrap();
+        let resolution = resolve(&f.ctx, "acme", &hook).await.unwrap();
+        let headers = authenticate(&f.ctx, &resolution, request).await.unwrap();
         let names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -868,7 +838,8 @@ mod tests {
         assert_eq!(headers[2], ("x-secret".into(), "<none>".into()));
 
         let unsigned = webhook(json!([{"plugin": "signer", "config": {"secret": "nope"}}]));
-        let error = authenticate(&f.ctx, "acme", &unsigned, request())
+        let resolution = resolve(&f.ctx, "acme", &unsigned).await.unwrap();
+        let error = authenticate(&f.ctx, &resolution, request)
             .await
             .unwrap_err();
         assert!(

@@ -1,11 +1,14 @@
-//! The delivery engine: turns the event log into HTTP deliveries.
+//! The delivery engine: turns the event log into deliveries to each webhook's destination.
 //!
 //! `Dispatcher` keeps one `worker::Worker` task per running webhook it holds a lease on
 //! (`storage::Ownership`) and is told by the API, through `DeliveryControl`, when a webhook
-//! changes. Modules: `policy` (classification, schedule, Retry-After; pure),
-//! `envelope` (the default body; pure), `target` (client and request parts of a webhook),
-//! `sender` (one HTTP attempt), `worker` (cursor, dispatch, outcome records),
-//! `records` (what is stored), `retention` (purging old data).
+//! changes. Modules: `worker` (the delivery core: cursor, selection, plugins, limits,
+//! outcome records, statistics, lifecycle; its per-event and batched flows), `sink` (where
+//! deliveries go: `http`, `s3`), `batcher` (file assembly for batched sinks; pure),
+//! `policy` (classification, schedule, Retry-After; pure), `envelope` (the default body;
+//! pure), `selection` (which events a webhook takes), `records` (what is stored),
+//! `ledger` (start position, recover, rejected removal), `lifecycle` (integration log,
+//! status changes), `retention` (purging old data).
 //!
 //! Workers, their attempts and the HTTP client's connections run on a tokio runtime of
 //! their own (`Dispatcher::new`, given it by `main.rs`), apart from the one serving the
@@ -15,6 +18,7 @@
 //! threads the OS scheduler shares the CPU between ingest and delivery instead
 //! (docs/PERFORMANCE.md, session 5).
 
+pub mod batcher;
 pub mod envelope;
 pub mod ledger;
 pub mod lifecycle;
@@ -22,8 +26,7 @@ pub mod policy;
 pub mod records;
 pub mod retention;
 pub mod selection;
-pub mod sender;
-mod target;
+pub mod sink;
 mod worker;
 
 use std::{
@@ -44,7 +47,7 @@ use crate::{
     context::EngineContext,
     ids,
     iso::now_millis,
-    model::webhook::{Destination, Webhook, WebhookStatus},
+    model::webhook::{Webhook, WebhookStatus},
     storage::StoredEvent,
     storage::{Ownership, WebhookRef},
 };
@@ -53,8 +56,8 @@ use records::Attempt;
 struct Running {
     control: mpsc::UnboundedSender<Control>,
     task: JoinHandle<()>,
-    /// An export worker (s3 destination) rather than an HTTP one.
-    export: bool,
+    /// Its destination takes files (the batched flow), not single events.
+    batched: bool,
 }
 
 type WorkerKey = (String, String);
@@ -142,28 +145,15 @@ impl Dispatcher {
             }
         };
         let (control, receiver) = mpsc::unbounded_channel();
-        // Webhooks with an s3 destination get the export worker (files, not requests).
-        let export = matches!(webhook.spec.destination, Destination::S3(_));
-        let task = if export {
-            let _in_delivery_runtime = self.runtime.enter();
-            crate::export::spawn(
-                self.ctx.clone(),
-                tenant.to_string(),
-                webhook,
-                receiver,
-                lease,
-            )
-            .map_err(|e| e.to_string())
-        } else {
-            worker::Worker::new(self.ctx.clone(), tenant.to_string(), webhook)
-                .map(|worker| self.runtime.spawn(worker.run(receiver, lease)))
-        };
+        let batched = sink::is_batched(&webhook);
+        let task = worker::Worker::new(self.ctx.clone(), tenant.to_string(), webhook)
+            .map(|worker| self.runtime.spawn(worker.run(receiver, lease)));
         match task {
             Ok(task) => {
                 let running = Running {
                     control,
                     task,
-                    export,
+                    batched,
                 };
                 self.workers.lock().expect("workers").insert(key, running);
             }
@@ -177,13 +167,13 @@ impl Dispatcher {
         self.running(tenant, id).map(|(control, _)| control)
     }
 
-    /// The control channel of a live worker, and whether it is an export worker.
+    /// The control channel of a live worker, and whether its flow is the batched one.
     fn running(&self, tenant: &str, id: &str) -> Option<(mpsc::UnboundedSender<Control>, bool)> {
         let workers = self.workers.lock().expect("workers");
         workers
             .get(&(tenant.to_string(), id.to_string()))
             .filter(|r| !r.task.is_finished())
-            .map(|r| (r.control.clone(), r.export))
+            .map(|r| (r.control.clone(), r.batched))
     }
 
     /// Stops every worker (graceful shutdown): in-flight attempts are recorded first.
@@ -204,11 +194,11 @@ impl DeliveryControl for Dispatcher {
         let stored = self.ctx.catalog.webhook(tenant, id).await.ok().flatten();
         match stored {
             Some(webhook) if webhook.status == WebhookStatus::Running => {
-                let export = matches!(webhook.spec.destination, Destination::S3(_));
+                let batched = sink::is_batched(&webhook);
                 let webhook = Arc::new(webhook);
                 match self.running(tenant, id) {
-                    // Same kind of destination: the worker reloads its configuration.
-                    Some((control, running_export)) if running_export == export => {
+                    // A destination of the same shape: the worker reloads in place.
+                    Some((control, running_batched)) if running_batched == batched => {
                         let _ = control.send(Control::Reload(webhook));
                     }
                     _ => {
@@ -299,8 +289,18 @@ pub async fn send_test(
     tenant: &str,
     webhook: &Webhook,
 ) -> Result<Attempt, SendError> {
-    let target = target::for_webhook(webhook, allow_private_destinations)
-        .map_err(|e| SendError::Failed(e.to_string()))?;
+    let policy = hookgate_signing::DestinationPolicy {
+        allow_private: allow_private_destinations,
+    };
+    let sink = match sink::Sink::build(tenant, webhook, policy) {
+        Ok(sink::Sink::PerEvent(sink)) => sink,
+        Ok(sink::Sink::Batched(_)) => {
+            return Err(SendError::Failed(
+                "not supported for this destination: its files are sent as a whole".into(),
+            ));
+        }
+        Err(error) => return Err(SendError::Failed(error.to_string())),
+    };
     let event = StoredEvent {
         id: ids::generate("evt"),
         event_type: "hookgate.test".into(),
@@ -312,10 +312,10 @@ pub async fn send_test(
         .expect("valid JSON"),
     };
     let body = envelope::body(tenant, &event, webhook.spec.additional_data.as_ref());
-    let sent = target
+    let sent = sink
         .send(
             &webhook.id,
-            sender::Outgoing {
+            sink::Outgoing {
                 event_id: &event.id,
                 event_type: &event.event_type,
                 tenant,

@@ -50,6 +50,11 @@ pub fn retry_after(status: u16, value: Option<&str>, now: EpochMillis) -> Option
     ))
 }
 
+/// Millis since epoch `delay` after `now`.
+pub fn after(now: EpochMillis, delay: Duration) -> EpochMillis {
+    now + delay.as_millis() as EpochMillis
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,13 @@
-//! The S3 side of an export webhook: an `object_store` S3 client built from the webhook's
-//! destination, and the upload of one sealed file — one PUT, or a multipart upload with
-//! parts sent in parallel above `MULTIPART_THRESHOLD`.
+//! The S3 sink (NewStore's S3 integrations): an `object_store` S3 client built from the
+//! webhook's destination, and the upload of one sealed NDJSON file — one PUT, or a
+//! multipart upload with parts sent in parallel above `MULTIPART_THRESHOLD`.
 //!
 //! object_store signs (SigV4) and retries transient failures itself; we keep its own
 //! retries short, because the webhook's retry schedule is what decides when a failed file
 //! is tried again, and an attempt should be recorded in seconds, not minutes.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicU16, Ordering},
@@ -28,7 +29,16 @@ use object_store::{
     path::Path,
 };
 
-use crate::{delivery::sender::USER_AGENT, model::webhook::S3Destination};
+use super::{BatchSink, Sent, SinkError, http::USER_AGENT};
+use crate::{
+    delivery::{
+        batcher::{Naming, Rotation, Sealed},
+        records::Attempt,
+    },
+    ids,
+    iso::now_millis,
+    model::destination::S3Destination,
+};
 
 /// Files above this size go up as multipart uploads.
 pub const MULTIPART_THRESHOLD: usize = 8 * 1024 * 1024;
@@ -58,20 +68,105 @@ pub struct UploadFailure {
     pub error: String,
 }
 
-pub struct Uploader {
+/// Files of a webhook's events into its bucket.
+pub struct S3Sink {
+    uploader: Uploader,
+    rotation: Rotation,
+    naming: Naming,
+}
+
+impl S3Sink {
+    pub fn new(
+        destination: &S3Destination,
+        timeout: Duration,
+        tenant: &str,
+        policy: DestinationPolicy,
+    ) -> Result<S3Sink, SinkError> {
+        let naming = Naming::new(&destination.key_prefix, tenant);
+        // A bad key prefix shows up now rather than at the first upload.
+        Path::parse(naming.key(0, "0")).map_err(|e| SinkError(ConfigError::from(e).to_string()))?;
+        Ok(S3Sink {
+            uploader: Uploader::new(destination, timeout, policy)
+                .map_err(|e| SinkError(e.to_string()))?,
+            rotation: Rotation {
+                max_bytes: usize::try_from(destination.max_file_bytes).unwrap_or(usize::MAX),
+                flush_interval: destination.flush_interval.duration(),
+            },
+            naming,
+        })
+    }
+}
+
+#[async_trait]
+impl BatchSink for S3Sink {
+    fn layout(&self) -> (Rotation, Naming) {
+        (self.rotation, self.naming.clone())
+    }
+
+    async fn send(&self, webhook_id: &str, file: &Sealed) -> Sent {
+        let at = now_millis();
+        let started = std::time::Instant::now();
+        let result = self.uploader.upload(&file.key, file.body.clone()).await;
+        let url = self.uploader.url_of(&file.key);
+        let mut attempt = Attempt {
+            id: ids::generate("att"),
+            event_id: file.first.id.clone(),
+            webhook_id: webhook_id.to_string(),
+            at,
+            duration_ms: started.elapsed().as_millis() as u64,
+            status_code: None,
+            error: None,
+            response_headers: BTreeMap::new(),
+            response_body: String::new(),
+        };
+        let failure = match result {
+            Ok(e_tag) => {
+                // S3 answers 200 to a PUT and to completing a multipart upload.
+                attempt.status_code = Some(200);
+                if let Some(e_tag) = e_tag {
+                    attempt.response_headers.insert("etag".into(), e_tag);
+                }
+                attempt.response_body = format!(
+                    "uploaded {url}: {} events, {} bytes",
+                    file.events,
+                    file.body.len()
+                );
+                None
+            }
+            Err(failure) => {
+                attempt.status_code = failure.status;
+                attempt.error = Some(failure.error);
+                Some(match failure.status {
+                    Some(code) => format!("upload of {url} failed: HTTP {code} from S3"),
+                    None => format!(
+                        "upload of {url} failed: {}",
+                        attempt.error.as_deref().unwrap_or_default()
+                    ),
+                })
+            }
+        };
+        Sent {
+            attempt,
+            retry_after: None,
+            failure,
+        }
+    }
+}
+
+struct Uploader {
     store: AmazonS3,
     bucket: String,
     /// Why the endpoint may not be contacted (SSRF policy), reported on every attempt like
     /// a refused HTTP destination, so it shows in attempts and the log.
     refused: Option<String>,
     /// Status of the latest failed exchange (0: none, or no response). Uploads of one
-    /// `Uploader` run one at a time (the export worker sends one file at a time), so
+    /// `Uploader` run one at a time (a [`BatchSink`] gets one call at a time), so
     /// after a failed upload this is that upload's status.
     last_failure_status: Arc<AtomicU16>,
 }
 
 impl Uploader {
-    pub fn new(
+    fn new(
         destination: &S3Destination,
         timeout: Duration,
         policy: DestinationPolicy,
@@ -123,12 +218,12 @@ impl Uploader {
     }
 
     /// `s3://bucket/key`, for attempts and the log.
-    pub fn url_of(&self, key: &str) -> String {
+    fn url_of(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
 
     /// Uploads one file; returns its ETag.
-    pub async fn upload(&self, key: &str, body: Bytes) -> Result<Option<String>, UploadFailure> {
+    async fn upload(&self, key: &str, body: Bytes) -> Result<Option<String>, UploadFailure> {
         let location = Path::parse(key).map_err(|e| UploadFailure {
             status: None,
             error: format!("invalid object key `{key}`: {e}"),

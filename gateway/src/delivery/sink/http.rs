@@ -1,20 +1,23 @@
-//! One HTTP attempt: builds the request for a webhook, sends it, and captures what came
-//! back (status, headers, the first 4 KiB of the body, or the error) as an `Attempt`.
+//! The HTTP sink: a webhook's pooled keep-alive client (its TLS settings and the SSRF
+//! guard), signer, URL (with `query_key`), method, headers and timeout, and one attempt:
+//! build the request, sign it, send it, and capture what came back (status, headers, the
+//! first 4 KiB of the body, or the error) as an `Attempt`.
 
 use std::{collections::BTreeMap, time::Instant};
 
-use bytes::Bytes;
+use async_trait::async_trait;
+use hookgate_signing::{DestinationPolicy, OutgoingRequest, Signer, Transport, TransportOptions};
 use reqwest::{
     Method,
     header::{HeaderMap, HeaderName, HeaderValue},
 };
 
-use hookgate_signing::OutgoingRequest;
-
-use super::records::Attempt;
+use super::{EventSink, Outgoing, Preview, Sent, SinkError};
 use crate::{
+    delivery::records::Attempt,
     ids,
-    iso::{EpochMillis, now_millis},
+    iso::now_millis,
+    model::destination::{HttpDestination, HttpMethod},
 };
 
 /// Responses are recorded up to this many bytes.
@@ -23,35 +26,60 @@ pub const RESPONSE_BODY_CAP: usize = 4096;
 pub const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 
 /// The part of an outgoing request that does not depend on the event.
-pub struct Target {
-    pub transport: hookgate_signing::Transport,
-    pub signer: hookgate_signing::Signer,
-    pub url: url::Url,
-    pub method: Method,
-    pub headers: HeaderMap,
-    pub timeout: std::time::Duration,
+pub struct HttpSink {
+    transport: Transport,
+    signer: Signer,
+    url: url::Url,
+    method: Method,
+    headers: HeaderMap,
+    timeout: std::time::Duration,
 }
 
-/// One request to send.
-pub struct Outgoing<'a> {
-    pub event_id: &'a str,
-    pub event_type: &'a str,
-    pub tenant: &'a str,
-    pub body: Bytes,
-    /// Headers computed for this attempt (authentication).
-    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
-}
+impl HttpSink {
+    /// `max_in_flight` bounds the idle connections kept to the host.
+    pub fn new(
+        destination: &HttpDestination,
+        max_in_flight: u32,
+        policy: DestinationPolicy,
+    ) -> Result<HttpSink, SinkError> {
+        let invalid =
+            |what: &str, error: &dyn std::fmt::Display| SinkError(format!("{what}: {error}"));
+        let mut url = url::Url::parse(&destination.url).map_err(|e| invalid("url", &e))?;
+        if let Some(key) = &destination.query_key {
+            url.query_pairs_mut().append_pair("key", key.expose());
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &destination.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| invalid(&format!("header {name}"), &e))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| invalid(&format!("header {name}"), &e))?;
+            headers.insert(name, value);
+        }
+        let options = TransportOptions {
+            policy,
+            max_idle_per_host: max_in_flight as usize,
+            ..TransportOptions::default()
+        };
+        let transport = Transport::new(&destination.tls.clone().unwrap_or_default(), &options)
+            .map_err(|e| invalid("transport", &e))?;
+        let signer = Signer::new(&destination.authentication, &transport)
+            .map_err(|e| invalid("authentication", &e))?;
+        Ok(HttpSink {
+            transport,
+            signer,
+            url,
+            method: match destination.method {
+                HttpMethod::Post => Method::POST,
+                HttpMethod::Get => Method::GET,
+            },
+            headers,
+            timeout: destination.timeout.duration(),
+        })
+    }
 
-/// What an attempt produced, beyond the stored record.
-pub struct Sent {
-    pub attempt: Attempt,
-    /// `Retry-After` as sent by the receiver.
-    pub retry_after: Option<String>,
-}
-
-impl Target {
     /// The URL of one event: GET webhooks carry the event in the query string.
-    pub fn url_for(&self, out: &Outgoing<'_>) -> url::Url {
+    fn url_for(&self, out: &Outgoing<'_>) -> url::Url {
         let mut url = self.url.clone();
         if self.method == Method::GET {
             url.query_pairs_mut()
@@ -62,7 +90,7 @@ impl Target {
         url
     }
 
-    pub async fn send(&self, webhook_id: &str, out: Outgoing<'_>) -> Sent {
+    async fn attempt(&self, webhook_id: &str, out: Outgoing<'_>) -> Sent {
         let started = Instant::now();
         let at = now_millis();
         let url = self.url_for(&out);
@@ -130,7 +158,14 @@ impl Target {
             }
             Err(error) => (None, BTreeMap::new(), String::new(), Some(error), None),
         };
+        let failure = match (status_code, &error) {
+            (Some(200..=299), None) => None,
+            (Some(code), _) => Some(format!("HTTP {code} from the receiver")),
+            (None, Some(error)) => Some(error.clone()),
+            (None, None) => Some("no response".into()),
+        };
         Sent {
+            failure,
             attempt: Attempt {
                 id: ids::generate("att"),
                 event_id: out.event_id.to_string(),
@@ -172,7 +207,17 @@ impl Target {
         for (name, value) in self.headers.iter() {
             headers.insert(name.clone(), value.clone());
         }
-        for (name, value) in out.extra_headers.iter().chain(auth) {
+        // Headers a plugin set that HTTP cannot carry are left out rather than failing
+        // the attempt.
+        for (name, value) in &out.extra_headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        for (name, value) in auth {
             headers.insert(name.clone(), value.clone());
         }
         let mut request = self
@@ -189,15 +234,7 @@ impl Target {
 }
 
 fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
-    headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+    header_pairs(headers).collect()
 }
 
 /// Reads at most `RESPONSE_BODY_CAP` bytes; a slow or endless body cannot hold the attempt
@@ -240,7 +277,28 @@ pub fn describe(error: &reqwest::Error) -> String {
     }
 }
 
-/// Millis since epoch `delay` from now.
-pub fn after(now: EpochMillis, delay: std::time::Duration) -> EpochMillis {
-    now + delay.as_millis() as EpochMillis
+#[async_trait]
+impl EventSink for HttpSink {
+    fn preview(&self, outgoing: &Outgoing<'_>) -> Preview {
+        Preview {
+            method: self.method.to_string(),
+            url: self.url_for(outgoing).to_string(),
+            headers: header_pairs(&self.headers)
+                .chain(outgoing.extra_headers.iter().cloned())
+                .collect(),
+        }
+    }
+
+    async fn send(&self, webhook_id: &str, outgoing: Outgoing<'_>) -> Sent {
+        self.attempt(webhook_id, outgoing).await
+    }
+}
+
+fn header_pairs(headers: &HeaderMap) -> impl Iterator<Item = (String, String)> + '_ {
+    headers.iter().map(|(name, value)| {
+        (
+            name.as_str().to_string(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        )
+    })
 }
