@@ -57,7 +57,10 @@ pub use hookgate_plugin_host::{Header, OutgoingRequest};
 
 use crate::{
     context::EngineContext,
-    model::webhook::{PluginAttachment, RESERVED_HEADERS, Webhook},
+    model::{
+        destination::RESERVED_HEADERS,
+        webhook::{PluginAttachment, Webhook},
+    },
     storage::StoredEvent,
     storage::{Catalog, StorageResult, catalog::PluginVersion},
 };

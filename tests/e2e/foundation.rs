@@ -1,9 +1,16 @@
 //! Tenants, keys, event types, webhooks, ingest and errors through the real binary.
 
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sha2::Sha256;
 
-use crate::harness::{ADMIN_TOKEN, Client, Gateway};
+use crate::{
+    harness::{ADMIN_TOKEN, Client, Gateway},
+    receiver::{Receiver, ingest},
+};
 
 #[tokio::test]
 async fn tenants_are_isolated() {
@@ -374,6 +381,84 @@ async fn webhook_lifecycle_and_masked_secrets() {
     t.get("/webhooks/erp-1")
         .await
         .expect_error(404, "not_found");
+}
+
+/// The destination's settings may also come inside `destination` (the nested form). The
+/// webhook reads back in the contract's flat form, secrets masked, and delivers with every
+/// setting; a setting given in both places is a 400 naming it.
+#[tokio::test]
+async fn webhook_with_a_nested_http_destination_delivers() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::start().await;
+    let secret = "hmac-secret-that-must-never-be-shown";
+    let query_key = "query-key-that-must-never-be-shown";
+    let url = rx.url("/nested");
+    let created = t
+        .post(
+            "/webhooks",
+            json!({
+                "id": "nested", "event_types": ["order.created"],
+                "destination": {"type": "http", "url": url, "headers": {"X-Env": "prod"},
+                    "query_key": query_key, "timeout": "PT5S",
+                    "authentication": {"type": "hmac", "secret": secret}},
+            }),
+        )
+        .await
+        .expect(201)
+        .body;
+    let shown = t.get("/webhooks/nested").await.expect(200).body;
+    for body in [&created, &shown] {
+        assert_eq!(body["url"], url.as_str(), "{body}");
+        assert_eq!(body["method"], "POST");
+        assert_eq!(body["headers"], json!({"X-Env": "prod"}));
+        assert_eq!(body["timeout"], "PT5S");
+        assert_eq!(body["tls"], Value::Null);
+        assert_eq!(body["authentication"]["type"], "hmac");
+        assert_eq!(body["destination"], json!({"type": "http"}));
+        for hidden in [secret, query_key] {
+            assert!(!body.to_string().contains(hidden), "secret leaked: {body}");
+        }
+    }
+
+    // Both forms at once: refused, naming the nested one.
+    let refused = t
+        .post(
+            "/webhooks",
+            json!({"url": url, "destination": {"type": "http", "url": url}}),
+        )
+        .await
+        .expect_error(400, "validation_error");
+    assert_eq!(refused.body["errors"][0]["field"], "destination.url");
+    // A merge patch in the nested form changes the flat setting.
+    let patched = t
+        .call(
+            Method::PATCH,
+            "/webhooks/nested",
+            Some(json!({"destination": {"headers": {"X-Env": "staging"}}})),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(patched["headers"], json!({"X-Env": "staging"}));
+    assert_eq!(patched["destination"], json!({"type": "http"}));
+
+    ingest(&t, "e-1", json!({"total": 42})).await;
+    let requests = rx.wait_requests(&gw, 1, Duration::from_secs(20)).await;
+    let request = &requests[0];
+    assert_eq!(request.path(), "/nested");
+    assert_eq!(
+        request.query(),
+        [("key".to_string(), query_key.to_string())]
+    );
+    assert_eq!(request.header("x-env"), Some("staging"));
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&request.body);
+    assert_eq!(
+        request.header("x-signature"),
+        Some(hex::encode(mac.finalize().into_bytes()).as_str())
+    );
+    assert_eq!(request.json()["payload"], json!({"total": 42}));
 }
 
 #[tokio::test]

@@ -242,10 +242,7 @@ async fn recover(
     ApiJson(body): ApiJson<RecoverRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let webhook = existing(&state, &auth.tenant, &id).await?;
-    if matches!(
-        webhook.spec.destination,
-        crate::model::webhook::Destination::S3(_)
-    ) {
+    if crate::delivery::sink::is_batched(&webhook) {
         return Err(ApiError::conflict(
             "recover applies to http webhooks; an s3 webhook retries its file until it is uploaded",
         ));

@@ -22,6 +22,7 @@ use crate::{
     delivery::ledger,
     ids,
     iso::now_millis,
+    model::destination::flatten_nested,
     model::problems::FieldError,
     model::webhook::{
         ValidationContext, Webhook, WebhookSpec, WebhookStatus, check_client_id, parse_spec,
@@ -76,7 +77,8 @@ async fn validate(state: &ApiState, tenant: &str, spec: &WebhookSpec) -> ApiResu
     if policy.allow_private {
         return Ok(());
     }
-    let Some(url) = spec.url.as_deref().and_then(|u| url::Url::parse(u).ok()) else {
+    let http = spec.destination.http();
+    let Some(url) = http.and_then(|http| url::Url::parse(&http.url).ok()) else {
         return Ok(());
     };
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
@@ -101,6 +103,13 @@ async fn validate(state: &ApiState, tenant: &str, spec: &WebhookSpec) -> ApiResu
     Ok(())
 }
 
+/// Create, PUT and PATCH take the destination's settings flat (the contract) or inside
+/// `destination` (the nested form); this makes every body flat before anything else reads
+/// it (masked secrets restored, a patch merged, the spec parsed). Responses stay flat.
+fn accept_nested(body: &mut Value) -> ApiResult<()> {
+    flatten_nested(body).map_err(ApiError::validation)
+}
+
 pub async fn existing(state: &ApiState, tenant: &str, id: &str) -> ApiResult<Webhook> {
     state
         .catalog
@@ -118,8 +127,9 @@ pub async fn existing(state: &ApiState, tenant: &str, id: &str) -> ApiResult<Web
 async fn create_webhook(
     State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(mut body): ApiJson<Value>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    accept_nested(&mut body)?;
     let mut spec = parse_spec(body).map_err(ApiError::validation)?;
     if let Some(id) = &spec.id {
         check_client_id(id).map_err(ApiError::validation)?;
@@ -127,7 +137,10 @@ async fn create_webhook(
     let id = spec.id.clone().unwrap_or_else(|| ids::generate("whk"));
     spec.id = Some(id.clone());
     // A standard_webhooks secret is generated when absent and shown in this answer only.
-    let generated_secret = spec.authentication.prepare_new();
+    let generated_secret = spec
+        .destination
+        .http_mut()
+        .and_then(|http| http.authentication.prepare_new());
     validate(&state, &auth.tenant, &spec).await?;
     let _serialized = state.webhook_writes.lock().await;
     let limit = state.config.max_webhooks_per_tenant;
@@ -240,8 +253,9 @@ async fn replace_webhook(
     State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(mut body): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
+    accept_nested(&mut body)?;
     let current = existing(&state, &auth.tenant, &id).await?;
     update(&state, &auth.tenant, current, body).await
 }
@@ -254,13 +268,14 @@ async fn patch_webhook(
     State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
     Path((_, id)): Path<(String, String)>,
-    ApiJson(patch): ApiJson<Value>,
+    ApiJson(mut patch): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let current = existing(&state, &auth.tenant, &id).await?;
     let mut merged = serde_json::to_value(&current.spec).expect("spec serializes");
     if !patch.is_object() {
         return Err(ApiError::bad_request("a merge patch must be a JSON object"));
     }
+    accept_nested(&mut patch)?;
     merge_patch(&mut merged, patch);
     update(&state, &auth.tenant, current, merged).await
 }
@@ -376,8 +391,12 @@ async fn rotate_secret(
 ) -> ApiResult<Json<Value>> {
     let serialized = state.webhook_writes.lock().await;
     let mut webhook = existing(&state, &auth.tenant, &id).await?;
-    let secret = webhook
-        .spec
+    let Some(http) = webhook.spec.destination.http_mut() else {
+        return Err(ApiError::conflict(
+            "an s3 destination has no signing secret to rotate",
+        ));
+    };
+    let secret = http
         .authentication
         .rotate(jiff::Timestamp::now())
         .map_err(|e| ApiError::conflict(e.to_string()))?;

@@ -1,15 +1,18 @@
 //! A webhook (Sterling "webhook", NewStore "integration", CloudBlue "webhook"): what the
 //! API accepts (`WebhookSpec`), how it is validated, and the stored record (`Webhook`).
+//! Where its events go is one typed value, [`Destination`] (`model/destination.rs`);
+//! the spec's serde form is the flat wire form of `API.md` (`WireSpec`), the same for
+//! requests, responses and stored records.
 
 use std::collections::BTreeMap;
 
-use hookgate_signing::{
-    AuthConfig, DestinationPolicy, SecretString, TlsConfig, transport::check_url,
-};
+use hookgate_signing::{AuthConfig, DestinationPolicy, SecretString, TlsConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::destination::{Destination, HttpDestination, HttpMethod, S3Destination};
 use super::{
+    destination::{FlatSettings, WireDestination, WrittenBy, default_timeout, flatten_nested},
     filter,
     problems::{FieldError, Problems},
 };
@@ -18,39 +21,11 @@ use crate::{
     iso::{EpochMillis, IsoDuration, format_millis, parse_rfc3339},
 };
 
-pub const DEFAULT_TIMEOUT: &str = "PT30S";
 pub const DEFAULT_SCHEDULE: [&str; 8] = [
     "PT0S", "PT5S", "PT5M", "PT30M", "PT2H", "PT5H", "PT10H", "PT10H",
 ];
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
-const MAX_TIMEOUT_SECS: u64 = 300;
-const MAX_HEADERS: usize = 50;
 const MAX_SCHEDULE_STEPS: usize = 25;
-/// Headers the gateway owns on the wire; letting a tenant (or a plugin) set them would
-/// corrupt framing or forge the gateway's own headers.
-pub const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "proxy-authorization",
-    "proxy-connection",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum HttpMethod {
-    #[default]
-    Post,
-    Get,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,10 +76,6 @@ fn default_schedule() -> Vec<IsoDuration> {
         .collect()
 }
 
-fn default_timeout() -> IsoDuration {
-    DEFAULT_TIMEOUT.parse().expect("valid literal")
-}
-
 fn default_max_in_flight() -> u32 {
     DEFAULT_MAX_IN_FLIGHT
 }
@@ -124,92 +95,198 @@ pub struct PluginAttachment {
     pub config: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Destination {
-    #[default]
-    Http,
-    S3(S3Destination),
-}
-
+/// Everything a client configures on a webhook, typed: where its events go is one
+/// [`Destination`]. Its serde form is `WireSpec` (the contract's flat fields), so what
+/// the API shows and what the store holds did not change when the destination became
+/// typed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Destination {
-    pub bucket: String,
-    #[serde(default)]
-    pub key_prefix: String,
-    pub region: String,
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub path_style: bool,
-    pub access_key_id: String,
-    pub secret_access_key: SecretString,
-    #[serde(default = "default_flush_interval")]
-    pub flush_interval: IsoDuration,
-    #[serde(default = "default_max_file_bytes")]
-    pub max_file_bytes: u64,
-}
-
-fn default_flush_interval() -> IsoDuration {
-    "PT5M".parse().expect("valid literal")
-}
-
-fn default_max_file_bytes() -> u64 {
-    50 * 1024 * 1024
-}
-
-/// Everything a client configures on a webhook. Unknown fields are errors, so a typo is a
-/// 400 instead of a silently ignored setting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "WireSpec", into = "WireSpec")]
 pub struct WebhookSpec {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub method: HttpMethod,
-    #[serde(default = "default_true")]
     pub enabled: bool,
-    #[serde(default)]
     pub event_types: Vec<String>,
-    #[serde(default)]
     pub filter_conditions: Option<Value>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
     pub additional_data: Option<Value>,
-    #[serde(default)]
-    pub query_key: Option<SecretString>,
-    #[serde(default = "default_timeout")]
-    pub timeout: IsoDuration,
-    #[serde(default)]
     pub integration_type: IntegrationType,
-    #[serde(default)]
     pub starts_at: Option<String>,
-    #[serde(default)]
     pub ends_at: Option<String>,
-    #[serde(default)]
-    pub authentication: AuthConfig,
-    #[serde(default)]
-    pub tls: Option<TlsConfig>,
-    #[serde(default)]
     pub retry: RetryPolicy,
-    #[serde(default)]
     pub ordering: Ordering,
-    #[serde(default)]
     pub rate_limit_per_second: Option<f64>,
-    #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u32,
-    #[serde(default)]
     pub plugins: Vec<PluginAttachment>,
-    #[serde(default)]
     pub destination: Destination,
+}
+
+/// The wire form of a spec, field for field the struct `WebhookSpec` was before the
+/// destination became typed (`API.md`): the http settings and `timeout` flat, whatever
+/// the destination, and `destination` holding only its type and the s3 settings. Unknown
+/// fields are errors, so a typo is a 400 instead of a silently ignored setting.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireSpec {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    method: HttpMethod,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    event_types: Vec<String>,
+    #[serde(default)]
+    filter_conditions: Option<Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    additional_data: Option<Value>,
+    #[serde(default)]
+    query_key: Option<SecretString>,
+    #[serde(default = "default_timeout")]
+    timeout: IsoDuration,
+    #[serde(default)]
+    integration_type: IntegrationType,
+    #[serde(default)]
+    starts_at: Option<String>,
+    #[serde(default)]
+    ends_at: Option<String>,
+    #[serde(default)]
+    authentication: AuthConfig,
+    #[serde(default)]
+    tls: Option<TlsConfig>,
+    #[serde(default)]
+    retry: RetryPolicy,
+    #[serde(default)]
+    ordering: Ordering,
+    #[serde(default)]
+    rate_limit_per_second: Option<f64>,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: u32,
+    #[serde(default)]
+    plugins: Vec<PluginAttachment>,
+    #[serde(default)]
+    destination: WireDestination,
+}
+
+impl WebhookSpec {
+    /// The typed spec of its wire form; errors name the wire field.
+    fn from_wire(wire: WireSpec, written_by: WrittenBy) -> Result<WebhookSpec, Vec<FieldError>> {
+        let WireSpec {
+            id,
+            name,
+            description,
+            url,
+            method,
+            enabled,
+            event_types,
+            filter_conditions,
+            headers,
+            additional_data,
+            query_key,
+            timeout,
+            integration_type,
+            starts_at,
+            ends_at,
+            authentication,
+            tls,
+            retry,
+            ordering,
+            rate_limit_per_second,
+            max_in_flight,
+            plugins,
+            destination,
+        } = wire;
+        let flat = FlatSettings {
+            url,
+            method,
+            headers,
+            query_key,
+            timeout,
+            authentication,
+            tls,
+        };
+        Ok(WebhookSpec {
+            id,
+            name,
+            description,
+            enabled,
+            event_types,
+            filter_conditions,
+            additional_data,
+            integration_type,
+            starts_at,
+            ends_at,
+            retry,
+            ordering,
+            rate_limit_per_second,
+            max_in_flight,
+            plugins,
+            destination: Destination::from_wire(flat, destination, written_by)?,
+        })
+    }
+}
+
+impl From<WebhookSpec> for WireSpec {
+    fn from(spec: WebhookSpec) -> WireSpec {
+        let (flat, destination) = spec.destination.into_wire();
+        WireSpec {
+            id: spec.id,
+            name: spec.name,
+            description: spec.description,
+            url: flat.url,
+            method: flat.method,
+            enabled: spec.enabled,
+            event_types: spec.event_types,
+            filter_conditions: spec.filter_conditions,
+            headers: flat.headers,
+            additional_data: spec.additional_data,
+            query_key: flat.query_key,
+            timeout: flat.timeout,
+            integration_type: spec.integration_type,
+            starts_at: spec.starts_at,
+            ends_at: spec.ends_at,
+            authentication: flat.authentication,
+            tls: flat.tls,
+            retry: spec.retry,
+            ordering: spec.ordering,
+            rate_limit_per_second: spec.rate_limit_per_second,
+            max_in_flight: spec.max_in_flight,
+            plugins: spec.plugins,
+            destination,
+        }
+    }
+}
+
+/// Serde reads stored records (requests go through [`parse_spec`]).
+impl TryFrom<WireSpec> for WebhookSpec {
+    type Error = WireErrors;
+
+    fn try_from(wire: WireSpec) -> Result<WebhookSpec, WireErrors> {
+        WebhookSpec::from_wire(wire, WrittenBy::Store).map_err(WireErrors)
+    }
+}
+
+/// Why a stored wire spec is not a spec: `url: is required for http destinations`.
+#[derive(Debug)]
+pub struct WireErrors(Vec<FieldError>);
+
+impl std::fmt::Display for WireErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", error.field, error.message)?;
+        }
+        Ok(())
+    }
 }
 
 /// Fields a client may send back from a GET that are not configuration: accepted and
@@ -217,7 +294,8 @@ pub struct WebhookSpec {
 pub const READ_ONLY_FIELDS: &[&str] = &["status", "created_at", "updated_at", "tenant"];
 
 /// Parses a request body into a spec, naming the offending path on failure
-/// (`retry.schedule[2]: ...`).
+/// (`retry.schedule[2]: ...`). Takes the flat wire form and the nested one
+/// ([`flatten_nested`]).
 pub fn parse_spec(mut body: Value) -> Result<WebhookSpec, Vec<FieldError>> {
     let Value::Object(map) = &mut body else {
         return Err(vec![FieldError {
@@ -228,12 +306,14 @@ pub fn parse_spec(mut body: Value) -> Result<WebhookSpec, Vec<FieldError>> {
     for field in READ_ONLY_FIELDS {
         map.remove(*field);
     }
-    serde_path_to_error::deserialize(body).map_err(|e| {
+    flatten_nested(&mut body)?;
+    let wire: WireSpec = serde_path_to_error::deserialize(body).map_err(|e| {
         vec![FieldError {
             field: e.path().to_string(),
             message: e.inner().to_string(),
         }]
-    })
+    })?;
+    WebhookSpec::from_wire(wire, WrittenBy::Client)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,25 +356,7 @@ impl WebhookSpec {
             self.description.as_deref(),
             2000,
         );
-        self.validate_destination(&mut problems, &ctx.policy);
-        let auth_problems = self
-            .authentication
-            .validate()
-            .and_then(|()| self.authentication.check_destinations(&ctx.policy));
-        if let Err(errors) = auth_problems {
-            problems.extend(errors.into_iter().map(|e| FieldError {
-                field: e.field,
-                message: e.message,
-            }));
-        }
-        if let Some(tls) = &self.tls
-            && let Err(errors) = tls.validate()
-        {
-            problems.extend(errors.into_iter().map(|e| FieldError {
-                field: e.field,
-                message: e.message,
-            }));
-        }
+        self.destination.validate(&mut problems, &ctx.policy);
         for (i, event_type) in self.event_types.iter().enumerate() {
             if !is_event_type_name(event_type) {
                 problems.add(
@@ -308,20 +370,10 @@ impl WebhookSpec {
         {
             problems.add("filter_conditions", message);
         }
-        self.validate_headers(&mut problems);
         if let Some(data) = &self.additional_data
             && !data.is_object()
         {
             problems.add("additional_data", "must be a JSON object");
-        }
-        if let Some(key) = &self.query_key
-            && (key.expose().is_empty() || key.expose().len() > 512)
-        {
-            problems.add("query_key", "must be 1 to 512 characters");
-        }
-        let timeout = self.timeout.duration();
-        if timeout.is_zero() || timeout.as_secs() > MAX_TIMEOUT_SECS {
-            problems.add("timeout", "must be more than PT0S and at most PT5M");
         }
         self.validate_window(&mut problems);
         self.validate_retry(&mut problems);
@@ -348,94 +400,6 @@ impl WebhookSpec {
             }
         }
         problems.into_result()
-    }
-
-    fn validate_destination(&self, problems: &mut Problems, policy: &DestinationPolicy) {
-        match &self.destination {
-            Destination::Http => match &self.url {
-                None => problems.add("url", "is required for http destinations"),
-                Some(url) => match check_http_url(url) {
-                    Err(message) => problems.add("url", message),
-                    Ok(parsed) => {
-                        if let Err(refused) = check_url(&parsed, policy) {
-                            problems.add("url", refused.to_string());
-                        }
-                    }
-                },
-            },
-            Destination::S3(s3) => {
-                if self.url.is_some() {
-                    problems.add("url", "must be absent for s3 destinations");
-                }
-                if self.method != HttpMethod::Post {
-                    problems.add("method", "only applies to http destinations");
-                }
-                if !is_bucket_name(&s3.bucket) {
-                    problems.add("destination.bucket", "is not a valid S3 bucket name");
-                }
-                if s3.region.trim().is_empty() {
-                    problems.add("destination.region", "is required");
-                }
-                if s3.access_key_id.is_empty() {
-                    problems.add("destination.access_key_id", "is required");
-                }
-                if s3.secret_access_key.expose().is_empty() {
-                    problems.add("destination.secret_access_key", "is required");
-                }
-                if let Some(endpoint) = &s3.endpoint {
-                    match check_http_url(endpoint) {
-                        Err(message) => problems.add("destination.endpoint", message),
-                        Ok(parsed) => {
-                            if let Err(refused) = check_url(&parsed, policy) {
-                                problems.add("destination.endpoint", refused.to_string());
-                            }
-                            let is_ip = matches!(
-                                parsed.host(),
-                                Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))
-                            );
-                            if is_ip && !s3.path_style {
-                                problems.add(
-                                    "destination.path_style",
-                                    "must be true when the endpoint is an IP address",
-                                );
-                            }
-                        }
-                    }
-                }
-                if s3.flush_interval.duration().is_zero() {
-                    problems.add("destination.flush_interval", "must be more than PT0S");
-                }
-                if !(1024..=5 * 1024 * 1024 * 1024).contains(&s3.max_file_bytes) {
-                    problems.add(
-                        "destination.max_file_bytes",
-                        "must be between 1024 and 5368709120",
-                    );
-                }
-                if let Err(message) = check_key_prefix(&s3.key_prefix) {
-                    problems.add("destination.key_prefix", message);
-                }
-            }
-        }
-    }
-
-    fn validate_headers(&self, problems: &mut Problems) {
-        if self.headers.len() > MAX_HEADERS {
-            problems.add("headers", format!("at most {MAX_HEADERS} headers"));
-        }
-        for (name, value) in &self.headers {
-            let field = format!("headers.{name}");
-            match http::HeaderName::from_bytes(name.as_bytes()) {
-                Err(_) => problems.add(field, "is not a valid HTTP header name"),
-                Ok(parsed) if RESERVED_HEADERS.contains(&parsed.as_str()) => {
-                    problems.add(field, "is set by the gateway and cannot be overridden")
-                }
-                Ok(_) => {
-                    if http::HeaderValue::from_str(value).is_err() {
-                        problems.add(field, "value must be visible ASCII without line breaks");
-                    }
-                }
-            }
-        }
     }
 
     fn validate_window(&self, problems: &mut Problems) {
@@ -500,27 +464,6 @@ impl WebhookSpec {
     }
 }
 
-/// Object keys are `{key_prefix}/{tenant}/…`: the prefix must make a clean key path.
-fn check_key_prefix(prefix: &str) -> Result<(), String> {
-    if prefix.len() > 512 {
-        return Err("at most 512 characters".into());
-    }
-    if prefix.starts_with('/') || prefix.ends_with('/') {
-        return Err("must not start or end with /".into());
-    }
-    if prefix.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    if !prefix.is_empty()
-        && prefix
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err("segments must not be empty, `.` or `..`".into());
-    }
-    Ok(())
-}
-
 /// A client-chosen webhook id must match NewStore's pattern.
 pub fn check_client_id(id: &str) -> Result<(), Vec<FieldError>> {
     if ids::is_client_id(id) {
@@ -541,23 +484,6 @@ fn check_text(problems: &mut Problems, field: &str, value: Option<&str>, max: us
     }
 }
 
-pub fn check_http_url(text: &str) -> Result<url::Url, String> {
-    if text.len() > 2048 {
-        return Err("at most 2048 characters".into());
-    }
-    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a valid URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme `{}` is not http or https", url.scheme()));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("needs a host".into());
-    }
-    if url.fragment().is_some() {
-        return Err("must not contain a #fragment".into());
-    }
-    Ok(url)
-}
-
 /// Event type names: what Sterling (`ORDER_CREATE`), CloudBlue and dotted styles use.
 pub fn is_event_type_name(name: &str) -> bool {
     !name.is_empty()
@@ -565,13 +491,6 @@ pub fn is_event_type_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
-}
-
-fn is_bucket_name(name: &str) -> bool {
-    (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
 }
 
 impl Webhook {
@@ -594,6 +513,7 @@ impl Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookgate_signing::{MasterKey, config::secret_scope};
     use serde_json::json;
 
     fn ctx() -> ValidationContext<'static> {
@@ -620,11 +540,99 @@ mod tests {
         }
     }
 
+    /// Records as the code before the typed destination wrote them (`serde_json` of a
+    /// `Webhook`, secrets shown in plaintext as outside a sealing scope), and the views it
+    /// showed for them: an http webhook with every http setting, and an s3 webhook.
+    const STORED_HTTP: &str = r#"{"id":"erp-1","status":"running","created_at":1767225600000,"updated_at":1767225600000,"spec":{"id":"erp-1","name":"ERP","description":null,"url":"https://erp.example.com/hook?x=1","method":"POST","enabled":true,"event_types":["order.created"],"filter_conditions":null,"headers":{"X-Env":"prod"},"additional_data":null,"query_key":"query-key-value-0001","timeout":"PT10S","integration_type":"permanent","starts_at":null,"ends_at":null,"authentication":{"type":"hmac","secret":"hmac-secret-value-0002","header":"X-Sig"},"tls":{"ca_pem":"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n","client_cert_pem":"-----BEGIN CERTIFICATE-----\nCERT\n-----END CERTIFICATE-----\n","client_key_pem":"-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n"},"retry":{"mode":"auto","schedule":["PT0S","PT5S"]},"ordering":"unordered","rate_limit_per_second":null,"max_in_flight":16,"plugins":[],"destination":{"type":"http"}}}"#;
+    const VIEW_HTTP: &str = r#"{"additional_data":null,"authentication":{"header":"X-Sig","secret":"****0002","type":"hmac"},"created_at":"2026-01-01T00:00:00.000Z","description":null,"destination":{"type":"http"},"enabled":true,"ends_at":null,"event_types":["order.created"],"filter_conditions":null,"headers":{"X-Env":"prod"},"id":"erp-1","integration_type":"permanent","max_in_flight":16,"method":"POST","name":"ERP","ordering":"unordered","plugins":[],"query_key":"****0001","rate_limit_per_second":null,"retry":{"mode":"auto","schedule":["PT0S","PT5S"]},"starts_at":null,"status":"running","timeout":"PT10S","tls":{"ca_pem":"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n","client_cert_pem":"-----BEGIN CERTIFICATE-----\nCERT\n-----END CERTIFICATE-----\n","client_key_pem":"(PEM private key, sha256:d4d1cff8)"},"updated_at":"2026-01-01T00:00:00.000Z","url":"https://erp.example.com/hook?x=1"}"#;
+    const STORED_S3: &str = r#"{"id":"lake","status":"running","created_at":1767225600000,"updated_at":1767225600000,"spec":{"id":"lake","name":null,"description":null,"url":null,"method":"POST","enabled":true,"event_types":[],"filter_conditions":null,"headers":{},"additional_data":null,"query_key":null,"timeout":"PT30S","integration_type":"permanent","starts_at":null,"ends_at":null,"authentication":{"type":"none"},"tls":null,"retry":{"mode":"auto","schedule":["PT0S","PT5S","PT5M","PT30M","PT2H","PT5H","PT10H","PT10H"]},"ordering":"unordered","rate_limit_per_second":null,"max_in_flight":16,"plugins":[],"destination":{"type":"s3","bucket":"exports","key_prefix":"hg/raw","region":"eu-west-1","endpoint":"https://minio.example.com","path_style":true,"access_key_id":"AKIA","secret_access_key":"s3-secret-value-0003","flush_interval":"PT5M","max_file_bytes":52428800}}}"#;
+    const VIEW_S3: &str = r#"{"additional_data":null,"authentication":{"type":"none"},"created_at":"2026-01-01T00:00:00.000Z","description":null,"destination":{"access_key_id":"AKIA","bucket":"exports","endpoint":"https://minio.example.com","flush_interval":"PT5M","key_prefix":"hg/raw","max_file_bytes":52428800,"path_style":true,"region":"eu-west-1","secret_access_key":"****0003","type":"s3"},"enabled":true,"ends_at":null,"event_types":[],"filter_conditions":null,"headers":{},"id":"lake","integration_type":"permanent","max_in_flight":16,"method":"POST","name":null,"ordering":"unordered","plugins":[],"query_key":null,"rate_limit_per_second":null,"retry":{"mode":"auto","schedule":["PT0S","PT5S","PT5M","PT30M","PT2H","PT5H","PT10H","PT10H"]},"starts_at":null,"status":"running","timeout":"PT30S","tls":null,"updated_at":"2026-01-01T00:00:00.000Z","url":null}"#;
+
+    #[test]
+    fn records_written_before_the_typed_destination_read_back_identically() {
+        for (stored, view) in [(STORED_HTTP, VIEW_HTTP), (STORED_S3, VIEW_S3)] {
+            let webhook: Webhook = serde_json::from_str(stored).unwrap();
+            // Written back byte for byte (the wire struct keeps the old field order).
+            assert_eq!(serde_json::to_string(&webhook).unwrap(), stored);
+            let value: Value = serde_json::from_str(stored).unwrap();
+            assert_eq!(serde_json::to_value(&webhook).unwrap(), value);
+            // The API view, secrets masked, is what it was.
+            let shown = secret_scope::masked(|| webhook.to_view());
+            assert_eq!(shown, serde_json::from_str::<Value>(view).unwrap());
+            // Sealed for storage and opened again: the same webhook.
+            let (key, _) = MasterKey::generate();
+            let sealed = secret_scope::to_sealed_json(&webhook, &key).unwrap();
+            let opened: Webhook = secret_scope::from_sealed_json(&sealed, &key).unwrap();
+            assert_eq!(opened.spec, webhook.spec);
+            // A GET sent back by PUT (read-modify-write) parses to the same spec.
+            let mut sent_back = shown.clone();
+            secret_scope::restore_masked(&mut sent_back, &webhook.spec).unwrap();
+            assert_eq!(parse_spec(sent_back).unwrap(), webhook.spec);
+        }
+
+        let http: Webhook = serde_json::from_str(STORED_HTTP).unwrap();
+        let Destination::Http(destination) = &http.spec.destination else {
+            panic!("{:?}", http.spec.destination);
+        };
+        assert_eq!(destination.url, "https://erp.example.com/hook?x=1");
+        assert_eq!(destination.timeout.as_str(), "PT10S");
+        assert_eq!(
+            destination.query_key.as_ref().unwrap().expose(),
+            "query-key-value-0001"
+        );
+        assert!(matches!(destination.authentication, AuthConfig::Hmac(_)));
+        assert!(destination.tls.as_ref().unwrap().client_key_pem.is_some());
+        assert_eq!(destination.headers["X-Env"], "prod");
+
+        let s3: Webhook = serde_json::from_str(STORED_S3).unwrap();
+        let Destination::S3(destination) = &s3.spec.destination else {
+            panic!("{:?}", s3.spec.destination);
+        };
+        assert_eq!(destination.bucket, "exports");
+        assert_eq!(destination.timeout.as_str(), "PT30S");
+        assert_eq!(
+            destination.secret_access_key.expose(),
+            "s3-secret-value-0003"
+        );
+    }
+
+    /// Before the typed destination, validation let an s3 webhook keep `headers`,
+    /// `query_key`, `authentication` and `tls` (export never used them): such a record
+    /// loads, without them. From a client they are refused.
+    #[test]
+    fn stored_s3_records_with_unused_http_settings_still_load() {
+        let mut value: Value = serde_json::from_str(STORED_S3).unwrap();
+        let spec = &mut value["spec"];
+        spec["headers"] = json!({"X-Env": "prod"});
+        spec["query_key"] = json!("abc");
+        spec["authentication"] = json!({"type": "hmac", "secret": "s"});
+        spec["tls"] = json!({});
+        let loaded: Webhook = serde_json::from_value(value.clone()).unwrap();
+        let clean: Webhook = serde_json::from_str(STORED_S3).unwrap();
+        assert_eq!(loaded.spec, clean.spec);
+        let errors = parse_spec(value["spec"].take()).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["headers", "query_key", "authentication", "tls"]);
+    }
+
+    #[test]
+    fn a_stored_record_that_is_no_spec_names_the_field() {
+        let mut value: Value = serde_json::from_str(STORED_HTTP).unwrap();
+        value["spec"]["url"] = Value::Null;
+        let error = serde_json::from_value::<Webhook>(value).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("url: is required for http destinations"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn defaults_fill_a_minimal_webhook() {
         let spec = parse_spec(json!({"url": "https://erp.example.com/hook"})).unwrap();
         spec.validate(&ctx()).unwrap();
-        assert_eq!(spec.timeout.as_str(), "PT30S");
+        assert_eq!(spec.destination.http().unwrap().timeout.as_str(), "PT30S");
         assert_eq!(spec.retry.schedule.len(), 8);
         assert_eq!(spec.max_in_flight, 16);
         assert!(spec.enabled);

@@ -17,7 +17,7 @@ use crate::{
     delivery::records::Attempt,
     ids,
     iso::now_millis,
-    model::webhook::{HttpMethod, Webhook},
+    model::destination::{HttpDestination, HttpMethod},
 };
 
 /// Responses are recorded up to this many bytes.
@@ -36,20 +36,20 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn new(webhook: &Webhook, policy: DestinationPolicy) -> Result<HttpSink, SinkError> {
-        let spec = &webhook.spec;
+    /// `max_in_flight` bounds the idle connections kept to the host.
+    pub fn new(
+        destination: &HttpDestination,
+        max_in_flight: u32,
+        policy: DestinationPolicy,
+    ) -> Result<HttpSink, SinkError> {
         let invalid =
             |what: &str, error: &dyn std::fmt::Display| SinkError(format!("{what}: {error}"));
-        let url = spec
-            .url
-            .as_deref()
-            .ok_or_else(|| SinkError("the webhook has no http destination".into()))?;
-        let mut url = url::Url::parse(url).map_err(|e| invalid("url", &e))?;
-        if let Some(key) = &spec.query_key {
+        let mut url = url::Url::parse(&destination.url).map_err(|e| invalid("url", &e))?;
+        if let Some(key) = &destination.query_key {
             url.query_pairs_mut().append_pair("key", key.expose());
         }
         let mut headers = HeaderMap::new();
-        for (name, value) in &spec.headers {
+        for (name, value) in &destination.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| invalid(&format!("header {name}"), &e))?;
             let value =
@@ -58,23 +58,23 @@ impl HttpSink {
         }
         let options = TransportOptions {
             policy,
-            max_idle_per_host: spec.max_in_flight as usize,
+            max_idle_per_host: max_in_flight as usize,
             ..TransportOptions::default()
         };
-        let transport = Transport::new(&spec.tls.clone().unwrap_or_default(), &options)
+        let transport = Transport::new(&destination.tls.clone().unwrap_or_default(), &options)
             .map_err(|e| invalid("transport", &e))?;
-        let signer = Signer::new(&spec.authentication, &transport)
+        let signer = Signer::new(&destination.authentication, &transport)
             .map_err(|e| invalid("authentication", &e))?;
         Ok(HttpSink {
             transport,
             signer,
             url,
-            method: match spec.method {
+            method: match destination.method {
                 HttpMethod::Post => Method::POST,
                 HttpMethod::Get => Method::GET,
             },
             headers,
-            timeout: spec.timeout.duration(),
+            timeout: destination.timeout.duration(),
         })
     }
 

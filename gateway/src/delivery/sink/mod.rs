@@ -93,22 +93,13 @@ impl Sink {
         policy: DestinationPolicy,
     ) -> Result<Sink, SinkError> {
         Ok(match &webhook.spec.destination {
-            Destination::Http => Sink::PerEvent(Arc::new(http::HttpSink::new(webhook, policy)?)),
-            Destination::S3(s3) => Sink::Batched(Arc::new(s3::S3Sink::new(
-                s3,
-                webhook.spec.timeout.duration(),
-                tenant,
+            Destination::Http(destination) => Sink::PerEvent(Arc::new(http::HttpSink::new(
+                destination,
+                webhook.spec.max_in_flight,
                 policy,
             )?)),
+            Destination::S3(s3) => Sink::Batched(Arc::new(s3::S3Sink::new(s3, tenant, policy)?)),
         })
-    }
-
-    /// Whether `other` takes events in the same shape (a worker can switch to it in place).
-    pub fn same_shape(&self, other: &Sink) -> bool {
-        matches!(
-            (self, other),
-            (Sink::PerEvent(_), Sink::PerEvent(_)) | (Sink::Batched(_), Sink::Batched(_))
-        )
     }
 }
 

@@ -37,7 +37,7 @@ use crate::{
     },
     ids,
     iso::now_millis,
-    model::webhook::S3Destination,
+    model::destination::S3Destination,
 };
 
 /// Files above this size go up as multipart uploads.
@@ -78,10 +78,10 @@ pub struct S3Sink {
 impl S3Sink {
     pub fn new(
         destination: &S3Destination,
-        timeout: Duration,
         tenant: &str,
         policy: DestinationPolicy,
     ) -> Result<S3Sink, SinkError> {
+        let timeout = destination.timeout.duration();
         let naming = Naming::new(&destination.key_prefix, tenant);
         // A bad key prefix shows up now rather than at the first upload.
         Path::parse(naming.key(0, "0")).map_err(|e| SinkError(ConfigError::from(e).to_string()))?;
