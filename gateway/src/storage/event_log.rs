@@ -1,6 +1,9 @@
 //! The event log: per tenant, events in the order they were accepted, numbered by a seq
-//! (1, 2, 3… without gaps among durable events), readable by seq, by id and by type and
-//! publish time, and trimmed by retention.
+//! that grows with every event and is never reused (the embedded backend counts 1, 2, 3…
+//! per tenant; a backend whose numbering is shared by tenants leaves gaps, so callers must
+//! not count events by subtracting seqs), readable by seq, by id and by type and publish
+//! time, and trimmed by retention. The durable events of a tenant are always a prefix of
+//! its seqs: no event becomes readable before one with a smaller seq.
 //!
 //! Durability: [`append`](EventLog::append) returns once its events are durable (the
 //! embedded backend: `fdatasync`ed; a replicated one: stored at its replication factor);

@@ -1,20 +1,23 @@
 //! The storage contract as tests: written against the traits alone, run against every
-//! backend. A backend passes when `delivery_state_suite` and `catalog_suite` pass with a
-//! fresh, empty instance from its constructor for every check (`embedded_backend_conforms`
-//! below; a new backend adds one such test).
+//! backend. A backend passes when `event_log_suite`, `delivery_state_suite` and
+//! `catalog_suite` pass with a fresh, empty instance from its constructor for every check,
+//! and `one_lease_per_webhook` with one (`embedded_backend_conforms` below; a new backend
+//! adds one such test).
 
 mod catalog;
+mod event_log;
 
 use std::{collections::HashSet, future::Future, sync::Arc};
 
-use super::{Catalog, DeliveryState, OutcomeSet, Ownership, RejectedPage, WebhookRef};
+use super::{Catalog, DeliveryState, EventLog, OutcomeSet, Ownership, RejectedPage, WebhookRef};
 use crate::{
     delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
     iso::EpochMillis,
 };
 
-/// A backend under test: its delivery state, and whatever must live as long as it does.
+/// A backend under test: its parts, and whatever must live as long as they do.
 pub struct Backend {
+    pub log: Arc<dyn EventLog>,
     pub deliveries: Arc<dyn DeliveryState>,
     pub catalog: Arc<dyn Catalog>,
     pub ownership: Arc<dyn Ownership>,
@@ -58,7 +61,23 @@ fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
     deliveries.iter().map(|d| d.seq).collect()
 }
 
-/// Every check, each on a fresh backend from `make`.
+/// Every event log check, each on a fresh backend from `make`.
+pub async fn event_log_suite<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Backend>,
+{
+    use event_log::*;
+    appended_events_read_back_in_order(&*make().await.log).await;
+    client_ids_are_idempotent(&*make().await.log).await;
+    tenants_do_not_see_each_other(&*make().await.log).await;
+    readers_are_woken_by_new_events(&*make().await.log).await;
+    events_list_by_type_and_time_in_pages(&*make().await.log).await;
+    retention_removes_the_oldest(&*make().await.log).await;
+    a_forgotten_tenant_has_no_events(&*make().await.log).await;
+}
+
+/// Every delivery state check, each on a fresh backend from `make`.
 pub async fn delivery_state_suite<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
@@ -477,15 +496,17 @@ async fn embedded() -> Backend {
     let embedded =
         crate::store::open(dir.path(), master_key, &tokio::runtime::Handle::current()).unwrap();
     Backend {
+        log: embedded.log,
         deliveries: embedded.deliveries,
         catalog: embedded.catalog,
         ownership: embedded.ownership,
-        _guard: Box::new((dir, embedded.log)),
+        _guard: Box::new(dir),
     }
 }
 
 #[tokio::test]
 async fn embedded_backend_conforms() {
+    event_log_suite(embedded).await;
     delivery_state_suite(embedded).await;
     catalog_suite(embedded).await;
     one_lease_per_webhook(&*embedded().await.ownership).await;
