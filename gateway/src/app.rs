@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use crate::{
-    api::ApiState, config::Config, context::EngineContext, delivery::Dispatcher,
+    api::ApiState,
+    config::{Config, StorageKind},
+    context::EngineContext,
+    delivery::Dispatcher,
     schemas::SchemaCache,
 };
 
@@ -35,6 +38,14 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         &config.data_dir.join("master_key"),
     )
     .context("cannot load the master key")?;
+    if config.storage == StorageKind::Nats {
+        // Connecting checks the server (version, JetStream) before anything else.
+        let _nats = crate::nats::Nats::connect(&config).await?;
+        anyhow::bail!(
+            "storage = \"nats\" is not complete yet: the event log runs on JetStream, the \
+             catalog, delivery state and ownership do not (docs/CLUSTER.md)"
+        );
+    }
     let embedded = crate::store::open(&config.data_dir, master_key, &delivery_runtime)?;
     let admin_token = admin_token(&config)?;
     let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))

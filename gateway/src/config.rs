@@ -15,6 +15,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where the gateway keeps its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// This machine's `data_dir`: segment log and sled (one node).
+    #[default]
+    Embedded,
+    /// A NATS JetStream cluster that every node of a Hookgate cluster shares
+    /// (docs/CLUSTER.md); `data_dir` then holds only caches.
+    Nats,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -54,6 +66,42 @@ pub struct Config {
     /// and its compiled code on disk, so this with `plugin_max_component_bytes` bounds a
     /// tenant's share of `data_dir/plugins`.
     pub plugin_max_versions_per_tenant: usize,
+    pub storage: StorageKind,
+    /// NATS client URLs (`storage = "nats"`); in the file a list or one comma-separated
+    /// string, in `HOOKGATE_NATS_SERVERS` comma-separated.
+    #[serde(deserialize_with = "comma_separated")]
+    pub nats_servers: Vec<String>,
+    /// A `.creds` file (JWT and NKey seed), as `nsc` writes it.
+    pub nats_credentials_file: Option<PathBuf>,
+    /// A file holding an NKey seed (`SU...`).
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    pub nats_user: Option<String>,
+    pub nats_password: Option<String>,
+    pub nats_token: Option<String>,
+    /// CA certificates (PEM) that sign the servers' certificates; setting it requires TLS.
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for servers that verify clients.
+    pub nats_tls_cert_file: Option<PathBuf>,
+    pub nats_tls_key_file: Option<PathBuf>,
+}
+
+/// A list of URLs, written as a TOML list or as one comma-separated string.
+fn comma_separated<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Urls {
+        One(String),
+        Many(Vec<String>),
+    }
+    let urls = match Urls::deserialize(d)? {
+        Urls::One(text) => text.split(',').map(str::to_string).collect(),
+        Urls::Many(urls) => urls,
+    };
+    Ok(urls
+        .into_iter()
+        .map(|url| url.trim().to_string())
+        .filter(|url| !url.is_empty())
+        .collect())
 }
 
 impl Default for Config {
@@ -76,6 +124,16 @@ impl Default for Config {
             plugin_call_timeout: "PT0.1S".parse().expect("valid literal"),
             plugin_max_calls_per_tenant: hookgate_plugin_host::SANDBOX_SLOTS / 4,
             plugin_max_versions_per_tenant: 50,
+            storage: StorageKind::Embedded,
+            nats_servers: Vec::new(),
+            nats_credentials_file: None,
+            nats_nkey_seed_file: None,
+            nats_user: None,
+            nats_password: None,
+            nats_token: None,
+            nats_tls_ca_file: None,
+            nats_tls_cert_file: None,
+            nats_tls_key_file: None,
         }
     }
 }
@@ -120,6 +178,26 @@ pub struct ConfigArgs {
     pub plugin_max_calls_per_tenant: Option<u32>,
     #[arg(long, env = "HOOKGATE_PLUGIN_MAX_VERSIONS_PER_TENANT")]
     pub plugin_max_versions_per_tenant: Option<usize>,
+    #[arg(long, env = "HOOKGATE_STORAGE", value_enum)]
+    pub storage: Option<StorageKind>,
+    #[arg(long, env = "HOOKGATE_NATS_SERVERS", value_delimiter = ',')]
+    pub nats_servers: Option<Vec<String>>,
+    #[arg(long, env = "HOOKGATE_NATS_CREDENTIALS_FILE")]
+    pub nats_credentials_file: Option<PathBuf>,
+    #[arg(long, env = "HOOKGATE_NATS_NKEY_SEED_FILE")]
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    #[arg(long, env = "HOOKGATE_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "HOOKGATE_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    #[arg(long, env = "HOOKGATE_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    #[arg(long, env = "HOOKGATE_NATS_TLS_CA_FILE")]
+    pub nats_tls_ca_file: Option<PathBuf>,
+    #[arg(long, env = "HOOKGATE_NATS_TLS_CERT_FILE")]
+    pub nats_tls_cert_file: Option<PathBuf>,
+    #[arg(long, env = "HOOKGATE_NATS_TLS_KEY_FILE")]
+    pub nats_tls_key_file: Option<PathBuf>,
 }
 
 /// A plugin call holds a sandbox slot (and, past its inline budget, a blocking thread) for
@@ -181,14 +259,34 @@ impl ConfigArgs {
             plugin_memory_limit_bytes,
             plugin_call_timeout,
             plugin_max_calls_per_tenant,
-            plugin_max_versions_per_tenant
+            plugin_max_versions_per_tenant,
+            storage
         );
-        if self.admin_token.is_some() {
-            config.admin_token = self.admin_token;
+        if let Some(servers) = self.nats_servers {
+            config.nats_servers = servers
+                .into_iter()
+                .map(|url| url.trim().to_string())
+                .filter(|url| !url.is_empty())
+                .collect();
         }
-        if self.master_key.is_some() {
-            config.master_key = self.master_key;
+        // Settings that are unset by default: given, they replace the file's.
+        macro_rules! overlay_optional {
+            ($($field:ident),*) => {$(
+                if self.$field.is_some() { config.$field = self.$field; }
+            )*};
         }
+        overlay_optional!(
+            admin_token,
+            master_key,
+            nats_credentials_file,
+            nats_nkey_seed_file,
+            nats_user,
+            nats_password,
+            nats_token,
+            nats_tls_ca_file,
+            nats_tls_cert_file,
+            nats_tls_key_file
+        );
         config.validate()?;
         Ok(config)
     }
@@ -234,12 +332,68 @@ impl Config {
                 "plugin_max_versions_per_tenant must be at least 1".into(),
             ));
         }
+        self.validate_nats()?;
         if let Some(token) = &self.admin_token
             && token.len() < 16
         {
             return Err(ConfigError::Invalid(
                 "admin_token must be at least 16 characters".into(),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The NATS settings are all-or-nothing: `storage = "nats"` needs servers, and NATS
+    /// settings without it would be ignored, so they are refused instead.
+    fn validate_nats(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_string()));
+        let any_nats_setting = !self.nats_servers.is_empty()
+            || self.nats_credentials_file.is_some()
+            || self.nats_nkey_seed_file.is_some()
+            || self.nats_user.is_some()
+            || self.nats_password.is_some()
+            || self.nats_token.is_some()
+            || self.nats_tls_ca_file.is_some()
+            || self.nats_tls_cert_file.is_some()
+            || self.nats_tls_key_file.is_some();
+        match self.storage {
+            StorageKind::Embedded if any_nats_setting => {
+                return invalid("nats_* settings apply only with storage = \"nats\"");
+            }
+            StorageKind::Embedded => return Ok(()),
+            StorageKind::Nats if self.nats_servers.is_empty() => {
+                return invalid(
+                    "storage = \"nats\" needs nats_servers (HOOKGATE_NATS_SERVERS), e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222",
+                );
+            }
+            StorageKind::Nats => {}
+        }
+        for url in &self.nats_servers {
+            let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+            if !matches!(scheme, Some("nats" | "tls")) {
+                return Err(ConfigError::Invalid(format!(
+                    "nats_servers: {url:?} is not a nats:// or tls:// URL"
+                )));
+            }
+        }
+        if self.nats_user.is_some() != self.nats_password.is_some() {
+            return invalid("nats_user and nats_password go together");
+        }
+        if self.nats_tls_cert_file.is_some() != self.nats_tls_key_file.is_some() {
+            return invalid("nats_tls_cert_file and nats_tls_key_file go together");
+        }
+        let methods = [
+            self.nats_credentials_file.is_some(),
+            self.nats_nkey_seed_file.is_some(),
+            self.nats_user.is_some(),
+            self.nats_token.is_some(),
+        ];
+        if methods.into_iter().filter(|set| *set).count() > 1 {
+            return invalid(
+                "choose one way to authenticate to NATS: nats_credentials_file, nats_nkey_seed_file, nats_user/nats_password or nats_token",
+            );
         }
         Ok(())
     }
@@ -320,5 +474,83 @@ mod tests {
                 "{timeout} {memory}"
             );
         }
+    }
+
+    #[test]
+    fn nats_settings_need_storage_nats_and_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookgate.toml");
+        std::fs::write(
+            &path,
+            "storage = \"nats\"\nnats_servers = \"nats://10.0.0.1:4222, nats://10.0.0.2:4222\"\n",
+        )
+        .unwrap();
+        let config = ConfigArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(config.storage, StorageKind::Nats);
+        assert_eq!(
+            config.nats_servers,
+            ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+        );
+        // The environment's list replaces the file's.
+        let config = ConfigArgs {
+            config: Some(path),
+            nats_servers: Some(vec!["nats://127.0.0.1:4222".into()]),
+            ..Default::default()
+        }
+        .load()
+        .unwrap();
+        assert_eq!(config.nats_servers, ["nats://127.0.0.1:4222"]);
+
+        let refused = |args: ConfigArgs| match args.load() {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let nats = || ConfigArgs {
+            storage: Some(StorageKind::Nats),
+            nats_servers: Some(vec!["nats://127.0.0.1:4222".into()]),
+            ..Default::default()
+        };
+        assert!(
+            refused(ConfigArgs {
+                storage: Some(StorageKind::Nats),
+                ..Default::default()
+            })
+            .contains("needs nats_servers")
+        );
+        assert!(
+            refused(ConfigArgs {
+                nats_servers: Some(vec!["nats://127.0.0.1:4222".into()]),
+                ..Default::default()
+            })
+            .contains("only with storage")
+        );
+        assert!(
+            refused(ConfigArgs {
+                nats_servers: Some(vec!["http://127.0.0.1:4222".into()]),
+                ..nats()
+            })
+            .contains("not a nats://")
+        );
+        assert!(
+            refused(ConfigArgs {
+                nats_user: Some("hookgate".into()),
+                ..nats()
+            })
+            .contains("go together")
+        );
+        assert!(
+            refused(ConfigArgs {
+                nats_token: Some("t".into()),
+                nats_user: Some("u".into()),
+                nats_password: Some("p".into()),
+                ..nats()
+            })
+            .contains("one way")
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod json_depth;
 pub mod log;
 pub mod metrics;
 pub mod model;
+pub mod nats;
 pub mod pipeline;
 pub mod plugin_registry;
 pub mod schemas;

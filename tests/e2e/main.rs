@@ -4,6 +4,7 @@
 mod harness;
 mod receiver;
 
+mod cluster;
 mod deep_json;
 mod delivery;
 mod delivery_crash;

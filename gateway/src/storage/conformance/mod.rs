@@ -61,20 +61,29 @@ fn seqs(deliveries: &[Delivery]) -> Vec<u64> {
     deliveries.iter().map(|d| d.seq).collect()
 }
 
-/// Every event log check, each on a fresh backend from `make`.
+/// Every event log check, each on a fresh, empty log from `make` (with whatever must live
+/// as long as it does).
 pub async fn event_log_suite<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Backend>,
+    Fut: Future<Output = (Arc<dyn EventLog>, Box<dyn Send>)>,
 {
     use event_log::*;
-    appended_events_read_back_in_order(&*make().await.log).await;
-    client_ids_are_idempotent(&*make().await.log).await;
-    tenants_do_not_see_each_other(&*make().await.log).await;
-    readers_are_woken_by_new_events(&*make().await.log).await;
-    events_list_by_type_and_time_in_pages(&*make().await.log).await;
-    retention_removes_the_oldest(&*make().await.log).await;
-    a_forgotten_tenant_has_no_events(&*make().await.log).await;
+    macro_rules! check {
+        ($($name:ident),*) => {$({
+            let (log, _guard) = make().await;
+            $name(&*log).await;
+        })*};
+    }
+    check!(
+        appended_events_read_back_in_order,
+        client_ids_are_idempotent,
+        tenants_do_not_see_each_other,
+        readers_are_woken_by_new_events,
+        events_list_by_type_and_time_in_pages,
+        retention_removes_the_oldest,
+        a_forgotten_tenant_has_no_events
+    );
 }
 
 /// Every delivery state check, each on a fresh backend from `make`.
@@ -504,10 +513,58 @@ async fn embedded() -> Backend {
     }
 }
 
+/// The embedded backend's event log alone.
+async fn embedded_log() -> (Arc<dyn EventLog>, Box<dyn Send>) {
+    let backend = embedded().await;
+    (backend.log.clone(), Box::new(backend))
+}
+
 #[tokio::test]
 async fn embedded_backend_conforms() {
-    event_log_suite(embedded).await;
+    event_log_suite(embedded_log).await;
     delivery_state_suite(embedded).await;
     catalog_suite(embedded).await;
     one_lease_per_webhook(&*embedded().await.ownership).await;
+}
+
+/// The NATS backend's parts against a real 3-server JetStream cluster on loopback (R3),
+/// each check on emptied streams.
+mod nats {
+    use std::sync::Arc;
+
+    use hookgate_nats_cluster::NatsCluster;
+
+    use crate::{
+        config::{Config, StorageKind},
+        nats::{Nats, NatsEventLog, subjects},
+        storage::EventLog,
+    };
+
+    async fn connect(cluster: &NatsCluster) -> Arc<Nats> {
+        let config = Config {
+            storage: StorageKind::Nats,
+            nats_servers: cluster.urls().split(',').map(str::to_string).collect(),
+            ..Config::default()
+        };
+        Arc::new(
+            Nats::connect(&config)
+                .await
+                .expect("connect to the test cluster"),
+        )
+    }
+
+    async fn fresh_log(cluster: &NatsCluster) -> (Arc<dyn EventLog>, Box<dyn Send>) {
+        let nats = connect(cluster).await;
+        assert_eq!(nats.replicas, 3, "a 3-server cluster gets R3");
+        // A missing stream is fine: the first check finds none.
+        let _ = nats.jetstream.delete_stream(subjects::EVENTS_STREAM).await;
+        let log = NatsEventLog::open(nats).await.expect("open the event log");
+        (log, Box::new(()))
+    }
+
+    #[tokio::test]
+    async fn nats_backend_conforms() {
+        let cluster = NatsCluster::start(3).await;
+        super::event_log_suite(|| fresh_log(&cluster)).await;
+    }
 }

@@ -1,0 +1,445 @@
+//! The event log on JetStream: one stream (`HG_EVENTS`) for every tenant, one message per
+//! event on `hg.ev.<tenant>.<type>.<id>` (see `subjects`). A seq is the stream sequence:
+//! it grows with every event of any tenant, so a tenant's seqs have gaps.
+//!
+//! - Durability: an append returns after JetStream's publish acks, which come once each
+//!   event is stored at the stream's replication factor. Without a quorum no ack comes and
+//!   the append fails (`Unavailable`): the API answers 503, never 202.
+//! - Idempotency: each event is published with an expected last sequence of 0 on
+//!   `hg.ev.<tenant>.*.<id>`, so the stream refuses a second event with the same id for as
+//!   long as the first is stored (the retention window), not only for JetStream's
+//!   deduplication window; a refused event is answered with the stored one's seq.
+//! - Reads go through direct gets (any replica answers; replicas hold only committed
+//!   messages, so nothing is read that a failure could take back), in batches.
+//! - Wake-ups: after an append the node publishes `hg.new.<tenant>` on core NATS; every
+//!   node's log listens and moves its [`subscribe`](EventLog::subscribe) watch.
+
+use std::{
+    collections::{BinaryHeap, HashMap},
+    sync::Arc,
+};
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, context::PublishErrorKind, stream::DirectGetErrorKind},
+};
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use jetstream_extra::batch_fetch::BatchFetchExt;
+use tokio::sync::watch;
+
+use super::{Nats, subjects, unavailable};
+use crate::{
+    ids,
+    iso::EpochMillis,
+    storage::{Appended, EventLog, NewEvent, StorageError, StorageResult, StoredEvent, TimePage},
+};
+
+/// JetStream's most messages per batched direct get.
+const MAX_BATCH: usize = 1000;
+
+/// The header that makes the expected last sequence apply to a wildcard subject (every
+/// type of one id), not only to the subject published to.
+const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
+
+pub struct NatsEventLog {
+    nats: Arc<Nats>,
+    stream: jetstream::stream::Stream,
+    changes: watch::Sender<u64>,
+}
+
+impl NatsEventLog {
+    /// Creates the stream if it is missing (or updates its settings) and starts listening
+    /// for other nodes' wake-ups.
+    pub async fn open(nats: Arc<Nats>) -> StorageResult<Arc<NatsEventLog>> {
+        let config = jetstream::stream::Config {
+            name: subjects::EVENTS_STREAM.into(),
+            subjects: vec![subjects::EVENTS_ALL.into()],
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: nats.replicas,
+            allow_direct: true,
+            ..Default::default()
+        };
+        let stream = nats
+            .jetstream
+            .get_or_create_stream(config)
+            .await
+            .map_err(unavailable)?;
+        let (changes, _) = watch::channel(0);
+        let log = Arc::new(NatsEventLog {
+            nats,
+            stream,
+            changes,
+        });
+        let mut wake_ups = log
+            .nats
+            .client
+            .subscribe(subjects::NEW_EVENTS_ALL)
+            .await
+            .map_err(unavailable)?;
+        let listening = Arc::downgrade(&log);
+        tokio::spawn(async move {
+            while wake_ups.next().await.is_some() {
+                let Some(log) = listening.upgrade() else {
+                    return;
+                };
+                log.changes.send_modify(|n| *n += 1);
+            }
+        });
+        Ok(log)
+    }
+
+    fn decode(message: &jetstream::message::StreamMessage) -> StorageResult<StoredEvent> {
+        serde_json::from_slice(&message.payload)
+            .map_err(|e| StorageError::Corrupt(format!("event at {}: {e}", message.sequence)))
+    }
+
+    /// The stored event with this id, whatever its type.
+    async fn by_id(&self, tenant: &str, id: &str) -> StorageResult<Option<(u64, StoredEvent)>> {
+        match self
+            .stream
+            .direct_get_last_for_subject(subjects::event_id_filter(tenant, id))
+            .await
+        {
+            Ok(message) => Ok(Some((message.sequence, Self::decode(&message)?))),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Up to `limit` (at most [`MAX_BATCH`]) messages on `filter` from `from_seq` on.
+    async fn batch(
+        &self,
+        filter: String,
+        from_seq: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<jetstream::message::StreamMessage>> {
+        let mut batch = self
+            .nats
+            .jetstream
+            .get_batch(subjects::EVENTS_STREAM, limit.clamp(1, MAX_BATCH))
+            .sequence(from_seq.max(1))
+            .subject(filter)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            match message {
+                Ok(message) => messages.push(message),
+                Err(e)
+                    if e.kind()
+                        == jetstream_extra::batch_fetch::BatchFetchErrorKind::NoMessages =>
+                {
+                    break;
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Every message on `filter`, in batches, handed to `each` in seq order.
+    async fn scan(
+        &self,
+        filter: &str,
+        mut each: impl FnMut(&jetstream::message::StreamMessage) -> StorageResult<()>,
+    ) -> StorageResult<()> {
+        let mut from = 1;
+        loop {
+            let messages = self.batch(filter.to_string(), from, MAX_BATCH).await?;
+            for message in &messages {
+                each(message)?;
+            }
+            match messages.last() {
+                Some(last) if messages.len() == MAX_BATCH => from = last.sequence + 1,
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for NatsEventLog {
+    async fn append(&self, tenant: &str, events: Vec<NewEvent>) -> StorageResult<Vec<Appended>> {
+        let mut answers: Vec<Option<Appended>> = vec![None; events.len()];
+        // Ids earlier in this batch: a later event with one is a duplicate of the first.
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        let mut repeats = Vec::new();
+        let mut acks = Vec::new();
+        for (i, event) in events.into_iter().enumerate() {
+            let id = event.id.unwrap_or_else(|| ids::generate("evt"));
+            if let Some(&first) = first_of.get(&id) {
+                repeats.push((i, first));
+                continue;
+            }
+            first_of.insert(id.clone(), i);
+            let stored = StoredEvent {
+                id: id.clone(),
+                event_type: event.event_type,
+                published_at: event.published_at,
+                received_at: event.received_at,
+                payload: event.payload,
+            };
+            let body = serde_json::to_vec(&stored)
+                .map_err(|e| StorageError::Corrupt(format!("event {id}: {e}")))?;
+            let mut headers = HeaderMap::new();
+            headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+            headers.insert(
+                EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+                subjects::event_id_filter(tenant, &id).as_str(),
+            );
+            // Publishes are pipelined: the acks are awaited below, all together.
+            let ack = self
+                .nats
+                .jetstream
+                .publish_with_headers(
+                    subjects::event(tenant, &stored.event_type, &id),
+                    headers,
+                    body.into(),
+                )
+                .await
+                .map_err(unavailable)?;
+            acks.push((i, id, ack));
+        }
+        let mut wrote = false;
+        for (i, id, ack) in acks {
+            let answer = match ack.await {
+                Ok(ack) => {
+                    wrote = true;
+                    Appended {
+                        id,
+                        seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    }
+                }
+                // The id is taken: the stored event's seq answers.
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    match self.by_id(tenant, &id).await? {
+                        Some((seq, _)) => Appended {
+                            id,
+                            seq,
+                            duplicate: true,
+                        },
+                        None => {
+                            return Err(StorageError::Unavailable(format!(
+                                "event {id} was refused as a duplicate but is not stored"
+                            )));
+                        }
+                    }
+                }
+                Err(e) => return Err(unavailable(e)),
+            };
+            answers[i] = Some(answer);
+        }
+        for (i, first) in repeats {
+            let mut answer = answers[first].clone().expect("answered above");
+            answer.duplicate = true;
+            answers[i] = Some(answer);
+        }
+        if wrote {
+            self.changes.send_modify(|n| *n += 1);
+            // Other nodes' workers: best effort, they also look again on their own.
+            let _ = self
+                .nats
+                .client
+                .publish(subjects::new_events(tenant), bytes::Bytes::new())
+                .await;
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| a.expect("every event answered"))
+            .collect())
+    }
+
+    async fn durable_seq(&self, tenant: &str) -> StorageResult<u64> {
+        match self
+            .stream
+            .direct_get_last_for_subject(subjects::tenant_events(tenant))
+            .await
+        {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(0),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn read_after(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> StorageResult<Vec<(u64, StoredEvent)>> {
+        let messages = self
+            .batch(subjects::tenant_events(tenant), after + 1, limit)
+            .await?;
+        messages
+            .iter()
+            .take(limit)
+            .map(|m| Ok((m.sequence, Self::decode(m)?)))
+            .collect()
+    }
+
+    async fn event_by_seq(&self, tenant: &str, seq: u64) -> StorageResult<Option<StoredEvent>> {
+        match self.stream.direct_get(seq).await {
+            Ok(message) if subjects::is_tenant_event(&message.subject, tenant) => {
+                Ok(Some(Self::decode(&message)?))
+            }
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn event_by_id(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> StorageResult<Option<(u64, StoredEvent)>> {
+        self.by_id(tenant, id).await
+    }
+
+    /// JetStream orders a type's events by seq only: the query reads every event of the
+    /// type and keeps the page's share ordered by (publish time, seq), so its cost grows
+    /// with the type's events, not with the page.
+    async fn by_time(
+        &self,
+        tenant: &str,
+        event_type: &str,
+        from: EpochMillis,
+        to: EpochMillis,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StorageResult<TimePage> {
+        let after = after.and_then(parse_position);
+        // The `limit + 1` smallest positions past `after`: the page and whether more follow.
+        let mut smallest: BinaryHeap<Ranked> = BinaryHeap::new();
+        self.scan(&subjects::type_events(tenant, event_type), |message| {
+            let event = Self::decode(message)?;
+            let position = (event.published_at, message.sequence);
+            if event.published_at < from
+                || event.published_at > to
+                || after.is_some_and(|a| position <= a)
+            {
+                return Ok(());
+            }
+            smallest.push(Ranked { position, event });
+            if smallest.len() > limit + 1 {
+                smallest.pop();
+            }
+            Ok(())
+        })
+        .await?;
+        let mut ordered = smallest.into_sorted_vec();
+        let more = ordered.len() > limit;
+        ordered.truncate(limit);
+        let next = more
+            .then(|| {
+                ordered
+                    .last()
+                    .map(|r| format_position(r.position.0, r.position.1))
+            })
+            .flatten();
+        Ok(TimePage {
+            events: ordered
+                .into_iter()
+                .map(|r| (r.position.1, r.event))
+                .collect(),
+            next,
+        })
+    }
+
+    async fn oldest_before(
+        &self,
+        tenant: &str,
+        cutoff: EpochMillis,
+        limit: usize,
+    ) -> StorageResult<Vec<(u64, StoredEvent)>> {
+        let messages = self
+            .batch(subjects::tenant_events(tenant), 1, limit)
+            .await?;
+        let mut old = Vec::new();
+        for message in &messages {
+            let event = Self::decode(message)?;
+            // Received in order: the first one that is young enough ends the old ones.
+            if event.received_at >= cutoff {
+                break;
+            }
+            old.push((message.sequence, event));
+        }
+        Ok(old)
+    }
+
+    async fn remove(&self, tenant: &str, events: &[(u64, StoredEvent)]) -> StorageResult<()> {
+        let Some(last) = events.iter().map(|(seq, _)| *seq).max() else {
+            return Ok(());
+        };
+        // Everything of the tenant below `last + 1`: what `oldest_before` returned, oldest
+        // first, is a prefix of the tenant's events.
+        self.stream
+            .purge()
+            .filter(subjects::tenant_events(tenant))
+            .sequence(last + 1)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// JetStream frees the space of purged messages itself.
+    async fn compact(&self, _cutoff: EpochMillis) -> StorageResult<usize> {
+        Ok(0)
+    }
+
+    async fn forget_tenant(&self, tenant: &str) -> StorageResult<()> {
+        self.stream
+            .purge()
+            .filter(subjects::tenant_events(tenant))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn render_metrics(&self, _out: &mut String) {}
+
+    fn close(&self) {}
+}
+
+/// An event ordered by its position in a time listing: (publish time, seq).
+struct Ranked {
+    position: (EpochMillis, u64),
+    event: StoredEvent,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.position == other.position
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.position.cmp(&other.position)
+    }
+}
+
+/// Page positions are `published.seq`, opaque to clients (as in the embedded log).
+fn format_position(published: EpochMillis, seq: u64) -> String {
+    format!("{published}.{seq}")
+}
+
+fn parse_position(text: &str) -> Option<(EpochMillis, u64)> {
+    let (published, seq) = text.split_once('.')?;
+    Some((published.parse().ok()?, seq.parse().ok()?))
+}

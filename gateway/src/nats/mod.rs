@@ -1,0 +1,197 @@
+//! The NATS JetStream backend (`storage = "nats"`, cluster mode): the storage traits of
+//! `crate::storage` on a JetStream cluster that every gateway node shares. docs/CLUSTER.md
+//! is the design; this module is its implementation.
+//!
+//! - `subjects`: stream, subject and key names (pure);
+//! - `event_log`: [`NatsEventLog`], the event log on the `HG_EVENTS` stream.
+//!
+//! Architecture invariant: nothing outside this module names `async_nats` or a subject;
+//! like the embedded backend, it is reached only through the storage traits.
+
+pub mod event_log;
+pub mod subjects;
+
+use std::time::Duration;
+
+use async_nats::{ConnectOptions, jetstream};
+
+pub use event_log::NatsEventLog;
+
+use crate::{config::Config, storage::StorageError};
+
+/// The oldest server the gateway runs on: older ones silently ignore settings it relies on
+/// (SCALE-OUT.md: 2.9 drops `filter_subjects`, per-message TTL and consumer pause; the
+/// expected-last-sequence check on a wildcard subject and atomic batches are 2.12's).
+pub const MIN_SERVER_VERSION: (u32, u32) = (2, 12);
+
+/// Replicas of every stream and bucket when the cluster has at least this many servers.
+pub const FULL_REPLICATION: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("cannot connect to NATS at {servers}: {reason}")]
+    Connect { servers: String, reason: String },
+    #[error(
+        "nats-server {version} at {server} is too old: Hookgate needs {}.{} or newer \
+         (older servers silently ignore features cluster mode relies on)",
+        MIN_SERVER_VERSION.0, MIN_SERVER_VERSION.1
+    )]
+    TooOld { version: String, server: String },
+    #[error("nats-server at {server} does not have JetStream enabled (start it with -js)")]
+    NoJetStream { server: String },
+    #[error("cannot read {what} {path}: {reason}")]
+    Credentials {
+        what: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
+/// A connection to the cluster and what was learned about it at connect time.
+pub struct Nats {
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    /// Replicas of every stream and bucket this backend creates.
+    pub replicas: usize,
+}
+
+impl Nats {
+    /// Connects with the configured servers, credentials and TLS, and checks the server:
+    /// its version and that JetStream is on.
+    pub async fn connect(config: &Config) -> Result<Nats, NatsError> {
+        let servers = config.nats_servers.join(",");
+        let client = connect_options(config)
+            .await?
+            .connect(config.nats_servers.as_slice())
+            .await
+            .map_err(|e| NatsError::Connect {
+                servers: servers.clone(),
+                reason: e.to_string(),
+            })?;
+        let info = client.server_info();
+        let server = format!("{}:{}", info.host, info.port);
+        if !version_at_least(&info.version, MIN_SERVER_VERSION) {
+            return Err(NatsError::TooOld {
+                version: info.version,
+                server,
+            });
+        }
+        if !info.jetstream {
+            return Err(NatsError::NoJetStream { server });
+        }
+        let replicas = replicas_for(cluster_size(&info));
+        tracing::info!(server = %server, version = %info.version, replicas, "connected to NATS");
+        let jetstream = jetstream::new(client.clone());
+        Ok(Nats {
+            client,
+            jetstream,
+            replicas,
+        })
+    }
+}
+
+async fn connect_options(config: &Config) -> Result<ConnectOptions, NatsError> {
+    let read = |what: &'static str, path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| NatsError::Credentials {
+            what,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let mut options = ConnectOptions::new()
+        .name(format!("hookgate {}", env!("CARGO_PKG_VERSION")))
+        .connection_timeout(Duration::from_secs(5))
+        // Requests (JetStream API calls, publish acks) wait this long for an answer: a
+        // cluster without quorum answers nothing, and the caller must learn that soon.
+        .request_timeout(Some(Duration::from_secs(5)));
+    if let Some(path) = &config.nats_credentials_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| NatsError::Credentials {
+                what: "credentials file",
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+    }
+    if let Some(path) = &config.nats_nkey_seed_file {
+        options = options.nkey(read("NKey seed file", path)?.trim().to_string());
+    }
+    if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &config.nats_token {
+        options = options.token(token.clone());
+    }
+    if let Some(path) = &config.nats_tls_ca_file {
+        options = options
+            .add_root_certificates(path.clone())
+            .require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&config.nats_tls_cert_file, &config.nats_tls_key_file) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    Ok(options)
+}
+
+/// Whether `version` ("2.12.8", "2.14.0-beta.1") is `min` or newer.
+fn version_at_least(version: &str, min: (u32, u32)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
+}
+
+/// How many servers the connected server says its cluster has: the client URLs it
+/// advertises (itself included), or 1 for a server without a cluster.
+fn cluster_size(info: &async_nats::ServerInfo) -> usize {
+    let mut urls: Vec<&str> = info.connect_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    urls.dedup();
+    urls.len().max(1)
+}
+
+/// The rule: R3 when the cluster has three or more servers, else R1 (two servers cannot
+/// keep a quorum when one fails, so a second replica would buy nothing).
+pub fn replicas_for(servers: usize) -> usize {
+    if servers >= FULL_REPLICATION {
+        FULL_REPLICATION
+    } else {
+        1
+    }
+}
+
+/// A NATS failure as the storage traits report it: the cluster cannot serve the call now.
+fn unavailable(error: impl std::fmt::Display) -> StorageError {
+    StorageError::Unavailable(format!("NATS: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert!(version_at_least("2.12.0", (2, 12)));
+        assert!(version_at_least("2.12.8", (2, 12)));
+        assert!(version_at_least("v2.14.0-beta.1", (2, 12)));
+        assert!(version_at_least("3.0.0", (2, 12)));
+        assert!(!version_at_least("2.11.11", (2, 12)));
+        assert!(!version_at_least("2.9.10", (2, 12)));
+        assert!(!version_at_least("garbage", (2, 12)));
+    }
+
+    #[test]
+    fn replication_rule() {
+        assert_eq!(replicas_for(1), 1);
+        assert_eq!(replicas_for(2), 1);
+        assert_eq!(replicas_for(3), 3);
+        assert_eq!(replicas_for(5), 3);
+    }
+}
