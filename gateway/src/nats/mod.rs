@@ -3,11 +3,13 @@
 //! is the design; this module is its implementation.
 //!
 //! - `subjects`: stream, subject and key names (pure);
-//! - `event_log`: [`NatsEventLog`], the event log on the `HG_EVENTS` stream.
+//! - `event_log`: [`NatsEventLog`], the event log on the `HG_EVENTS` stream;
+//! - `catalog`: [`NatsCatalog`], the catalog in the `HG_CATALOG` KV bucket.
 //!
 //! Architecture invariant: nothing outside this module names `async_nats` or a subject;
 //! like the embedded backend, it is reached only through the storage traits.
 
+pub mod catalog;
 pub mod event_log;
 pub mod subjects;
 
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use async_nats::{ConnectOptions, jetstream};
 
+pub use catalog::NatsCatalog;
 pub use event_log::NatsEventLog;
 
 use crate::{config::Config, storage::StorageError};

@@ -6,6 +6,23 @@
 //! `[A-Za-z0-9_-]` and writes every other byte as `=XX` (hex), so any name becomes one
 //! token that is valid in both, and two names never share a token.
 
+/// The name [`token`] escaped; `None` for text no token of ours can be.
+pub fn untoken(token: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(token.len());
+    let mut rest = token.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'=' {
+            let hex = tail.get(..2)?;
+            bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// The stream that holds every tenant's events.
 pub const EVENTS_STREAM: &str = "HG_EVENTS";
 
@@ -81,6 +98,10 @@ mod tests {
         assert_eq!(token("a=2E"), "a=3D2E");
         assert_ne!(token("a.b"), token("a=2Eb"));
         assert!(!token("x.*> y").contains(['.', '*', '>', ' ']));
+        for name in ["order.created", "a:b", "a=2E", "plain-name_1", "é.x"] {
+            assert_eq!(untoken(&token(name)).as_deref(), Some(name));
+        }
+        assert_eq!(untoken("bad=4"), None);
     }
 
     #[test]

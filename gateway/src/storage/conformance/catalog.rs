@@ -70,6 +70,12 @@ pub async fn tenants_are_created_once_and_keys_authenticate(catalog: &dyn Catalo
             .is_none(),
         "id taken"
     );
+    let stored = catalog.tenant("acme").await.unwrap().expect("created");
+    assert_eq!(
+        (stored.id.as_str(), stored.name.as_deref()),
+        ("acme", Some("acme inc"))
+    );
+    assert!(catalog.tenant("globex").await.unwrap().is_none());
     assert_eq!(
         catalog
             .authenticate_key(&issued.api_key)

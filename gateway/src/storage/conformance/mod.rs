@@ -105,19 +105,27 @@ where
     forget_removes_only_that_webhook(&*make().await.deliveries).await;
 }
 
-/// Every catalog check, each on a fresh backend from `make`.
+/// Every catalog check, each on a fresh, empty catalog from `make`.
 pub async fn catalog_suite<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Backend>,
+    Fut: Future<Output = (Arc<dyn Catalog>, Box<dyn Send>)>,
 {
     use catalog::*;
-    tenants_are_created_once_and_keys_authenticate(&*make().await.catalog).await;
-    listings_page_in_key_order(&*make().await.catalog).await;
-    webhooks_round_trip_with_their_secrets(&*make().await.catalog).await;
-    plugin_versions_count_up_and_are_never_reused(&*make().await.catalog).await;
-    plugin_secrets_are_scoped_sealed_and_move_the_generation(&*make().await.catalog).await;
-    deleting_a_tenant_removes_only_its_records(&*make().await.catalog).await;
+    macro_rules! check {
+        ($($name:ident),*) => {$({
+            let (catalog, _guard) = make().await;
+            $name(&*catalog).await;
+        })*};
+    }
+    check!(
+        tenants_are_created_once_and_keys_authenticate,
+        listings_page_in_key_order,
+        webhooks_round_trip_with_their_secrets,
+        plugin_versions_count_up_and_are_never_reused,
+        plugin_secrets_are_scoped_sealed_and_move_the_generation,
+        deleting_a_tenant_removes_only_its_records
+    );
 }
 
 /// A webhook has one lease at a time: a second claim on this node waits for the first
@@ -519,11 +527,17 @@ async fn embedded_log() -> (Arc<dyn EventLog>, Box<dyn Send>) {
     (backend.log.clone(), Box::new(backend))
 }
 
+/// The embedded backend's catalog alone.
+async fn embedded_catalog() -> (Arc<dyn Catalog>, Box<dyn Send>) {
+    let backend = embedded().await;
+    (backend.catalog.clone(), Box::new(backend))
+}
+
 #[tokio::test]
 async fn embedded_backend_conforms() {
     event_log_suite(embedded_log).await;
     delivery_state_suite(embedded).await;
-    catalog_suite(embedded).await;
+    catalog_suite(embedded_catalog).await;
     one_lease_per_webhook(&*embedded().await.ownership).await;
 }
 
@@ -536,8 +550,8 @@ mod nats {
 
     use crate::{
         config::{Config, StorageKind},
-        nats::{Nats, NatsEventLog, subjects},
-        storage::EventLog,
+        nats::{Nats, NatsCatalog, NatsEventLog, catalog::CATALOG_BUCKET, subjects},
+        storage::{Catalog, EventLog},
     };
 
     async fn connect(cluster: &NatsCluster) -> Arc<Nats> {
@@ -562,9 +576,23 @@ mod nats {
         (log, Box::new(()))
     }
 
+    async fn fresh_catalog(cluster: &NatsCluster) -> (Arc<dyn Catalog>, Box<dyn Send>) {
+        let nats = connect(cluster).await;
+        let _ = nats.jetstream.delete_key_value(CATALOG_BUCKET).await;
+        let dir = tempfile::tempdir().unwrap();
+        let master_key =
+            hookgate_signing::MasterKey::from_config_or_file(None, &dir.path().join("master_key"))
+                .unwrap();
+        let catalog = NatsCatalog::open(&nats, Arc::new(master_key))
+            .await
+            .expect("open the catalog");
+        (Arc::new(catalog), Box::new(dir))
+    }
+
     #[tokio::test]
     async fn nats_backend_conforms() {
         let cluster = NatsCluster::start(3).await;
         super::event_log_suite(|| fresh_log(&cluster)).await;
+        super::catalog_suite(|| fresh_catalog(&cluster)).await;
     }
 }
