@@ -25,18 +25,14 @@ use async_nats::{
 };
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use jetstream_extra::batch_fetch::BatchFetchExt;
 use tokio::sync::watch;
 
-use super::{Nats, subjects, unavailable};
+use super::{Nats, direct, subjects, unavailable};
 use crate::{
     ids,
     iso::EpochMillis,
     storage::{Appended, EventLog, NewEvent, StorageError, StorageResult, StoredEvent, TimePage},
 };
-
-/// JetStream's most messages per batched direct get.
-const MAX_BATCH: usize = 1000;
 
 /// The header that makes the expected last sequence apply to a wildcard subject (every
 /// type of one id), not only to the subject published to.
@@ -107,55 +103,21 @@ impl NatsEventLog {
         }
     }
 
-    /// Up to `limit` (at most [`MAX_BATCH`]) messages on `filter` from `from_seq` on.
+    /// Up to `limit` messages on `filter` from stream sequence `from_seq` on.
     async fn batch(
         &self,
         filter: String,
         from_seq: u64,
         limit: usize,
     ) -> StorageResult<Vec<jetstream::message::StreamMessage>> {
-        let mut batch = self
-            .nats
-            .jetstream
-            .get_batch(subjects::EVENTS_STREAM, limit.clamp(1, MAX_BATCH))
-            .sequence(from_seq.max(1))
-            .subject(filter)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let mut messages = Vec::new();
-        while let Some(message) = batch.next().await {
-            match message {
-                Ok(message) => messages.push(message),
-                Err(e)
-                    if e.kind()
-                        == jetstream_extra::batch_fetch::BatchFetchErrorKind::NoMessages =>
-                {
-                    break;
-                }
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
-        Ok(messages)
-    }
-
-    /// Every message on `filter`, in batches, handed to `each` in seq order.
-    async fn scan(
-        &self,
-        filter: &str,
-        mut each: impl FnMut(&jetstream::message::StreamMessage) -> StorageResult<()>,
-    ) -> StorageResult<()> {
-        let mut from = 1;
-        loop {
-            let messages = self.batch(filter.to_string(), from, MAX_BATCH).await?;
-            for message in &messages {
-                each(message)?;
-            }
-            match messages.last() {
-                Some(last) if messages.len() == MAX_BATCH => from = last.sequence + 1,
-                _ => return Ok(()),
-            }
-        }
+        direct::batch(
+            &self.nats.jetstream,
+            subjects::EVENTS_STREAM,
+            &filter,
+            from_seq,
+            limit,
+        )
+        .await
     }
 }
 
@@ -318,22 +280,26 @@ impl EventLog for NatsEventLog {
         let after = after.and_then(parse_position);
         // The `limit + 1` smallest positions past `after`: the page and whether more follow.
         let mut smallest: BinaryHeap<Ranked> = BinaryHeap::new();
-        self.scan(&subjects::type_events(tenant, event_type), |message| {
+        let messages = direct::scan(
+            &self.nats.jetstream,
+            subjects::EVENTS_STREAM,
+            &subjects::type_events(tenant, event_type),
+        )
+        .await?;
+        for message in &messages {
             let event = Self::decode(message)?;
             let position = (event.published_at, message.sequence);
             if event.published_at < from
                 || event.published_at > to
                 || after.is_some_and(|a| position <= a)
             {
-                return Ok(());
+                continue;
             }
             smallest.push(Ranked { position, event });
             if smallest.len() > limit + 1 {
                 smallest.pop();
             }
-            Ok(())
-        })
-        .await?;
+        }
         let mut ordered = smallest.into_sorted_vec();
         let more = ordered.len() > limit;
         ordered.truncate(limit);

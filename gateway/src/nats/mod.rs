@@ -4,12 +4,17 @@
 //!
 //! - `subjects`: stream, subject and key names (pure);
 //! - `event_log`: [`NatsEventLog`], the event log on the `HG_EVENTS` stream;
-//! - `catalog`: [`NatsCatalog`], the catalog in the `HG_CATALOG` KV bucket.
+//! - `catalog`: [`NatsCatalog`], the catalog in the `HG_CATALOG` KV bucket;
+//! - `delivery_state`: [`NatsDeliveryState`], every webhook's delivery state in the
+//!   `HG_STATE` stream, an outcome set per atomic batch;
+//! - `direct`: batched direct gets, shared by the readers.
 //!
 //! Architecture invariant: nothing outside this module names `async_nats` or a subject;
 //! like the embedded backend, it is reached only through the storage traits.
 
 pub mod catalog;
+pub mod delivery_state;
+mod direct;
 pub mod event_log;
 pub mod subjects;
 
@@ -18,6 +23,7 @@ use std::time::Duration;
 use async_nats::{ConnectOptions, jetstream};
 
 pub use catalog::NatsCatalog;
+pub use delivery_state::NatsDeliveryState;
 pub use event_log::NatsEventLog;
 
 use crate::{config::Config, storage::StorageError};

@@ -86,23 +86,31 @@ where
     );
 }
 
-/// Every delivery state check, each on a fresh backend from `make`.
+/// Every delivery state check, each on a fresh, empty state from `make`.
 pub async fn delivery_state_suite<F, Fut>(make: F)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Backend>,
+    Fut: Future<Output = (Arc<dyn DeliveryState>, Box<dyn Send>)>,
 {
-    a_set_is_read_back_as_written(&*make().await.deliveries).await;
-    an_empty_webhook_has_no_state(&*make().await.deliveries).await;
-    a_later_change_in_a_set_wins(&*make().await.deliveries).await;
-    due_entries_follow_the_records(&*make().await.deliveries).await;
-    due_never_returns_a_record_that_is_not_pending_then(&*make().await.deliveries).await;
-    due_is_ordered_limited_and_excludes(&*make().await.deliveries).await;
-    the_rejected_list_pages_in_order(&*make().await.deliveries).await;
-    listings_page_in_seq_order(&*make().await.deliveries).await;
-    the_integration_log_is_newest_first_and_bounded(&*make().await.deliveries).await;
-    purge_removes_only_the_given_events(&*make().await.deliveries).await;
-    forget_removes_only_that_webhook(&*make().await.deliveries).await;
+    macro_rules! check {
+        ($($name:ident),*) => {$({
+            let (state, _guard) = make().await;
+            $name(&*state).await;
+        })*};
+    }
+    check!(
+        a_set_is_read_back_as_written,
+        an_empty_webhook_has_no_state,
+        a_later_change_in_a_set_wins,
+        due_entries_follow_the_records,
+        due_never_returns_a_record_that_is_not_pending_then,
+        due_is_ordered_limited_and_excludes,
+        the_rejected_list_pages_in_order,
+        listings_page_in_seq_order,
+        the_integration_log_is_newest_first_and_bounded,
+        purge_removes_only_the_given_events,
+        forget_removes_only_that_webhook
+    );
 }
 
 /// Every catalog check, each on a fresh, empty catalog from `make`.
@@ -527,6 +535,12 @@ async fn embedded_log() -> (Arc<dyn EventLog>, Box<dyn Send>) {
     (backend.log.clone(), Box::new(backend))
 }
 
+/// The embedded backend's delivery state alone.
+async fn embedded_deliveries() -> (Arc<dyn DeliveryState>, Box<dyn Send>) {
+    let backend = embedded().await;
+    (backend.deliveries.clone(), Box::new(backend))
+}
+
 /// The embedded backend's catalog alone.
 async fn embedded_catalog() -> (Arc<dyn Catalog>, Box<dyn Send>) {
     let backend = embedded().await;
@@ -536,7 +550,7 @@ async fn embedded_catalog() -> (Arc<dyn Catalog>, Box<dyn Send>) {
 #[tokio::test]
 async fn embedded_backend_conforms() {
     event_log_suite(embedded_log).await;
-    delivery_state_suite(embedded).await;
+    delivery_state_suite(embedded_deliveries).await;
     catalog_suite(embedded_catalog).await;
     one_lease_per_webhook(&*embedded().await.ownership).await;
 }
@@ -550,8 +564,11 @@ mod nats {
 
     use crate::{
         config::{Config, StorageKind},
-        nats::{Nats, NatsCatalog, NatsEventLog, catalog::CATALOG_BUCKET, subjects},
-        storage::{Catalog, EventLog},
+        nats::{
+            Nats, NatsCatalog, NatsDeliveryState, NatsEventLog, catalog::CATALOG_BUCKET,
+            delivery_state::STATE_STREAM, subjects,
+        },
+        storage::{Catalog, DeliveryState, EventLog},
     };
 
     async fn connect(cluster: &NatsCluster) -> Arc<Nats> {
@@ -589,10 +606,20 @@ mod nats {
         (Arc::new(catalog), Box::new(dir))
     }
 
+    async fn fresh_deliveries(cluster: &NatsCluster) -> (Arc<dyn DeliveryState>, Box<dyn Send>) {
+        let nats = connect(cluster).await;
+        let _ = nats.jetstream.delete_stream(STATE_STREAM).await;
+        let state = NatsDeliveryState::open(nats)
+            .await
+            .expect("open the delivery state");
+        (Arc::new(state), Box::new(()))
+    }
+
     #[tokio::test]
     async fn nats_backend_conforms() {
         let cluster = NatsCluster::start(3).await;
         super::event_log_suite(|| fresh_log(&cluster)).await;
+        super::delivery_state_suite(|| fresh_deliveries(&cluster)).await;
         super::catalog_suite(|| fresh_catalog(&cluster)).await;
     }
 }
