@@ -28,7 +28,7 @@ use bytes::Bytes;
 use jetstream_extra::batch_publish::BatchPublishExt;
 use serde::de::DeserializeOwned;
 
-use super::{Nats, direct, subjects::token, unavailable};
+use super::{Nats, direct, lease::Fence, subjects::token, unavailable};
 use crate::{
     delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
     ids,
@@ -107,9 +107,20 @@ impl NatsDeliveryState {
         Ok(messages)
     }
 
-    /// Publishes `messages` as atomic batches, in order.
-    async fn publish(&self, messages: Vec<OutboundMessage>) -> StorageResult<()> {
-        let mut messages = messages.into_iter().peekable();
+    /// Publishes `messages` as atomic batches, in order, each message fenced by `fence`
+    /// when given (a batch with one refused message is refused whole).
+    async fn publish(
+        &self,
+        messages: Vec<OutboundMessage>,
+        fence: Option<&Fence>,
+    ) -> StorageResult<()> {
+        let mut messages = messages
+            .into_iter()
+            .map(|mut message| {
+                message.headers = fence.map(Fence::headers);
+                message
+            })
+            .peekable();
         while messages.peek().is_some() {
             let chunk: Vec<OutboundMessage> = messages.by_ref().take(MAX_ATOMIC_BATCH).collect();
             self.nats
@@ -143,9 +154,15 @@ fn message(subject: String, payload: Bytes) -> OutboundMessage {
     }
 }
 
-#[async_trait]
-impl DeliveryState for NatsDeliveryState {
-    async fn apply(&self, webhook: &WebhookRef, outcomes: OutcomeSet) -> StorageResult<()> {
+impl NatsDeliveryState {
+    /// [`DeliveryState::apply`] by the holder of `fence`: stored only while the fence's
+    /// lease is still the one it names.
+    pub async fn apply_fenced(
+        &self,
+        webhook: &WebhookRef,
+        outcomes: OutcomeSet,
+        fence: Option<&Fence>,
+    ) -> StorageResult<()> {
         let p = prefix(webhook);
         let mut messages = Vec::new();
         for change in &outcomes.records {
@@ -189,7 +206,7 @@ impl DeliveryState for NatsDeliveryState {
         if let Some(cursor) = outcomes.cursor {
             messages.push(message(format!("{p}.cur"), cursor.to_string().into()));
         }
-        self.publish(messages).await?;
+        self.publish(messages, fence).await?;
         if !outcomes.log.is_empty() {
             self.stream
                 .purge()
@@ -199,6 +216,13 @@ impl DeliveryState for NatsDeliveryState {
                 .map_err(unavailable)?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryState for NatsDeliveryState {
+    async fn apply(&self, webhook: &WebhookRef, outcomes: OutcomeSet) -> StorageResult<()> {
+        self.apply_fenced(webhook, outcomes, None).await
     }
 
     /// Every `apply` is durable when it returns (stored at the replication factor).
@@ -248,21 +272,25 @@ impl DeliveryState for NatsDeliveryState {
         Ok(numbered.into_iter().map(|(_, attempt)| attempt).collect())
     }
 
-    async fn recorded_between(
-        &self,
-        webhook: &WebhookRef,
-        after: u64,
-        through: u64,
-    ) -> StorageResult<Vec<u64>> {
-        let mut seqs: Vec<u64> = self
-            .scan(&format!("{}.rec.*", prefix(webhook)))
-            .await?
-            .iter()
-            .filter_map(|m| seq_after(&m.subject, &format!("{}.rec.", prefix(webhook))))
-            .filter(|seq| (after + 1..=through).contains(seq))
-            .collect();
-        seqs.sort_unstable();
-        Ok(seqs)
+    /// The last message of each seq's record subject, for just those subjects, in
+    /// batches of JetStream's most subjects per request.
+    async fn recorded_among(&self, webhook: &WebhookRef, seqs: &[u64]) -> StorageResult<Vec<u64>> {
+        let head = format!("{}.rec.", prefix(webhook));
+        let mut recorded = Vec::new();
+        for chunk in seqs.chunks(direct::MAX_SUBJECTS) {
+            let subjects = chunk.iter().map(|seq| format!("{head}{seq}")).collect();
+            for message in
+                direct::last_of_each(&self.nats.jetstream, STATE_STREAM, subjects).await?
+            {
+                if !message.payload.is_empty()
+                    && let Some(seq) = seq_after(&message.subject, &head)
+                {
+                    recorded.push(seq);
+                }
+            }
+        }
+        recorded.sort_unstable();
+        Ok(recorded)
     }
 
     async fn deliveries_after(

@@ -59,6 +59,37 @@ pub async fn scan(
     }
 }
 
+/// JetStream's most subjects in one multi-last direct get.
+pub const MAX_SUBJECTS: usize = 1024;
+
+/// The last message of each of `subjects` (at most [`MAX_SUBJECTS`]) that has one, in one
+/// request; subjects without a message are left out.
+pub async fn last_of_each(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    subjects: Vec<String>,
+) -> StorageResult<Vec<StreamMessage>> {
+    let mut batch = match jetstream
+        .get_last_messages_for(stream)
+        .subjects(subjects)
+        .send()
+        .await
+    {
+        Ok(batch) => batch,
+        Err(e) if e.kind() == BatchFetchErrorKind::NoMessages => return Ok(Vec::new()),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let mut messages = Vec::new();
+    while let Some(message) = batch.next().await {
+        match message {
+            Ok(message) => messages.push(message),
+            Err(e) if e.kind() == BatchFetchErrorKind::NoMessages => break,
+            Err(e) => return Err(unavailable(e)),
+        }
+    }
+    Ok(messages)
+}
+
 /// The last message on `subject`, if there is one.
 pub async fn last(
     stream: &jetstream::stream::Stream,

@@ -27,16 +27,12 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::{Nats, direct, subjects, unavailable};
+use super::{Nats, direct, lease::EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, subjects, unavailable};
 use crate::{
     ids,
     iso::EpochMillis,
     storage::{Appended, EventLog, NewEvent, StorageError, StorageResult, StoredEvent, TimePage},
 };
-
-/// The header that makes the expected last sequence apply to a wildcard subject (every
-/// type of one id), not only to the subject published to.
-const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 
 pub struct NatsEventLog {
     nats: Arc<Nats>,

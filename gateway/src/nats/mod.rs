@@ -7,7 +7,9 @@
 //! - `catalog`: [`NatsCatalog`], the catalog in the `HG_CATALOG` KV bucket;
 //! - `delivery_state`: [`NatsDeliveryState`], every webhook's delivery state in the
 //!   `HG_STATE` stream, an outcome set per atomic batch;
-//! - `direct`: batched direct gets, shared by the readers.
+//! - `direct`: batched direct gets, shared by the readers;
+//! - `lease`: leases as compare-and-set on a subject, and the [`lease::Fence`] a holder's
+//!   outcome sets carry.
 //!
 //! Architecture invariant: nothing outside this module names `async_nats` or a subject;
 //! like the embedded backend, it is reached only through the storage traits.
@@ -16,6 +18,7 @@ pub mod catalog;
 pub mod delivery_state;
 mod direct;
 pub mod event_log;
+pub mod lease;
 pub mod subjects;
 
 use std::time::Duration;

@@ -141,13 +141,10 @@ pub trait DeliveryState: Send + Sync + 'static {
     /// The attempts of one delivery, oldest first.
     async fn attempts(&self, webhook: &WebhookRef, seq: u64) -> StorageResult<Vec<Attempt>>;
 
-    /// The seqs in `after+1 ..= through` that have a record, in order.
-    async fn recorded_between(
-        &self,
-        webhook: &WebhookRef,
-        after: u64,
-        through: u64,
-    ) -> StorageResult<Vec<u64>>;
+    /// Which of `seqs` (ascending) have a record, in order. The worker asks this for each
+    /// batch of events it reads: a backend answers it from those seqs alone, whatever
+    /// else the webhook recorded.
+    async fn recorded_among(&self, webhook: &WebhookRef, seqs: &[u64]) -> StorageResult<Vec<u64>>;
 
     /// Up to `limit` records with seq > `after` (all when `None`), in seq order.
     async fn deliveries_after(

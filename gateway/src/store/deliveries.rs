@@ -304,22 +304,24 @@ impl DeliveryState for EmbeddedDeliveryState {
         Ok(attempts)
     }
 
-    async fn recorded_between(
-        &self,
-        webhook: &WebhookRef,
-        after: u64,
-        through: u64,
-    ) -> StorageResult<Vec<u64>> {
-        if through <= after {
+    /// One range read from the first seq to the last (the seqs of a batch are close).
+    async fn recorded_among(&self, webhook: &WebhookRef, seqs: &[u64]) -> StorageResult<Vec<u64>> {
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
             return Ok(Vec::new());
-        }
+        };
         let keys = WebhookKeys::new(webhook);
-        let range = keys.delivery(after + 1)..=keys.delivery(through);
-        let mut seqs = Vec::new();
-        for key in self.tree.range(range).keys() {
-            seqs.push(seq_of_tail(&key?));
+        let mut recorded = Vec::new();
+        for key in self
+            .tree
+            .range(keys.delivery(first)..=keys.delivery(last))
+            .keys()
+        {
+            let seq = seq_of_tail(&key?);
+            if seqs.binary_search(&seq).is_ok() {
+                recorded.push(seq);
+            }
         }
-        Ok(seqs)
+        Ok(recorded)
     }
 
     async fn deliveries_after(

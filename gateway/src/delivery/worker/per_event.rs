@@ -348,13 +348,14 @@ impl PerEvent {
             .log
             .read_after(&core.tenant, core.read_pos, READ_BATCH)
             .await?;
-        let Some(&(last, _)) = events.last() else {
+        if events.is_empty() {
             return Ok(());
-        };
+        }
+        let seqs: Vec<u64> = events.iter().map(|(seq, _)| *seq).collect();
         let recorded = core
             .ctx
             .deliveries
-            .recorded_between(&core.webhook_ref, core.read_pos, last)
+            .recorded_among(&core.webhook_ref, &seqs)
             .await?;
         self.recorded_ahead.extend(recorded);
         self.lookahead.extend(events);

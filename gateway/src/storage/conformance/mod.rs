@@ -399,13 +399,20 @@ async fn listings_page_in_seq_order(state: &dyn DeliveryState) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(state.recorded_between(&w, 3, 9).await.unwrap(), [6, 9]);
     assert_eq!(
-        state.recorded_between(&w, 0, 2).await.unwrap(),
+        state.recorded_among(&w, &[4, 5, 6, 7, 8, 9]).await.unwrap(),
+        [6, 9]
+    );
+    assert_eq!(
+        state.recorded_among(&w, &[3, 12, 13]).await.unwrap(),
+        [3, 12]
+    );
+    assert_eq!(
+        state.recorded_among(&w, &[1, 2]).await.unwrap(),
         Vec::<u64>::new()
     );
     assert_eq!(
-        state.recorded_between(&w, 9, 9).await.unwrap(),
+        state.recorded_among(&w, &[]).await.unwrap(),
         Vec::<u64>::new()
     );
 }
@@ -564,11 +571,12 @@ mod nats {
 
     use crate::{
         config::{Config, StorageKind},
+        delivery::records::Delivery,
         nats::{
             Nats, NatsCatalog, NatsDeliveryState, NatsEventLog, catalog::CATALOG_BUCKET,
-            delivery_state::STATE_STREAM, subjects,
+            delivery_state::STATE_STREAM, lease, subjects,
         },
-        storage::{Catalog, DeliveryState, EventLog},
+        storage::{Catalog, DeliveryState, EventLog, OutcomeSet, WebhookRef},
     };
 
     async fn connect(cluster: &NatsCluster) -> Arc<Nats> {
@@ -621,5 +629,62 @@ mod nats {
         super::event_log_suite(|| fresh_log(&cluster)).await;
         super::delivery_state_suite(|| fresh_deliveries(&cluster)).await;
         super::catalog_suite(|| fresh_catalog(&cluster)).await;
+        a_fenced_set_is_refused_once_the_lease_moved(&cluster).await;
+    }
+
+    /// What ownership will rest on: a lease is a compare-and-set on its subject, and an
+    /// outcome set fenced by an old lease is refused whole.
+    async fn a_fenced_set_is_refused_once_the_lease_moved(cluster: &NatsCluster) {
+        let nats = connect(cluster).await;
+        let _ = nats.jetstream.delete_stream(STATE_STREAM).await;
+        let state = NatsDeliveryState::open(nats.clone()).await.unwrap();
+        let subject = lease::subject(7);
+        let a = lease::take(&nats, &subject, "node-a", 0)
+            .await
+            .unwrap()
+            .expect("a free lease is taken");
+        assert!(
+            lease::take(&nats, &subject, "node-b", 0)
+                .await
+                .unwrap()
+                .is_none(),
+            "a held lease is not taken by a stale compare-and-set"
+        );
+        let webhook = WebhookRef::new("acme", "w1");
+        let set = |seq: u64| {
+            let mut set = OutcomeSet::default();
+            set.record(Delivery::new(seq, "evt", "order.created", 1), None);
+            set.attempt(seq, 1, super::attempt(seq, 1));
+            set.cursor(seq);
+            set
+        };
+        state
+            .apply_fenced(&webhook, set(1), Some(&a))
+            .await
+            .expect("the holder writes");
+        let b = lease::take(&nats, &subject, "node-b", a.seq)
+            .await
+            .unwrap()
+            .expect("a takeover names the lease it replaces");
+        assert!(b.seq > a.seq, "the new fence is larger");
+        assert!(
+            state
+                .apply_fenced(&webhook, set(2), Some(&a))
+                .await
+                .is_err(),
+            "the old holder's set is refused"
+        );
+        assert!(state.delivery(&webhook, 2).await.unwrap().is_none());
+        assert!(state.attempts(&webhook, 2).await.unwrap().is_empty());
+        assert_eq!(
+            state.cursor(&webhook).await.unwrap(),
+            Some(1),
+            "nothing of the refused set is stored"
+        );
+        state
+            .apply_fenced(&webhook, set(2), Some(&b))
+            .await
+            .expect("the new holder writes");
+        assert_eq!(state.cursor(&webhook).await.unwrap(), Some(2));
     }
 }
