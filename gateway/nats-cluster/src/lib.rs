@@ -103,7 +103,29 @@ impl NatsCluster {
         for i in 0..size {
             cluster.wait_healthy(i).await;
         }
+        if size > 1 {
+            cluster.wait_for_meta_leader().await;
+        }
         cluster
+    }
+
+    /// Waits until the servers have elected the leader of JetStream's meta group: before
+    /// that, creating a stream times out.
+    pub async fn wait_for_meta_leader(&self) {
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            let running = (0..self.servers.len()).find(|i| self.is_running(*i));
+            if let Some(i) = running
+                && self.meta_leader(i).await.is_some_and(|l| !l.is_empty())
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no JetStream meta leader within {READY_WITHIN:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn spawn(&mut self, i: usize) {

@@ -8,8 +8,8 @@
 //! | `P.stats` | the statistics |
 //! | `P.rec.<seq>` | the delivery record of one event |
 //! | `P.att.<seq>.<n>` | its attempt number `n` |
-//! | `P.due.<seq>` | when its retry is due; empty once it is not |
-//! | `P.rej.<seq>` | `1` while it is on the rejected list; empty once it is not |
+//! | `P.due.<seq>` | when its retry is due; `-` once it is not |
+//! | `P.rej.<seq>` | `1` while it is on the rejected list; `-` once it is not |
 //! | `P.log.<id>` | an integration log entry (the newest `LOG_ENTRIES_KEPT` are kept) |
 //!
 //! An [`OutcomeSet`] is one atomic batch publish (nats-server 2.12): all of its messages
@@ -97,13 +97,13 @@ impl NatsDeliveryState {
     async fn last(&self, subject: &str) -> StorageResult<Option<StreamMessage>> {
         Ok(direct::last(&self.stream, subject)
             .await?
-            .filter(|m| !m.payload.is_empty()))
+            .filter(|m| !is_tombstone(m)))
     }
 
     /// Every non-empty message on `filter`.
     async fn scan(&self, filter: &str) -> StorageResult<Vec<StreamMessage>> {
         let mut messages = direct::scan(&self.nats.jetstream, STATE_STREAM, filter).await?;
-        messages.retain(|m| !m.payload.is_empty());
+        messages.retain(|m| !is_tombstone(m));
         Ok(messages)
     }
 
@@ -146,6 +146,18 @@ impl NatsDeliveryState {
     }
 }
 
+/// What a subject holds once its entry is gone (not due, off the rejected list). Not an
+/// empty payload: batched direct gets take an empty message for the end of the batch.
+const TOMBSTONE: &[u8] = b"-";
+
+fn tombstone() -> Bytes {
+    Bytes::from_static(TOMBSTONE)
+}
+
+fn is_tombstone(message: &StreamMessage) -> bool {
+    message.payload.as_ref() == TOMBSTONE
+}
+
 fn message(subject: String, payload: Bytes) -> OutboundMessage {
     OutboundMessage {
         subject: subject.into(),
@@ -177,7 +189,7 @@ impl NatsDeliveryState {
             match due {
                 Some(at) => messages.push(message(format!("{p}.due.{seq}"), at.to_string().into())),
                 None if change.replaces_due.is_some() => {
-                    messages.push(message(format!("{p}.due.{seq}"), Bytes::new()))
+                    messages.push(message(format!("{p}.due.{seq}"), tombstone()))
                 }
                 None => {}
             }
@@ -190,7 +202,7 @@ impl NatsDeliveryState {
             let payload = if *listed {
                 Bytes::from_static(b"1")
             } else {
-                Bytes::new()
+                tombstone()
             };
             messages.push(message(format!("{p}.rej.{seq}"), payload));
         }
@@ -282,7 +294,7 @@ impl DeliveryState for NatsDeliveryState {
             for message in
                 direct::last_of_each(&self.nats.jetstream, STATE_STREAM, subjects).await?
             {
-                if !message.payload.is_empty()
+                if !is_tombstone(&message)
                     && let Some(seq) = seq_after(&message.subject, &head)
                 {
                     recorded.push(seq);

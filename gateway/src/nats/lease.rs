@@ -39,6 +39,10 @@ impl Fence {
     }
 }
 
+/// The holder of a lease given back. Not empty: batched direct gets take an empty
+/// message for the end of the batch.
+pub const FREE: &str = "-";
+
 /// The lease subject of one shard of webhooks.
 pub fn subject(shard: u32) -> String {
     format!("hg.st.lease.{shard}")

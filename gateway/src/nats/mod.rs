@@ -9,7 +9,9 @@
 //!   `HG_STATE` stream, an outcome set per atomic batch;
 //! - `direct`: batched direct gets, shared by the readers;
 //! - `lease`: leases as compare-and-set on a subject, and the [`lease::Fence`] a holder's
-//!   outcome sets carry.
+//!   outcome sets carry;
+//! - `ownership`: [`NatsOwnership`], shards of webhooks leased to nodes, heartbeats,
+//!   balance and takeover.
 //!
 //! Architecture invariant: nothing outside this module names `async_nats` or a subject;
 //! like the embedded backend, it is reached only through the storage traits.
@@ -19,6 +21,7 @@ pub mod delivery_state;
 mod direct;
 pub mod event_log;
 pub mod lease;
+pub mod ownership;
 pub mod subjects;
 
 use std::time::Duration;
@@ -28,6 +31,7 @@ use async_nats::{ConnectOptions, jetstream};
 pub use catalog::NatsCatalog;
 pub use delivery_state::NatsDeliveryState;
 pub use event_log::NatsEventLog;
+pub use ownership::NatsOwnership;
 
 use crate::{config::Config, storage::StorageError};
 

@@ -374,6 +374,12 @@ async fn the_rejected_list_pages_in_order(state: &dyn DeliveryState) {
     assert_eq!(all.seqs, [10, 30]);
     // Out of the list, the record stays.
     assert!(state.delivery(&w, 20).await.unwrap().is_some());
+    // Entries added after a removal are listed too (a backend's "removed" marker must
+    // not end a listing early).
+    state.apply(&w, set(|s| s.reject(40))).await.unwrap();
+    state.apply(&w, set(|s| s.reject(50))).await.unwrap();
+    let all = state.rejected(&w, None, 10).await.unwrap();
+    assert_eq!(all.seqs, [10, 30, 40, 50]);
 }
 
 async fn listings_page_in_seq_order(state: &dyn DeliveryState) {
@@ -573,10 +579,10 @@ mod nats {
         config::{Config, StorageKind},
         delivery::records::Delivery,
         nats::{
-            Nats, NatsCatalog, NatsDeliveryState, NatsEventLog, catalog::CATALOG_BUCKET,
-            delivery_state::STATE_STREAM, lease, subjects,
+            Nats, NatsCatalog, NatsDeliveryState, NatsEventLog, NatsOwnership,
+            catalog::CATALOG_BUCKET, delivery_state::STATE_STREAM, lease, subjects,
         },
-        storage::{Catalog, DeliveryState, EventLog, OutcomeSet, WebhookRef},
+        storage::{Catalog, DeliveryState, EventLog, OutcomeSet, Ownership, WebhookRef},
     };
 
     async fn connect(cluster: &NatsCluster) -> Arc<Nats> {
@@ -630,6 +636,59 @@ mod nats {
         super::delivery_state_suite(|| fresh_deliveries(&cluster)).await;
         super::catalog_suite(|| fresh_catalog(&cluster)).await;
         a_fenced_set_is_refused_once_the_lease_moved(&cluster).await;
+    }
+
+    /// Polls `done` until it holds, for at most `within`.
+    async fn wait_until(within: std::time::Duration, what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not within {within:?}: {what}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn shards_spread_over_nodes_and_move_when_one_goes_silent() {
+        use std::time::Duration;
+        let cluster = NatsCluster::start(3).await;
+        let nats = connect(&cluster).await;
+        let _state = NatsDeliveryState::open(nats.clone()).await.unwrap();
+        let a = NatsOwnership::start(nats, "node-a").await.unwrap();
+        assert_eq!(a.shards().len(), 64, "a lone node holds every shard");
+        super::one_lease_per_webhook(&*a).await;
+
+        let b = NatsOwnership::start(connect(&cluster).await, "node-b")
+            .await
+            .unwrap();
+        wait_until(Duration::from_secs(20), "each node holds its share", || {
+            a.shards().len() == 32 && b.shards().len() == 32
+        })
+        .await;
+        let (on_a, on_b): (Vec<_>, Vec<_>) = (0..200)
+            .map(|n| WebhookRef::new("acme", &format!("w{n}")))
+            .partition(|w| a.fence(w).is_some());
+        assert!(!on_a.is_empty() && !on_b.is_empty());
+        assert!(
+            on_a.iter().all(|w| b.fence(w).is_none()),
+            "one owner per shard"
+        );
+        assert!(
+            b.claim(&on_a[0]).await.unwrap().is_none(),
+            "a node does not run another node's webhook"
+        );
+        let lease_on_b = b.claim(&on_b[0]).await.unwrap().expect("its own shard");
+
+        // Node a goes silent (its rounds stop, as in a crash): b takes its shards over.
+        drop(a);
+        wait_until(Duration::from_secs(25), "b took every shard over", || {
+            b.shards().len() == 64
+        })
+        .await;
+        assert!(b.claim(&on_a[0]).await.unwrap().is_some());
+        assert!(!lease_on_b.is_lost(), "b's own leases carried on");
     }
 
     /// What ownership will rest on: a lease is a compare-and-set on its subject, and an

@@ -1,0 +1,263 @@
+//! Ownership across nodes: webhooks are hashed into [`SHARDS`] shards, and each shard has
+//! one owner node at a time, holding its lease (`nats::lease`, on `hg.st.lease.<shard>`).
+//!
+//! - Liveness: every node publishes a heartbeat on `hg.st.node.<node>` every
+//!   [`HEARTBEAT_EVERY`]; a node is live while its last heartbeat is younger than
+//!   [`TAKEOVER_AFTER`] (by the stream's own timestamps, so the nodes' clocks need only
+//!   agree roughly with the servers'). Heartbeats do not touch lease subjects, so an
+//!   owner's fenced writes keep passing.
+//! - Balance: every round, each node aims for `ceil(SHARDS / live nodes)` shards: it takes
+//!   free shards and ones whose owner is not live (compare-and-set on the lease subject),
+//!   and gives back what it holds above its share.
+//! - Loss: a shard whose lease subject moved past this node's lease was taken over; the
+//!   leases granted under it report lost, so their workers stop, and the node's fence
+//!   for it is gone, so a write it still attempts is refused by the stream.
+//!
+//! Within the node, a webhook has one lease at a time, as with `LocalOwnership`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+
+use super::{
+    Nats,
+    delivery_state::STATE_STREAM,
+    direct,
+    lease::{self, Fence},
+    unavailable,
+};
+use crate::storage::{Lease, Ownership, StorageResult, WebhookRef};
+
+/// Shards webhooks are spread over: enough for an even split over a few nodes, few
+/// enough that a balance round reads every lease in one request.
+pub const SHARDS: u32 = 64;
+/// How often a node says it is alive, and balances.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+/// A node silent for this long is taken to be gone: its shards are taken over.
+pub const TAKEOVER_AFTER: Duration = Duration::from_secs(10);
+
+/// The shard of a webhook: a hash that every node and every version computes alike.
+pub fn shard_of(webhook: &WebhookRef) -> u32 {
+    let digest = Sha256::digest(format!("{}\0{}", webhook.tenant, webhook.webhook));
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % SHARDS
+}
+
+fn node_subject(node: &str) -> String {
+    format!("hg.st.node.{}", super::subjects::token(node))
+}
+
+/// A shard this node holds: its fence, and the signal its leases watch.
+struct HeldShard {
+    fence: Fence,
+    lost: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct Held {
+    shards: HashMap<u32, HeldShard>,
+    /// Webhooks leased now on this node.
+    webhooks: HashSet<WebhookRef>,
+    grants: u64,
+}
+
+pub struct NatsOwnership {
+    nats: Arc<Nats>,
+    node: String,
+    held: Arc<Mutex<Held>>,
+    released: Arc<Notify>,
+}
+
+/// Gives a webhook's lease back when dropped.
+struct Release {
+    held: Arc<Mutex<Held>>,
+    released: Arc<Notify>,
+    webhook: WebhookRef,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.held
+            .lock()
+            .expect("leases")
+            .webhooks
+            .remove(&self.webhook);
+        self.released.notify_waiters();
+    }
+}
+
+impl NatsOwnership {
+    /// Joins the cluster as `node`: says it is alive, takes its share of the shards, and
+    /// keeps doing both in the background for as long as the ownership lives.
+    pub async fn start(nats: Arc<Nats>, node: &str) -> StorageResult<Arc<NatsOwnership>> {
+        let ownership = Arc::new(NatsOwnership {
+            nats,
+            node: node.to_string(),
+            held: Arc::default(),
+            released: Arc::default(),
+        });
+        ownership.round().await?;
+        let weak = Arc::downgrade(&ownership);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                let Some(ownership) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(error) = ownership.round().await {
+                    tracing::warn!(%error, "ownership round failed; trying again");
+                }
+            }
+        });
+        Ok(ownership)
+    }
+
+    /// The fence of the shard `webhook` is in, while this node holds it.
+    pub fn fence(&self, webhook: &WebhookRef) -> Option<Fence> {
+        let held = self.held.lock().expect("leases");
+        held.shards
+            .get(&shard_of(webhook))
+            .map(|shard| shard.fence.clone())
+    }
+
+    /// The shards this node holds now.
+    pub fn shards(&self) -> Vec<u32> {
+        let mut shards: Vec<u32> = self
+            .held
+            .lock()
+            .expect("leases")
+            .shards
+            .keys()
+            .copied()
+            .collect();
+        shards.sort_unstable();
+        shards
+    }
+
+    /// One heartbeat and one balance round.
+    async fn round(&self) -> StorageResult<()> {
+        self.nats
+            .jetstream
+            .publish(node_subject(&self.node), self.node.clone().into())
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        let js = &self.nats.jetstream;
+        let beats = direct::last_of_each(js, STATE_STREAM, vec!["hg.st.node.*".into()]).await?;
+        let newest = beats.iter().map(|b| b.time).max();
+        let live: HashSet<String> = beats
+            .iter()
+            .filter(|beat| {
+                // Against the newest heartbeat (ours, just written): the servers' clock.
+                newest.is_some_and(|newest| {
+                    (newest - beat.time).whole_milliseconds() < TAKEOVER_AFTER.as_millis() as i128
+                })
+            })
+            .map(|beat| String::from_utf8_lossy(&beat.payload).into_owned())
+            .collect();
+        let share = SHARDS.div_ceil(live.len().max(1) as u32) as usize;
+        let subjects = (0..SHARDS).map(lease::subject).collect();
+        let leases: HashMap<String, (u64, String)> =
+            direct::last_of_each(js, STATE_STREAM, subjects)
+                .await?
+                .into_iter()
+                .map(|m| {
+                    let holder = String::from_utf8_lossy(&m.payload).into_owned();
+                    (m.subject.to_string(), (m.sequence, holder))
+                })
+                .collect();
+        // Lost: a shard whose lease subject moved on without us.
+        {
+            let mut held = self.held.lock().expect("leases");
+            held.shards.retain(|shard, mine| {
+                let current = leases.get(&lease::subject(*shard));
+                let still = current.is_some_and(|(seq, _)| *seq == mine.fence.seq);
+                if !still {
+                    tracing::warn!(shard, "lost the shard's lease");
+                    let _ = mine.lost.send(true);
+                }
+                still
+            });
+        }
+        let mut mine = self.held.lock().expect("leases").shards.len();
+        for shard in 0..SHARDS {
+            let subject = lease::subject(shard);
+            let (seq, holder) = leases.get(&subject).cloned().unwrap_or_default();
+            if holder == self.node {
+                continue;
+            }
+            let free = holder.is_empty() || holder == lease::FREE || !live.contains(&holder);
+            if !free || mine >= share {
+                continue;
+            }
+            if let Some(fence) = lease::take(&self.nats, &subject, &self.node, seq).await? {
+                tracing::info!(shard, fence = fence.seq, "took the shard");
+                let (lost, _) = watch::channel(false);
+                self.held
+                    .lock()
+                    .expect("leases")
+                    .shards
+                    .insert(shard, HeldShard { fence, lost });
+                mine += 1;
+            }
+        }
+        // Above the share (a node joined): give back the shards with no webhook leased.
+        let surplus: Vec<(u32, Fence)> = {
+            let held = self.held.lock().expect("leases");
+            let busy: HashSet<u32> = held.webhooks.iter().map(shard_of).collect();
+            held.shards
+                .iter()
+                .filter(|(shard, _)| !busy.contains(shard))
+                .map(|(shard, h)| (*shard, h.fence.clone()))
+                .take(mine.saturating_sub(share))
+                .collect()
+        };
+        for (shard, fence) in surplus {
+            // The compare-and-set keeps a shard someone took meanwhile theirs.
+            if lease::take(&self.nats, &fence.subject, lease::FREE, fence.seq)
+                .await?
+                .is_some()
+            {
+                self.held.lock().expect("leases").shards.remove(&shard);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Ownership for NatsOwnership {
+    async fn claim(&self, webhook: &WebhookRef) -> StorageResult<Option<Lease>> {
+        loop {
+            let released = self.released.notified();
+            {
+                let mut held = self.held.lock().expect("leases");
+                let Some(shard) = held.shards.get(&shard_of(webhook)) else {
+                    return Ok(None);
+                };
+                let lost = shard.lost.subscribe();
+                let shard_seq = shard.fence.seq;
+                if !held.webhooks.contains(webhook) {
+                    held.grants += 1;
+                    // Grows with every grant: with the shard's lease across nodes, with
+                    // the grant count on this one.
+                    let token = (shard_seq << 20) | (held.grants & 0xF_FFFF);
+                    held.webhooks.insert(webhook.clone());
+                    let release = Release {
+                        held: self.held.clone(),
+                        released: self.released.clone(),
+                        webhook: webhook.clone(),
+                    };
+                    return Ok(Some(Lease::new(webhook.clone(), token, lost, release)));
+                }
+            }
+            released.await;
+        }
+    }
+}
