@@ -38,31 +38,44 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         &config.data_dir.join("master_key"),
     )
     .context("cannot load the master key")?;
-    if config.storage == StorageKind::Nats {
-        // Connecting checks the server (version, JetStream) before anything else.
-        let _nats = crate::nats::Nats::connect(&config).await?;
-        anyhow::bail!(
-            "storage = \"nats\" is not complete yet: the event log runs on JetStream, the \
-             catalog, delivery state and ownership do not (docs/CLUSTER.md)"
-        );
-    }
-    let embedded = crate::store::open(&config.data_dir, master_key, &delivery_runtime)?;
+    let backend = match config.storage {
+        StorageKind::Embedded => {
+            let embedded = crate::store::open(&config.data_dir, master_key, &delivery_runtime)?;
+            Backend {
+                catalog: embedded.catalog,
+                log: embedded.log,
+                deliveries: embedded.deliveries,
+                ownership: embedded.ownership,
+            }
+        }
+        StorageKind::Nats => {
+            let node = node_id(&config)?;
+            let nats = crate::nats::open(&config, Arc::new(master_key), &node).await?;
+            tracing::info!(node = %node, "cluster mode: storage on NATS JetStream");
+            Backend {
+                catalog: nats.catalog,
+                log: nats.log,
+                deliveries: nats.deliveries,
+                ownership: nats.ownership,
+            }
+        }
+    };
     let admin_token = admin_token(&config)?;
     let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))
         .context("cannot start the plugin runtime")?;
-    crate::pipeline::load_stored_plugins(&*embedded.catalog, &plugins).await?;
+    crate::pipeline::load_stored_plugins(&*backend.catalog, &plugins).await?;
     let engine = Arc::new(EngineContext {
         config: Arc::new(config),
-        catalog: embedded.catalog,
-        log: embedded.log,
-        deliveries: embedded.deliveries,
+        catalog: backend.catalog,
+        log: backend.log,
+        deliveries: backend.deliveries,
         metrics: Default::default(),
         plugins,
         webhook_writes: Default::default(),
     });
     let dispatcher = Arc::new(Dispatcher::new(
         engine.clone(),
-        embedded.ownership,
+        backend.ownership,
         delivery_runtime,
     ));
     let api = Arc::new(ApiState {
@@ -84,6 +97,28 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         engine,
         dispatcher,
     })
+}
+
+/// The storage backend's parts, whichever it is.
+struct Backend {
+    catalog: Arc<dyn crate::storage::Catalog>,
+    log: Arc<dyn crate::storage::EventLog>,
+    deliveries: Arc<dyn crate::storage::DeliveryState>,
+    ownership: Arc<dyn crate::storage::Ownership>,
+}
+
+/// This node's name in a cluster: made once and kept in `data_dir`, so a restarted node
+/// takes its own shards back at once instead of waiting out its old heartbeat.
+fn node_id(config: &Config) -> anyhow::Result<String> {
+    let path = config.data_dir.join("node_id");
+    if path.exists() {
+        let id = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(id.trim().to_string());
+    }
+    let id = format!("node-{}", crate::ids::random_token(6));
+    write_private(&path, &id)?;
+    Ok(id)
 }
 
 /// The sandbox's limits: the runtime's defaults, with the ones operators may set.

@@ -1,7 +1,15 @@
 //! Cluster mode (`storage = "nats"`): what the gateway checks about the NATS servers it is
-//! given before it uses them.
+//! given before it uses them, and a gateway node on a real 3-server JetStream cluster.
 
 use std::{process::Command, time::Duration};
+
+use hookgate_nats_cluster::NatsCluster;
+use serde_json::json;
+
+use crate::{
+    harness::{Client, Gateway},
+    receiver::{Behaviour, Receiver, attempts, create_webhook, eventually, ingest, wait_status},
+};
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -87,4 +95,90 @@ async fn nats_settings_without_storage_nats_are_refused() {
         serve_until_exit(&[("HOOKGATE_NATS_SERVERS", "nats://127.0.0.1:4222".into())]).await;
     assert!(!status.success(), "output: {output}");
     assert!(output.contains("only with storage"), "{output}");
+}
+
+/// One gateway node on a 3-server cluster: tenants, webhooks, ingest (idempotent ids),
+/// retries until success, the message and its attempts, statistics, and a restart of the
+/// node that loses nothing (its `data_dir` holds only caches).
+#[tokio::test]
+async fn a_node_on_a_nats_cluster_ingests_retries_and_delivers() {
+    let cluster = NatsCluster::start(3).await;
+    let servers = cluster.urls();
+    let mut gw = Gateway::start_with(&[
+        ("HOOKGATE_STORAGE", "nats"),
+        ("HOOKGATE_NATS_SERVERS", &servers),
+    ])
+    .await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::with(Behaviour::FailFirst {
+        n: 2,
+        status: 503,
+        retry_after: None,
+    })
+    .await;
+    create_webhook(&t, "w1", &rx.url("/hook"), json!({})).await;
+    ingest(&t, "e-1", json!({"total": 42})).await;
+    // The same id again: a duplicate, not a second event.
+    ingest(&t, "e-1", json!({"total": 42})).await;
+
+    rx.wait_for(&gw, Duration::from_secs(30), "a 2xx for e-1", |r| {
+        r.iter().any(|r| r.succeeded())
+    })
+    .await;
+    let delivered = wait_status(&t, "w1", "e-1", "delivered", Duration::from_secs(15)).await;
+    assert_eq!(delivered["runs_counter"], 3, "{delivered}");
+    let list = attempts(&t, "e-1").await;
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(rx.requests().len(), 3, "one event, three attempts");
+
+    // Statistics trail the records by up to 50 ms (they are written with the cursor, not
+    // with every pass): wait for them so that the crash below does not race that write.
+    success_responses(&gw, &t, 1).await;
+
+    // A restart: everything is in the cluster.
+    let (tenant, key) = (t.tenant.clone(), t.key.clone());
+    drop(t);
+    gw.crash_and_restart().await;
+    let t = Client {
+        gateway: &gw,
+        tenant,
+        key,
+    };
+    let webhook = t.get("/webhooks/w1").await.expect(200).body;
+    assert_eq!(webhook["status"], "running", "{webhook}");
+    ingest(&t, "e-2", json!({"total": 7})).await;
+    rx.wait_for(
+        &gw,
+        Duration::from_secs(30),
+        "e-2 delivered after the restart",
+        |r| r.iter().any(|r| r.webhook_id() == "e-2" && r.succeeded()),
+    )
+    .await;
+    success_responses(&gw, &t, 2).await;
+    assert_eq!(
+        rx.requests()
+            .iter()
+            .filter(|r| r.webhook_id() == "e-1")
+            .count(),
+        3,
+        "nothing delivered again after the restart"
+    );
+}
+
+/// Waits until the webhook `w1`'s statistics count `n` successful responses.
+async fn success_responses(gw: &Gateway, t: &Client<'_>, n: u64) {
+    eventually(
+        gw,
+        Duration::from_secs(15),
+        &format!("statistics count {n} successes"),
+        async || {
+            let stats = t.get("/webhooks/w1/stats").await.body;
+            if stats["success_responses"] == n {
+                Ok(())
+            } else {
+                Err(stats.to_string())
+            }
+        },
+    )
+    .await;
 }

@@ -117,16 +117,43 @@ impl Dispatcher {
     }
 
     /// Starts a worker for every running webhook and the background tasks.
-    pub async fn start(&self) -> anyhow::Result<()> {
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.start_unclaimed().await?;
+        self.follow_ownership();
+        self.runtime.spawn(retention::run(self.ctx.clone()));
+        Ok(())
+    }
+
+    /// Follows the ownership: when this node gains webhooks (a replicated backend's
+    /// shards moved to it), starts the running ones it has no worker for. Runs until the
+    /// dispatcher is dropped.
+    fn follow_ownership(self: &Arc<Self>) {
+        let mut changes = self.ownership.changes();
+        let dispatcher = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(dispatcher) = dispatcher.upgrade() else {
+                    return;
+                };
+                if let Err(error) = dispatcher.start_unclaimed().await {
+                    tracing::error!(%error, "cannot start the webhooks this node gained");
+                }
+            }
+        });
+    }
+
+    /// Starts a worker for every running webhook that has none here.
+    async fn start_unclaimed(&self) -> anyhow::Result<()> {
         let catalog = &self.ctx.catalog;
         for tenant in catalog.tenants_page(None, usize::MAX).await?.0 {
             for webhook in catalog.all_webhooks_of(&tenant.id).await? {
-                if webhook.status == WebhookStatus::Running {
+                if webhook.status == WebhookStatus::Running
+                    && self.running(&tenant.id, &webhook.id).is_none()
+                {
                     self.spawn(&tenant.id, Arc::new(webhook)).await;
                 }
             }
         }
-        self.runtime.spawn(retention::run(self.ctx.clone()));
         Ok(())
     }
 

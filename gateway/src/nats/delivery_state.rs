@@ -20,7 +20,10 @@
 //! message of their subject filter through batched direct gets and order them here:
 //! JetStream orders by stream sequence only.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    sync::{Arc, OnceLock},
+};
 
 use async_nats::jetstream::{self, message::OutboundMessage, message::StreamMessage};
 use async_trait::async_trait;
@@ -28,7 +31,7 @@ use bytes::Bytes;
 use jetstream_extra::batch_publish::BatchPublishExt;
 use serde::de::DeserializeOwned;
 
-use super::{Nats, direct, lease::Fence, subjects::token, unavailable};
+use super::{Nats, NatsOwnership, direct, lease::Fence, subjects::token, unavailable};
 use crate::{
     delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
     ids,
@@ -44,6 +47,9 @@ const MAX_ATOMIC_BATCH: usize = 1000;
 pub struct NatsDeliveryState {
     nats: Arc<Nats>,
     stream: jetstream::stream::Stream,
+    /// This node's shards: every outcome set for a webhook in one of them carries the
+    /// shard's fence (set once the ownership has started, on the same stream).
+    ownership: OnceLock<Arc<NatsOwnership>>,
 }
 
 /// `hg.st.<tenant>.<webhook>`: the prefix of one webhook's subjects.
@@ -91,7 +97,16 @@ impl NatsDeliveryState {
             .get_or_create_stream(config)
             .await
             .map_err(unavailable)?;
-        Ok(NatsDeliveryState { nats, stream })
+        Ok(NatsDeliveryState {
+            nats,
+            stream,
+            ownership: OnceLock::new(),
+        })
+    }
+
+    /// From now on, fence outcome sets with this node's shard leases.
+    pub fn fence_with(&self, ownership: Arc<NatsOwnership>) {
+        let _ = self.ownership.set(ownership);
     }
 
     async fn last(&self, subject: &str) -> StorageResult<Option<StreamMessage>> {
@@ -233,8 +248,12 @@ impl NatsDeliveryState {
 
 #[async_trait]
 impl DeliveryState for NatsDeliveryState {
+    /// Fenced by the webhook's shard lease when this node holds it. Unfenced otherwise:
+    /// what the API writes for a webhook another node owns (until such writes go to the
+    /// owner, docs/CLUSTER.md).
     async fn apply(&self, webhook: &WebhookRef, outcomes: OutcomeSet) -> StorageResult<()> {
-        self.apply_fenced(webhook, outcomes, None).await
+        let fence = self.ownership.get().and_then(|o| o.fence(webhook));
+        self.apply_fenced(webhook, outcomes, fence.as_ref()).await
     }
 
     /// Every `apply` is durable when it returns (stored at the replication factor).

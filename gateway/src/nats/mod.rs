@@ -24,7 +24,7 @@ pub mod lease;
 pub mod ownership;
 pub mod subjects;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_nats::{ConnectOptions, jetstream};
 
@@ -39,6 +39,77 @@ use crate::{config::Config, storage::StorageError};
 /// (SCALE-OUT.md: 2.9 drops `filter_subjects`, per-message TTL and consumer pause; the
 /// expected-last-sequence check on a wildcard subject and atomic batches are 2.12's).
 pub const MIN_SERVER_VERSION: (u32, u32) = (2, 12);
+
+/// The NATS backend's parts, as `app::open` wires them.
+pub struct Backend {
+    pub log: Arc<NatsEventLog>,
+    pub catalog: Arc<NatsCatalog>,
+    pub deliveries: Arc<NatsDeliveryState>,
+    pub ownership: Arc<NatsOwnership>,
+}
+
+/// Connects, creates or opens the streams and buckets, and joins the cluster as `node`
+/// (its shard leases fence this node's outcome sets).
+pub async fn open(
+    config: &Config,
+    master_key: Arc<hookgate_signing::MasterKey>,
+    node: &str,
+) -> anyhow::Result<Backend> {
+    use anyhow::Context;
+    let nats = Arc::new(Nats::connect(config).await?);
+    let log = patiently("the event log", || NatsEventLog::open(nats.clone())).await?;
+    let catalog = Arc::new(
+        patiently("the catalog", || {
+            NatsCatalog::open(&nats, master_key.clone())
+        })
+        .await?,
+    );
+    let deliveries = Arc::new(
+        patiently("the delivery state", || {
+            NatsDeliveryState::open(nats.clone())
+        })
+        .await?,
+    );
+    let ownership = NatsOwnership::start(nats, node)
+        .await
+        .context("cannot join the cluster's ownership")?;
+    deliveries.fence_with(ownership.clone());
+    Ok(Backend {
+        log,
+        catalog,
+        deliveries,
+        ownership,
+    })
+}
+
+/// How long a starting node keeps trying to create or open its streams and buckets while
+/// the cluster cannot answer (a cluster that is itself starting, electing a leader, or
+/// has lost quorum for a moment): long enough to ride out an election, short enough that
+/// a misconfigured node exits with the reason instead of hanging.
+const OPEN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `open` until it succeeds, fails with something other than
+/// [`StorageError::Unavailable`], or [`OPEN_PATIENCE`] has passed.
+async fn patiently<T, F>(what: &str, mut open: impl FnMut() -> F) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
+    loop {
+        match open().await {
+            Ok(opened) => return Ok(opened),
+            Err(StorageError::Unavailable(reason)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%reason, "cannot open {what} on NATS yet; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(
+                    anyhow::Error::new(error).context(format!("cannot open {what} on NATS"))
+                );
+            }
+        }
+    }
+}
 
 /// Replicas of every stream and bucket when the cluster has at least this many servers.
 pub const FULL_REPLICATION: usize = 3;

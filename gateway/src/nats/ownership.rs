@@ -71,6 +71,8 @@ pub struct NatsOwnership {
     node: String,
     held: Arc<Mutex<Held>>,
     released: Arc<Notify>,
+    /// Moves when this node gains shards.
+    gained: watch::Sender<u64>,
 }
 
 /// Gives a webhook's lease back when dropped.
@@ -100,6 +102,7 @@ impl NatsOwnership {
             node: node.to_string(),
             held: Arc::default(),
             released: Arc::default(),
+            gained: watch::channel(0).0,
         });
         ownership.round().await?;
         let weak = Arc::downgrade(&ownership);
@@ -189,10 +192,21 @@ impl NatsOwnership {
         for shard in 0..SHARDS {
             let subject = lease::subject(shard);
             let (seq, holder) = leases.get(&subject).cloned().unwrap_or_default();
-            if holder == self.node {
+            if self
+                .held
+                .lock()
+                .expect("leases")
+                .shards
+                .contains_key(&shard)
+            {
                 continue;
             }
-            let free = holder.is_empty() || holder == lease::FREE || !live.contains(&holder);
+            // Held under this node's name but not by this process: a restart. Taken again
+            // (with a new fence) like a free one.
+            let free = holder.is_empty()
+                || holder == lease::FREE
+                || holder == self.node
+                || !live.contains(&holder);
             if !free || mine >= share {
                 continue;
             }
@@ -205,6 +219,7 @@ impl NatsOwnership {
                     .shards
                     .insert(shard, HeldShard { fence, lost });
                 mine += 1;
+                self.gained.send_modify(|n| *n += 1);
             }
         }
         // Above the share (a node joined): give back the shards with no webhook leased.
@@ -259,5 +274,9 @@ impl Ownership for NatsOwnership {
             }
             released.await;
         }
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.gained.subscribe()
     }
 }

@@ -14,6 +14,11 @@ pub trait Ownership: Send + Sync + 'static {
     /// (one that is stopping), and returns `None` when another node holds it (its owner
     /// runs it; this node is told when that changes).
     async fn claim(&self, webhook: &WebhookRef) -> StorageResult<Option<Lease>>;
+
+    /// Moves whenever this node may have gained webhooks it could not claim before (a
+    /// replicated backend's shards moved): the dispatcher then claims again. A backend
+    /// that owns everything from the start never moves it.
+    fn changes(&self) -> watch::Receiver<u64>;
 }
 
 /// The right to run one webhook's worker, released when dropped.

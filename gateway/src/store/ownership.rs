@@ -11,9 +11,19 @@ use tokio::sync::{Notify, watch};
 
 use crate::storage::{Lease, Ownership, StorageResult, WebhookRef};
 
-#[derive(Default)]
 pub struct LocalOwnership {
     shared: Arc<Shared>,
+    /// One node owns everything from the start: this never moves.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for LocalOwnership {
+    fn default() -> Self {
+        LocalOwnership {
+            shared: Arc::default(),
+            changes: watch::channel(0).0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -69,5 +79,9 @@ impl Ownership for LocalOwnership {
             }
             released.await;
         }
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
