@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::{
     harness::{Client, Gateway},
-    receiver::{Behaviour, Receiver, create_webhook, ingest_batch, log_tail, poll_until},
+    receiver::{Behaviour, Receiver, create_webhook, ingest_batch, log_tail, message, poll_until},
 };
 
 const EVENTS: usize = 5_000;
@@ -110,8 +110,29 @@ async fn every_pair_delivered_across_two_kill_9() {
                     .map(move |id| format!("w{w}/{id}"))
             })
             .collect();
+        // What the gateway says of the first few: their message and attempts, and what
+        // the receiver saw of them, so that a rare miss can be understood from CI's log.
+        let t = tenant(&gw, &key);
+        let mut states = String::new();
+        for pair in missing.iter().take(3) {
+            let (webhook, id) = pair.split_once('/').expect("w/id");
+            let w: usize = webhook[1..].parse().expect("webhook index");
+            let seen: Vec<Option<u16>> = receivers[w]
+                .requests()
+                .iter()
+                .filter(|r| r.webhook_id() == id)
+                .map(|r| r.answered)
+                .collect();
+            let attempts = t.get(&format!("/messages/{id}/attempts")).await.body;
+            states.push_str(&format!(
+                "{pair}: message {}\n  attempts {attempts}\n  receiver answered {seen:?}\n",
+                message(&t, webhook, id)
+                    .await
+                    .map_or("not listed".to_string(), |m| m.to_string()),
+            ));
+        }
         panic!(
-            "{} of {total} pairs never answered 2xx, e.g. {:?}\ngateway log tail:\n{}",
+            "{} of {total} pairs never answered 2xx, e.g. {:?}\n{states}gateway log tail:\n{}",
             missing.len(),
             &missing[..missing.len().min(10)],
             log_tail(&gw)
