@@ -73,11 +73,7 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         plugins,
         webhook_writes: Default::default(),
     });
-    let dispatcher = Arc::new(Dispatcher::new(
-        engine.clone(),
-        backend.ownership,
-        delivery_runtime,
-    ));
+    let dispatcher = Dispatcher::new(engine.clone(), backend.ownership, delivery_runtime);
     let api = Arc::new(ApiState {
         config: engine.config.clone(),
         catalog: engine.catalog.clone(),

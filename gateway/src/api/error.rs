@@ -92,6 +92,10 @@ impl From<StorageError> for ApiError {
                 tracing::error!(error = %e, "storage unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", e)
             }
+            // The API writes no fenced set; a worker's reaching here moved meanwhile.
+            StorageError::Fenced(e) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_durable", e)
+            }
             corrupt @ StorageError::Corrupt(_) => ApiError::internal(corrupt),
         }
     }

@@ -31,7 +31,8 @@ mod worker;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -62,6 +63,10 @@ struct Running {
 
 type WorkerKey = (String, String);
 
+/// The first wait before a worker that failed on storage starts again, and the longest.
+const RESTART_FIRST_WAIT: Duration = Duration::from_millis(500);
+const RESTART_MAX_WAIT: Duration = Duration::from_secs(30);
+
 /// What the API asks of the delivery core about running webhooks. The local
 /// implementation is the [`Dispatcher`]; in a cluster the request travels to the node
 /// that owns the webhook.
@@ -86,6 +91,8 @@ pub trait DeliveryControl: Send + Sync + 'static {
 
 /// Runs the workers of this process: one per running webhook it holds a lease on.
 pub struct Dispatcher {
+    /// Itself, for the tasks that restart workers.
+    me: Weak<Dispatcher>,
     ctx: Arc<EngineContext>,
     ownership: Arc<dyn Ownership>,
     workers: Mutex<HashMap<WorkerKey, Running>>,
@@ -107,13 +114,14 @@ impl Dispatcher {
         ctx: Arc<EngineContext>,
         ownership: Arc<dyn Ownership>,
         runtime: Handle,
-    ) -> Dispatcher {
-        Dispatcher {
+    ) -> Arc<Dispatcher> {
+        Arc::new_cyclic(|me| Dispatcher {
+            me: me.clone(),
             ctx,
             ownership,
             workers: Mutex::default(),
             runtime,
-        }
+        })
     }
 
     /// Starts a worker for every running webhook and the background tasks.
@@ -158,6 +166,12 @@ impl Dispatcher {
     }
 
     async fn spawn(&self, tenant: &str, webhook: Arc<Webhook>) {
+        self.spawn_after_failures(tenant, webhook, 0).await
+    }
+
+    /// Starts a worker whose predecessors failed on storage `failures` times in a row
+    /// (each failure waits twice as long before the next start, see `restart_later`).
+    async fn spawn_after_failures(&self, tenant: &str, webhook: Arc<Webhook>, failures: u32) {
         let key = (tenant.to_string(), webhook.id.clone());
         let lease = match self
             .ownership
@@ -173,8 +187,23 @@ impl Dispatcher {
         };
         let (control, receiver) = mpsc::unbounded_channel();
         let batched = sink::is_batched(&webhook);
-        let task = worker::Worker::new(self.ctx.clone(), tenant.to_string(), webhook)
-            .map(|worker| self.runtime.spawn(worker.run(receiver, lease)));
+        let me = self.me.clone();
+        let task =
+            worker::Worker::new(self.ctx.clone(), tenant.to_string(), webhook).map(|worker| {
+                let key = key.clone();
+                self.runtime.spawn(async move {
+                    let started = Instant::now();
+                    let exit = worker.run(receiver, lease).await;
+                    if let (worker::Exit::StorageFailed, Some(me)) = (exit, me.upgrade()) {
+                        // A worker that ran a while before failing starts the count over.
+                        let failures = match started.elapsed() > RESTART_MAX_WAIT {
+                            true => 0,
+                            false => failures + 1,
+                        };
+                        me.restart_later(key, failures);
+                    }
+                })
+            });
         match task {
             Ok(task) => {
                 let running = Running {
@@ -188,6 +217,32 @@ impl Dispatcher {
                 tracing::error!(tenant, webhook = %key.1, %error, "cannot start delivery")
             }
         }
+    }
+
+    /// Starts a worker that stopped on a storage failure again, after a wait that doubles
+    /// with each failure in a row: the store may be back by then (a cluster that regained
+    /// quorum), and a store that is not is not asked by every webhook at once.
+    fn restart_later(&self, (tenant, id): WorkerKey, failures: u32) {
+        let wait = RESTART_FIRST_WAIT
+            .saturating_mul(1 << failures.min(8))
+            .min(RESTART_MAX_WAIT);
+        tracing::warn!(%tenant, webhook = %id, ?wait, "delivery stopped on a storage failure; starting it again after a wait");
+        let me = self.me.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(me) = me.upgrade() else { return };
+            let stored = me.ctx.catalog.webhook(&tenant, &id).await;
+            match stored {
+                Ok(Some(webhook)) if webhook.status == WebhookStatus::Running => {
+                    if me.running(&tenant, &id).is_none() {
+                        me.spawn_after_failures(&tenant, Arc::new(webhook), failures)
+                            .await;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => me.restart_later((tenant, id), failures + 1),
+            }
+        });
     }
 
     fn control(&self, tenant: &str, id: &str) -> Option<mpsc::UnboundedSender<Control>> {

@@ -20,10 +20,7 @@
 //! message of their subject filter through batched direct gets and order them here:
 //! JetStream orders by stream sequence only.
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, OnceLock},
-};
+use std::{collections::HashSet, sync::Arc};
 
 use async_nats::jetstream::{self, message::OutboundMessage, message::StreamMessage};
 use async_trait::async_trait;
@@ -31,7 +28,7 @@ use bytes::Bytes;
 use jetstream_extra::batch_publish::BatchPublishExt;
 use serde::de::DeserializeOwned;
 
-use super::{Nats, NatsOwnership, direct, lease::Fence, subjects::token, unavailable};
+use super::{Nats, direct, lease::Fence, ownership, subjects::token, unavailable};
 use crate::{
     delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
     ids,
@@ -47,9 +44,6 @@ const MAX_ATOMIC_BATCH: usize = 1000;
 pub struct NatsDeliveryState {
     nats: Arc<Nats>,
     stream: jetstream::stream::Stream,
-    /// This node's shards: every outcome set for a webhook in one of them carries the
-    /// shard's fence (set once the ownership has started, on the same stream).
-    ownership: OnceLock<Arc<NatsOwnership>>,
 }
 
 /// `hg.st.<tenant>.<webhook>`: the prefix of one webhook's subjects.
@@ -97,16 +91,7 @@ impl NatsDeliveryState {
             .get_or_create_stream(config)
             .await
             .map_err(unavailable)?;
-        Ok(NatsDeliveryState {
-            nats,
-            stream,
-            ownership: OnceLock::new(),
-        })
-    }
-
-    /// From now on, fence outcome sets with this node's shard leases.
-    pub fn fence_with(&self, ownership: Arc<NatsOwnership>) {
-        let _ = self.ownership.set(ownership);
+        Ok(NatsDeliveryState { nats, stream })
     }
 
     async fn last(&self, subject: &str) -> StorageResult<Option<StreamMessage>> {
@@ -143,7 +128,10 @@ impl NatsDeliveryState {
                 .batch_publish_all()
                 .publish(futures_util::stream::iter(chunk))
                 .await
-                .map_err(unavailable)?;
+                .map_err(|error| match is_wrong_last_sequence(&error) {
+                    true => StorageError::Fenced(error.to_string()),
+                    false => unavailable(error),
+                })?;
         }
         Ok(())
     }
@@ -159,6 +147,14 @@ impl NatsDeliveryState {
         }
         Ok(())
     }
+}
+
+/// Whether the stream refused a batch for its expected last sequence: the fence's lease
+/// moved on.
+fn is_wrong_last_sequence(error: &jetstream_extra::batch_publish::BatchPublishError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .is_some_and(|api| api.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE)
 }
 
 /// What a subject holds once its entry is gone (not due, off the rejected list). Not an
@@ -248,11 +244,13 @@ impl NatsDeliveryState {
 
 #[async_trait]
 impl DeliveryState for NatsDeliveryState {
-    /// Fenced by the webhook's shard lease when this node holds it. Unfenced otherwise:
-    /// what the API writes for a webhook another node owns (until such writes go to the
-    /// owner, docs/CLUSTER.md).
+    /// A worker's set is fenced by the shard lease its own lease was granted under, so
+    /// it is refused once that shard moved, even if this node has taken the shard back
+    /// since. What the API writes carries no fence.
     async fn apply(&self, webhook: &WebhookRef, outcomes: OutcomeSet) -> StorageResult<()> {
-        let fence = self.ownership.get().and_then(|o| o.fence(webhook));
+        let fence = outcomes
+            .fence
+            .map(|token| ownership::shard_fence(webhook, token));
         self.apply_fenced(webhook, outcomes, fence.as_ref()).await
     }
 

@@ -73,7 +73,6 @@ pub async fn open(
     let ownership = NatsOwnership::start(nats, node)
         .await
         .context("cannot join the cluster's ownership")?;
-    deliveries.fence_with(ownership.clone());
     Ok(Backend {
         log,
         catalog,

@@ -48,6 +48,22 @@ pub fn shard_of(webhook: &WebhookRef) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % SHARDS
 }
 
+/// A webhook lease's fencing token: the shard lease's stream sequence (which grows across
+/// nodes) above this node's grant count (which grows within it).
+pub fn lease_token(shard_seq: u64, grants: u64) -> u64 {
+    (shard_seq << GRANT_BITS) | (grants & ((1 << GRANT_BITS) - 1))
+}
+
+const GRANT_BITS: u32 = 20;
+
+/// The fence a webhook lease's writes carry: the shard lease the token was granted under.
+pub fn shard_fence(webhook: &WebhookRef, token: u64) -> Fence {
+    Fence {
+        subject: lease::subject(shard_of(webhook)),
+        seq: token >> GRANT_BITS,
+    }
+}
+
 fn node_subject(node: &str) -> String {
     format!("hg.st.node.{}", super::subjects::token(node))
 }
@@ -120,12 +136,10 @@ impl NatsOwnership {
         Ok(ownership)
     }
 
-    /// The fence of the shard `webhook` is in, while this node holds it.
-    pub fn fence(&self, webhook: &WebhookRef) -> Option<Fence> {
+    /// Whether this node holds the shard `webhook` is in.
+    pub fn holds(&self, webhook: &WebhookRef) -> bool {
         let held = self.held.lock().expect("leases");
-        held.shards
-            .get(&shard_of(webhook))
-            .map(|shard| shard.fence.clone())
+        held.shards.contains_key(&shard_of(webhook))
     }
 
     /// The shards this node holds now.
@@ -260,9 +274,7 @@ impl Ownership for NatsOwnership {
                 let shard_seq = shard.fence.seq;
                 if !held.webhooks.contains(webhook) {
                     held.grants += 1;
-                    // Grows with every grant: with the shard's lease across nodes, with
-                    // the grant count on this one.
-                    let token = (shard_seq << 20) | (held.grants & 0xF_FFFF);
+                    let token = lease_token(shard_seq, held.grants);
                     held.webhooks.insert(webhook.clone());
                     let release = Release {
                         held: self.held.clone(),

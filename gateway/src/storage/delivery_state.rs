@@ -63,6 +63,12 @@ pub struct OutcomeSet {
     pub log: Vec<LogEntry>,
     pub stats: Option<Stats>,
     pub cursor: Option<u64>,
+    /// The fencing token of the writer's [`Lease`](super::Lease), when a worker writes: a
+    /// backend whose leases span nodes refuses the whole set with
+    /// [`StorageError::Fenced`](super::StorageError::Fenced) once that lease was replaced.
+    /// `None` for what the API writes (start position, recover, the log), which no lease
+    /// guards in either backend.
+    pub fence: Option<u64>,
 }
 
 impl OutcomeSet {
@@ -96,6 +102,11 @@ impl OutcomeSet {
 
     pub fn cursor(&mut self, cursor: u64) {
         self.cursor = Some(cursor);
+    }
+
+    /// Written by the holder of the lease with this token (see [`Self::fence`]).
+    pub fn fenced_by(&mut self, token: u64) {
+        self.fence = Some(token);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -39,6 +39,10 @@ pub enum StorageError {
     /// A stored record cannot be read back (or a record cannot be encoded).
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
+    /// The write was refused because the writer's lease was replaced: another node runs
+    /// the webhook now. The writer must stop.
+    #[error("the webhook's lease moved to another node: {0}")]
+    Fenced(String),
 }
 
 pub type StorageResult<T> = Result<T, StorageError>;

@@ -42,7 +42,7 @@ use crate::{
     iso::{EpochMillis, now_millis},
     model::webhook::{IntegrationType, Webhook, WebhookStatus},
     pipeline::{self, Resolution},
-    storage::{Lease, OutcomeSet, StoredEvent, WebhookRef},
+    storage::{Lease, OutcomeSet, StorageError, StoredEvent, WebhookRef},
 };
 
 /// How often a busy worker writes its webhook's statistics and cursor. Each is a store
@@ -53,6 +53,17 @@ const SUMMARY_EVERY: Duration = Duration::from_millis(50);
 
 /// Look again at least this often without being told.
 const SAFETY_TICK: Duration = Duration::from_secs(5);
+
+/// Why a worker's `run` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop, completed, disabled, or its lease was lost.
+    Stopped,
+    /// Its state could not be read or written (the store is unavailable, or the lease
+    /// moved under a write): it stopped without moving the cursor past what it could not
+    /// record, and may be started again from what is stored.
+    StorageFailed,
+}
 
 pub enum Control {
     /// The configuration changed; the webhook keeps running.
@@ -94,6 +105,12 @@ pub(super) struct Core {
     /// When statistics and cursor were last written (`SUMMARY_EVERY`).
     summary_written_at: Instant,
     stopping: bool,
+    /// The fencing token of the lease this worker runs under: every set it writes carries
+    /// it (`OutcomeSet::fence`).
+    fence: Option<u64>,
+    /// A write failed: from then on the cursor is not written (it could pass events whose
+    /// records are lost), and the worker stops.
+    write_failed: bool,
     /// Earliest time the rate limit allows the next send.
     next_send_at: Option<Instant>,
     skipped_for_backlog: u64,
@@ -144,6 +161,8 @@ impl Worker {
             stats_dirty: false,
             summary_written_at: Instant::now(),
             stopping: false,
+            fence: None,
+            write_failed: false,
             next_send_at: None,
             skipped_for_backlog: 0,
         };
@@ -151,11 +170,16 @@ impl Worker {
     }
 
     /// Runs while `lease` holds: a lost lease stops the worker as `Stop` does.
-    pub async fn run(mut self, mut control: mpsc::UnboundedReceiver<Control>, mut lease: Lease) {
+    pub async fn run(
+        mut self,
+        mut control: mpsc::UnboundedReceiver<Control>,
+        mut lease: Lease,
+    ) -> Exit {
         let Worker { core, flow } = &mut self;
+        core.fence = Some(lease.fence());
         if let Err(error) = core.load().await {
             tracing::error!(tenant = %core.tenant, webhook = %core.webhook.id, %error, "cannot start delivery");
-            return;
+            return Exit::StorageFailed;
         }
         let mut log_changes = core.ctx.log.subscribe();
         loop {
@@ -205,13 +229,18 @@ impl Worker {
         if core.skipped_for_backlog > 0 {
             tracing::info!(webhook = %core.webhook.id, skipped = core.skipped_for_backlog, "events outside the backlog window were skipped");
         }
+        match core.write_failed {
+            true => Exit::StorageFailed,
+            false => Exit::Stopped,
+        }
     }
 
     /// Serves only control messages (a `send_now` for a stopped webhook), then exits; holds
     /// `lease` meanwhile, as any worker of the webhook must.
-    pub async fn run_once(mut self, mut control: mpsc::UnboundedReceiver<Control>, _lease: Lease) {
+    pub async fn run_once(mut self, mut control: mpsc::UnboundedReceiver<Control>, lease: Lease) {
         let Worker { core, flow } = &mut self;
         core.stopping = true;
+        core.fence = Some(lease.fence());
         let loaded = core.load().await;
         while let Some(message) = control.recv().await {
             if let Control::SendNow { seq, reply } = message {
@@ -495,7 +524,8 @@ impl Core {
             return;
         }
         self.stats_dirty = true;
-        let outcomes = std::mem::take(&mut self.outcomes);
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        outcomes.fence = self.fence;
         if outcomes.records.iter().any(|change| {
             change.replaces_due.is_some() || change.delivery.next_attempt_at.is_some()
         }) {
@@ -508,7 +538,9 @@ impl Core {
             .await
             .map_err(|e| e.to_string());
         if let Err(error) = &written {
-            tracing::error!(webhook = %self.webhook.id, %error, "could not record attempts");
+            tracing::error!(webhook = %self.webhook.id, %error, "could not record attempts: stopping");
+            self.write_failed = true;
+            self.stopping = true;
         }
         for (reply, attempt) in self.replies.drain(..) {
             let _ = reply.send(written.clone().map(|()| attempt));
@@ -519,11 +551,14 @@ impl Core {
     /// unless `now` (the worker stops, serves a resend, or a file was sent).
     /// The lag gauge is derived from the stored cursor when `/metrics` is read.
     async fn write_summary(&mut self, cursor: u64, now: bool) {
-        if !now && self.summary_written_at.elapsed() < SUMMARY_EVERY {
+        if self.write_failed || (!now && self.summary_written_at.elapsed() < SUMMARY_EVERY) {
             return;
         }
         self.summary_written_at = Instant::now();
-        let mut summary = OutcomeSet::default();
+        let mut summary = OutcomeSet {
+            fence: self.fence,
+            ..OutcomeSet::default()
+        };
         if std::mem::take(&mut self.stats_dirty) {
             summary.stats(self.stats.clone());
         }
@@ -535,6 +570,11 @@ impl Core {
         }
         match self.ctx.deliveries.apply(&self.webhook_ref, summary).await {
             Ok(()) => self.saved_cursor = cursor,
+            Err(error @ StorageError::Fenced(_)) => {
+                tracing::warn!(webhook = %self.webhook.id, %error, "stopping");
+                self.write_failed = true;
+                self.stopping = true;
+            }
             Err(error) => {
                 self.stats_dirty = true;
                 tracing::error!(webhook = %self.webhook.id, %error, "could not record statistics and cursor");

@@ -580,9 +580,11 @@ mod nats {
         delivery::records::Delivery,
         nats::{
             Nats, NatsCatalog, NatsDeliveryState, NatsEventLog, NatsOwnership,
-            catalog::CATALOG_BUCKET, delivery_state::STATE_STREAM, lease, subjects,
+            catalog::CATALOG_BUCKET, delivery_state::STATE_STREAM, lease, ownership, subjects,
         },
-        storage::{Catalog, DeliveryState, EventLog, OutcomeSet, Ownership, WebhookRef},
+        storage::{
+            Catalog, DeliveryState, EventLog, OutcomeSet, Ownership, StorageError, WebhookRef,
+        },
     };
 
     async fn connect(cluster: &NatsCluster) -> Arc<Nats> {
@@ -669,12 +671,9 @@ mod nats {
         .await;
         let (on_a, on_b): (Vec<_>, Vec<_>) = (0..200)
             .map(|n| WebhookRef::new("acme", &format!("w{n}")))
-            .partition(|w| a.fence(w).is_some());
+            .partition(|w| a.holds(w));
         assert!(!on_a.is_empty() && !on_b.is_empty());
-        assert!(
-            on_a.iter().all(|w| b.fence(w).is_none()),
-            "one owner per shard"
-        );
+        assert!(on_a.iter().all(|w| !b.holds(w)), "one owner per shard");
         assert!(
             b.claim(&on_a[0]).await.unwrap().is_none(),
             "a node does not run another node's webhook"
@@ -697,7 +696,8 @@ mod nats {
         let nats = connect(cluster).await;
         let _ = nats.jetstream.delete_stream(STATE_STREAM).await;
         let state = NatsDeliveryState::open(nats.clone()).await.unwrap();
-        let subject = lease::subject(7);
+        let webhook = WebhookRef::new("acme", "w1");
+        let subject = lease::subject(ownership::shard_of(&webhook));
         let a = lease::take(&nats, &subject, "node-a", 0)
             .await
             .unwrap()
@@ -709,16 +709,17 @@ mod nats {
                 .is_none(),
             "a held lease is not taken by a stale compare-and-set"
         );
-        let webhook = WebhookRef::new("acme", "w1");
-        let set = |seq: u64| {
+        // A worker's set carries its webhook lease's token, granted under shard lease `a`.
+        let set = |seq: u64, shard_lease: &lease::Fence| {
             let mut set = OutcomeSet::default();
             set.record(Delivery::new(seq, "evt", "order.created", 1), None);
             set.attempt(seq, 1, super::attempt(seq, 1));
             set.cursor(seq);
+            set.fenced_by(ownership::lease_token(shard_lease.seq, 1));
             set
         };
         state
-            .apply_fenced(&webhook, set(1), Some(&a))
+            .apply(&webhook, set(1, &a))
             .await
             .expect("the holder writes");
         let b = lease::take(&nats, &subject, "node-b", a.seq)
@@ -727,11 +728,11 @@ mod nats {
             .expect("a takeover names the lease it replaces");
         assert!(b.seq > a.seq, "the new fence is larger");
         assert!(
-            state
-                .apply_fenced(&webhook, set(2), Some(&a))
-                .await
-                .is_err(),
-            "the old holder's set is refused"
+            matches!(
+                state.apply(&webhook, set(2, &a)).await,
+                Err(StorageError::Fenced(_))
+            ),
+            "the old holder's set is refused as fenced"
         );
         assert!(state.delivery(&webhook, 2).await.unwrap().is_none());
         assert!(state.attempts(&webhook, 2).await.unwrap().is_empty());
@@ -741,9 +742,23 @@ mod nats {
             "nothing of the refused set is stored"
         );
         state
-            .apply_fenced(&webhook, set(2), Some(&b))
+            .apply(&webhook, set(2, &b))
             .await
             .expect("the new holder writes");
         assert_eq!(state.cursor(&webhook).await.unwrap(), Some(2));
+        // Node a taking the shard back does not revive its old workers' token.
+        let a_again = lease::take(&nats, &subject, "node-a", b.seq)
+            .await
+            .unwrap()
+            .expect("taken back");
+        assert!(matches!(
+            state.apply(&webhook, set(3, &a)).await,
+            Err(StorageError::Fenced(_))
+        ));
+        state.apply(&webhook, set(3, &a_again)).await.unwrap();
+        // What the API writes carries no fence and goes through whoever holds the shard.
+        let mut unfenced = OutcomeSet::default();
+        unfenced.cursor(3);
+        state.apply(&webhook, unfenced).await.unwrap();
     }
 }
