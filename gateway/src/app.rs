@@ -17,7 +17,7 @@ use crate::{
     api::ApiState,
     config::{Config, StorageKind},
     context::EngineContext,
-    delivery::Dispatcher,
+    delivery::{DeliveryControl, Dispatcher},
     schemas::SchemaCache,
 };
 
@@ -46,6 +46,7 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
                 log: embedded.log,
                 deliveries: embedded.deliveries,
                 ownership: embedded.ownership,
+                cluster: None,
             }
         }
         StorageKind::Nats => {
@@ -56,7 +57,8 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
                 catalog: nats.catalog,
                 log: nats.log,
                 deliveries: nats.deliveries,
-                ownership: nats.ownership,
+                ownership: nats.ownership.clone(),
+                cluster: Some((nats.nats, nats.ownership)),
             }
         }
     };
@@ -74,12 +76,24 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         webhook_writes: Default::default(),
     });
     let dispatcher = Dispatcher::new(engine.clone(), backend.ownership, delivery_runtime);
+    // In a cluster, the API's requests about a webhook go to the node that runs it.
+    let delivery: Arc<dyn DeliveryControl> = match backend.cluster {
+        Some((nats, ownership)) => crate::nats::NatsControl::start(
+            nats,
+            ownership,
+            engine.catalog.clone(),
+            dispatcher.clone(),
+        )
+        .await
+        .context("cannot listen for control requests on NATS")?,
+        None => dispatcher.clone(),
+    };
     let api = Arc::new(ApiState {
         config: engine.config.clone(),
         catalog: engine.catalog.clone(),
         log: engine.log.clone(),
         deliveries: engine.deliveries.clone(),
-        delivery: dispatcher.clone(),
+        delivery,
         metrics: engine.metrics.clone(),
         plugins: engine.plugins.clone(),
         schemas: SchemaCache::default(),
@@ -101,6 +115,8 @@ struct Backend {
     log: Arc<dyn crate::storage::EventLog>,
     deliveries: Arc<dyn crate::storage::DeliveryState>,
     ownership: Arc<dyn crate::storage::Ownership>,
+    /// Cluster mode: the connection and this node's shards, for control across nodes.
+    cluster: Option<(Arc<crate::nats::Nats>, Arc<crate::nats::NatsOwnership>)>,
 }
 
 /// This node's name in a cluster: made once and kept in `data_dir`, so a restarted node

@@ -40,6 +40,7 @@ pub struct Metrics {
     lag: Family<WebhookLabel, Gauge>,
     plugin_calls: Family<PluginCallLabel, Counter>,
     plugin_call_seconds: Histogram,
+    workers: Gauge,
 }
 
 impl Default for Metrics {
@@ -52,7 +53,13 @@ impl Default for Metrics {
         let plugin_calls = Family::<PluginCallLabel, Counter>::default();
         // 10 µs .. ~330 ms: a call is tens of µs; the time limit is 100 ms.
         let plugin_call_seconds = Histogram::new(exponential_buckets(0.00001, 2.0, 16));
+        let workers = Gauge::default();
         let mut registry = Registry::with_prefix("hookgate");
+        registry.register(
+            "webhooks_running",
+            "Webhooks whose delivery worker runs on this node (in a cluster, the node's share)",
+            workers.clone(),
+        );
         registry.register(
             "ingested_events",
             "Events accepted by ingest",
@@ -91,6 +98,7 @@ impl Default for Metrics {
             lag,
             plugin_calls,
             plugin_call_seconds,
+            workers,
         }
     }
 }
@@ -110,6 +118,10 @@ impl Metrics {
 
     pub fn attempt_latency(&self, millis: u64) {
         self.attempt_seconds.observe(millis as f64 / 1000.0);
+    }
+
+    pub fn set_workers(&self, running: usize) {
+        self.workers.set(running as i64);
     }
 
     /// Replaces every webhook's lag (drops webhooks that are gone).

@@ -8,7 +8,9 @@ use serde_json::json;
 
 use crate::{
     harness::{Client, Gateway},
-    receiver::{Behaviour, Receiver, attempts, create_webhook, eventually, ingest, wait_status},
+    receiver::{
+        Behaviour, Receiver, Recorded, attempts, create_webhook, eventually, ingest, wait_status,
+    },
 };
 
 use tokio::{
@@ -181,4 +183,172 @@ async fn success_responses(gw: &Gateway, t: &Client<'_>, n: u64) {
         },
     )
     .await;
+}
+
+/// Every node of a cluster shares this key (and the admin token), as an operator sets it.
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+async fn cluster_node(servers: &str) -> Gateway {
+    Gateway::start_with(&[
+        ("HOOKGATE_STORAGE", "nats"),
+        ("HOOKGATE_NATS_SERVERS", servers),
+        ("HOOKGATE_MASTER_KEY", MASTER_KEY),
+    ])
+    .await
+}
+
+/// `hookgate_webhooks_running` of one node: the webhooks whose worker runs there.
+async fn running_on(gw: &Gateway) -> u64 {
+    let text = crate::delivery_records::metrics(gw).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix("hookgate_webhooks_running "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no hookgate_webhooks_running in:\n{text}"))
+}
+
+/// How many of `requests` were for event `event` at `path`.
+fn received(requests: &[Recorded], path: &str, event: &str) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.uri == path && r.webhook_id() == event)
+        .count()
+}
+
+/// Two nodes: whichever node a request reaches, changing, stopping, starting and resending
+/// acts on the worker of the node that runs the webhook.
+#[tokio::test]
+async fn any_node_acts_on_webhooks_another_node_runs() {
+    let cluster = NatsCluster::start(3).await;
+    let servers = cluster.urls();
+    let a = cluster_node(&servers).await;
+    let b = cluster_node(&servers).await;
+    let ta = Client::new(&a, "acme").await;
+    let tb = Client {
+        gateway: &b,
+        tenant: ta.tenant.clone(),
+        key: ta.key.clone(),
+    };
+    let nodes = [&ta, &tb];
+    let rx = Receiver::start().await;
+    // Webhooks, created through either node, until each node runs some: the node that
+    // started first holds every shard until the second joins and takes its share.
+    let mut webhooks: Vec<String> = Vec::new();
+    for i in 0..24 {
+        let id = format!("w{i}");
+        create_webhook(
+            nodes[i % 2],
+            &id,
+            &rx.url(&format!("/hook/{id}")),
+            json!({}),
+        )
+        .await;
+        webhooks.push(id);
+        let (on_a, on_b) = eventually(
+            &a,
+            Duration::from_secs(15),
+            "every webhook runs once",
+            async || {
+                let (on_a, on_b) = (running_on(&a).await, running_on(&b).await);
+                match on_a + on_b == webhooks.len() as u64 {
+                    true => Ok((on_a, on_b)),
+                    false => Err(format!("{on_a} on a, {on_b} on b")),
+                }
+            },
+        )
+        .await;
+        if on_a > 0 && on_b > 0 && webhooks.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        running_on(&a).await > 0 && running_on(&b).await > 0,
+        "the webhooks are spread"
+    );
+
+    // Ingest on either node reaches every webhook, wherever it runs.
+    ingest(&ta, "e-1", json!({})).await;
+    ingest(&tb, "e-2", json!({})).await;
+    rx.wait_for(
+        &a,
+        Duration::from_secs(30),
+        "e-1 and e-2 at every webhook",
+        |got| {
+            webhooks.iter().all(|w| {
+                let path = format!("/hook/{w}");
+                received(got, &path, "e-1") == 1 && received(got, &path, "e-2") == 1
+            })
+        },
+    )
+    .await;
+
+    // A change made through the node that does not run the webhook reloads its worker.
+    let moved = Receiver::start().await;
+    for (i, w) in webhooks.iter().enumerate() {
+        nodes[i % 2]
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/webhooks/{w}"),
+                Some(json!({"url": moved.url(&format!("/moved/{w}"))})),
+            )
+            .await
+            .expect(200);
+    }
+    ingest(&ta, "e-3", json!({})).await;
+    moved
+        .wait_for(
+            &a,
+            Duration::from_secs(30),
+            "e-3 at every moved webhook",
+            |got| {
+                webhooks
+                    .iter()
+                    .all(|w| received(got, &format!("/moved/{w}"), "e-3") == 1)
+            },
+        )
+        .await;
+    assert_eq!(rx.count("e-3"), 0, "no worker kept the old URL");
+
+    // Stopped through one node, every worker stops: nothing is sent while stopped...
+    for (i, w) in webhooks.iter().enumerate() {
+        nodes[i % 2]
+            .post(&format!("/webhooks/{w}/stop"), json!({}))
+            .await
+            .expect(200);
+    }
+    ingest(&tb, "e-4", json!({})).await;
+    // ...except what is asked for: a resend through the other node, by the owner.
+    for (i, w) in webhooks.iter().enumerate() {
+        let attempt = nodes[(i + 1) % 2]
+            .post(&format!("/webhooks/{w}/messages/e-3/resend"), json!({}))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(attempt["status_code"], 200, "{attempt}");
+        assert_eq!(
+            received(&moved.requests(), &format!("/moved/{w}"), "e-3"),
+            2
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(moved.count("e-4"), 0, "stopped webhooks sent nothing");
+
+    // Started through the other node: each goes on from where it stopped.
+    for (i, w) in webhooks.iter().enumerate() {
+        nodes[(i + 1) % 2]
+            .post(&format!("/webhooks/{w}/start"), json!({}))
+            .await
+            .expect(200);
+    }
+    moved
+        .wait_for(&a, Duration::from_secs(30), "e-4 once started", |got| {
+            webhooks
+                .iter()
+                .all(|w| received(got, &format!("/moved/{w}"), "e-4") == 1)
+        })
+        .await;
+    assert_eq!(
+        running_on(&a).await + running_on(&b).await,
+        webhooks.len() as u64
+    );
 }

@@ -299,7 +299,7 @@ async fn metrics_count_deliveries_by_outcome() {
     assert_eq!((delivered, rejected), (2.0, 2.0));
 }
 
-async fn metrics(gw: &Gateway) -> String {
+pub async fn metrics(gw: &Gateway) -> String {
     // Scrapers usually come without credentials; accept an admin-protected endpoint too.
     let mut reply = gw.call(Method::GET, "/metrics", None, None).await;
     if reply.status == 401 {

@@ -75,6 +75,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
         Ok(lags) => state.metrics.reset_lags(lags),
         Err(error) => tracing::warn!(%error, "could not read webhook cursors for /metrics"),
     }
+    state.metrics.set_workers(state.delivery.workers_here());
     let mut text = state.metrics.render();
     let mut appended = String::new();
     state.log.render_metrics(&mut appended);

@@ -47,6 +47,7 @@ fn send_error(error: SendError) -> ApiError {
     match error {
         SendError::NotFound(message) => ApiError::not_found(message),
         SendError::Failed(message) => ApiError::conflict(message),
+        SendError::Unavailable(message) => ApiError::unavailable(message),
     }
 }
 

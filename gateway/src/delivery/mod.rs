@@ -87,6 +87,8 @@ pub trait DeliveryControl: Send + Sync + 'static {
         webhook: &Webhook,
         seq: u64,
     ) -> Result<Attempt, SendError>;
+    /// How many webhooks have a live worker on this node.
+    fn workers_here(&self) -> usize;
 }
 
 /// Runs the workers of this process: one per running webhook it holds a lease on.
@@ -106,6 +108,9 @@ pub enum SendError {
     NotFound(String),
     #[error("{0}")]
     Failed(String),
+    /// The node that runs the webhook cannot be reached now; a retry may succeed.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Dispatcher {
@@ -281,7 +286,12 @@ impl DeliveryControl for Dispatcher {
                 match self.running(tenant, id) {
                     // A destination of the same shape: the worker reloads in place.
                     Some((control, running_batched)) if running_batched == batched => {
-                        let _ = control.send(Control::Reload(webhook));
+                        let (done, reloaded) = oneshot::channel();
+                        if control.send(Control::Reload(webhook, done)).is_ok() {
+                            // An event ingested after this call returns must see the
+                            // change (a worker that stops meanwhile answers nothing).
+                            let _ = reloaded.await;
+                        }
                     }
                     _ => {
                         self.stop_and_wait(tenant, id).await;
@@ -309,6 +319,11 @@ impl DeliveryControl for Dispatcher {
         if let Some(control) = self.control(tenant, id) {
             let _ = control.send(Control::Wake);
         }
+    }
+
+    fn workers_here(&self) -> usize {
+        let workers = self.workers.lock().expect("workers");
+        workers.values().filter(|r| !r.task.is_finished()).count()
     }
 
     /// A stopped webhook gets a short-lived worker for the message (under a lease like any

@@ -11,12 +11,15 @@
 //! - `lease`: leases as compare-and-set on a subject, and the [`lease::Fence`] a holder's
 //!   outcome sets carry;
 //! - `ownership`: [`NatsOwnership`], shards of webhooks leased to nodes, heartbeats,
-//!   balance and takeover.
+//!   balance and takeover;
+//! - `control`: [`NatsControl`], the API's requests about running webhooks, done by the
+//!   node that holds them.
 //!
 //! Architecture invariant: nothing outside this module names `async_nats` or a subject;
 //! like the embedded backend, it is reached only through the storage traits.
 
 pub mod catalog;
+pub mod control;
 pub mod delivery_state;
 mod direct;
 pub mod event_log;
@@ -29,11 +32,15 @@ use std::{sync::Arc, time::Duration};
 use async_nats::{ConnectOptions, jetstream};
 
 pub use catalog::NatsCatalog;
+pub use control::NatsControl;
 pub use delivery_state::NatsDeliveryState;
 pub use event_log::NatsEventLog;
 pub use ownership::NatsOwnership;
 
-use crate::{config::Config, storage::StorageError};
+use crate::{
+    config::Config,
+    storage::{StorageError, StorageResult},
+};
 
 /// The oldest server the gateway runs on: older ones silently ignore settings it relies on
 /// (SCALE-OUT.md: 2.9 drops `filter_subjects`, per-message TTL and consumer pause; the
@@ -42,6 +49,7 @@ pub const MIN_SERVER_VERSION: (u32, u32) = (2, 12);
 
 /// The NATS backend's parts, as `app::open` wires them.
 pub struct Backend {
+    pub nats: Arc<Nats>,
     pub log: Arc<NatsEventLog>,
     pub catalog: Arc<NatsCatalog>,
     pub deliveries: Arc<NatsDeliveryState>,
@@ -57,26 +65,27 @@ pub async fn open(
 ) -> anyhow::Result<Backend> {
     use anyhow::Context;
     let nats = Arc::new(Nats::connect(config).await?);
-    let log = patiently("the event log", || NatsEventLog::open(nats.clone())).await?;
-    let catalog = Arc::new(
-        patiently("the catalog", || {
-            NatsCatalog::open(&nats, master_key.clone())
-        })
-        .await?,
-    );
-    let deliveries = Arc::new(
-        patiently("the delivery state", || {
-            NatsDeliveryState::open(nats.clone())
-        })
-        .await?,
-    );
-    let ownership = NatsOwnership::start(nats, node)
+    let log = patiently("the event log", || NatsEventLog::open(nats.clone()))
+        .await
+        .context("cannot open the event log on NATS")?;
+    let catalog = patiently("the catalog", || {
+        NatsCatalog::open(&nats, master_key.clone())
+    })
+    .await
+    .context("cannot open the catalog on NATS")?;
+    let deliveries = patiently("the delivery state", || {
+        NatsDeliveryState::open(nats.clone())
+    })
+    .await
+    .context("cannot open the delivery state on NATS")?;
+    let ownership = NatsOwnership::start(nats.clone(), node)
         .await
         .context("cannot join the cluster's ownership")?;
     Ok(Backend {
+        nats,
         log,
-        catalog,
-        deliveries,
+        catalog: Arc::new(catalog),
+        deliveries: Arc::new(deliveries),
         ownership,
     })
 }
@@ -89,7 +98,7 @@ const OPEN_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Runs `open` until it succeeds, fails with something other than
 /// [`StorageError::Unavailable`], or [`OPEN_PATIENCE`] has passed.
-async fn patiently<T, F>(what: &str, mut open: impl FnMut() -> F) -> anyhow::Result<T>
+async fn patiently<T, F>(what: &str, mut open: impl FnMut() -> F) -> StorageResult<T>
 where
     F: std::future::Future<Output = Result<T, StorageError>>,
 {
@@ -101,11 +110,7 @@ where
                 tracing::warn!(%reason, "cannot open {what} on NATS yet; trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(error) => {
-                return Err(
-                    anyhow::Error::new(error).context(format!("cannot open {what} on NATS"))
-                );
-            }
+            Err(error) => return Err(error),
         }
     }
 }

@@ -8,7 +8,10 @@
 //!   owner's fenced writes keep passing.
 //! - Balance: every round, each node aims for `ceil(SHARDS / live nodes)` shards: it takes
 //!   free shards and ones whose owner is not live (compare-and-set on the lease subject),
-//!   and gives back what it holds above its share.
+//!   and hands back what it holds above its share: a shard with webhooks leased drains
+//!   first (its leases report lost, so its workers stop after what is in flight and
+//!   record it under the still valid fence), and is freed in a later round once none is
+//!   left; the node that takes it starts those webhooks.
 //! - Loss: a shard whose lease subject moved past this node's lease was taken over; the
 //!   leases granted under it report lost, so their workers stop, and the node's fence
 //!   for it is gone, so a write it still attempts is refused by the stream.
@@ -72,6 +75,9 @@ fn node_subject(node: &str) -> String {
 struct HeldShard {
     fence: Fence,
     lost: watch::Sender<bool>,
+    /// Being handed back: its leases were told they are lost, no new one is granted, and
+    /// the shard is freed once its workers have stopped.
+    draining: bool,
 }
 
 #[derive(Default)]
@@ -120,7 +126,8 @@ impl NatsOwnership {
             released: Arc::default(),
             gained: watch::channel(0).0,
         });
-        ownership.round().await?;
+        // A cluster that is starting or electing answers nothing for a moment.
+        super::patiently("the shard leases", || ownership.round()).await?;
         let weak = Arc::downgrade(&ownership);
         tokio::spawn(async move {
             loop {
@@ -136,10 +143,31 @@ impl NatsOwnership {
         Ok(ownership)
     }
 
-    /// Whether this node holds the shard `webhook` is in.
+    /// Whether this node holds the shard `webhook` is in (and is not handing it back).
     pub fn holds(&self, webhook: &WebhookRef) -> bool {
         let held = self.held.lock().expect("leases");
-        held.shards.contains_key(&shard_of(webhook))
+        held.shards
+            .get(&shard_of(webhook))
+            .is_some_and(|shard| !shard.draining)
+    }
+
+    /// This node's name in the cluster.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The node that holds the shard `webhook` is in, as the lease subject says now;
+    /// `None` while no node does (given back, or never taken).
+    pub async fn holder_of(&self, webhook: &WebhookRef) -> StorageResult<Option<String>> {
+        if self.holds(webhook) {
+            return Ok(Some(self.node.clone()));
+        }
+        let subject = lease::subject(shard_of(webhook));
+        let last = direct::last_of_each(&self.nats.jetstream, STATE_STREAM, vec![subject]).await?;
+        Ok(last
+            .first()
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .filter(|holder| !holder.is_empty() && holder != lease::FREE))
     }
 
     /// The shards this node holds now.
@@ -227,34 +255,47 @@ impl NatsOwnership {
             if let Some(fence) = lease::take(&self.nats, &subject, &self.node, seq).await? {
                 tracing::info!(shard, fence = fence.seq, "took the shard");
                 let (lost, _) = watch::channel(false);
-                self.held
-                    .lock()
-                    .expect("leases")
-                    .shards
-                    .insert(shard, HeldShard { fence, lost });
+                let held = HeldShard {
+                    fence,
+                    lost,
+                    draining: false,
+                };
+                self.held.lock().expect("leases").shards.insert(shard, held);
                 mine += 1;
                 self.gained.send_modify(|n| *n += 1);
             }
         }
-        // Above the share (a node joined): give back the shards with no webhook leased.
-        let surplus: Vec<(u32, Fence)> = {
-            let held = self.held.lock().expect("leases");
+        // Above the share (a node joined): drain the surplus, idle shards first, and free
+        // the drained shards whose workers have all stopped. Marking and checking under
+        // one lock: no lease is granted on a shard between the two.
+        let to_free: Vec<(u32, Fence)> = {
+            let mut held = self.held.lock().expect("leases");
             let busy: HashSet<u32> = held.webhooks.iter().map(shard_of).collect();
+            let mut active: Vec<u32> = held
+                .shards
+                .iter()
+                .filter(|(_, h)| !h.draining)
+                .map(|(shard, _)| *shard)
+                .collect();
+            active.sort_by_key(|shard| (busy.contains(shard), *shard));
+            let surplus = active.len().saturating_sub(share);
+            for shard in active.into_iter().take(surplus) {
+                let mine = held.shards.get_mut(&shard).expect("held");
+                mine.draining = true;
+                let _ = mine.lost.send(true);
+                tracing::info!(shard, "handing the shard back");
+            }
             held.shards
                 .iter()
-                .filter(|(shard, _)| !busy.contains(shard))
+                .filter(|(shard, h)| h.draining && !busy.contains(shard))
                 .map(|(shard, h)| (*shard, h.fence.clone()))
-                .take(mine.saturating_sub(share))
                 .collect()
         };
-        for (shard, fence) in surplus {
-            // The compare-and-set keeps a shard someone took meanwhile theirs.
-            if lease::take(&self.nats, &fence.subject, lease::FREE, fence.seq)
-                .await?
-                .is_some()
-            {
-                self.held.lock().expect("leases").shards.remove(&shard);
-            }
+        for (shard, fence) in to_free {
+            // The compare-and-set keeps a shard someone took meanwhile theirs; either way
+            // it is no longer this node's.
+            lease::take(&self.nats, &fence.subject, lease::FREE, fence.seq).await?;
+            self.held.lock().expect("leases").shards.remove(&shard);
         }
         Ok(())
     }
@@ -267,7 +308,11 @@ impl Ownership for NatsOwnership {
             let released = self.released.notified();
             {
                 let mut held = self.held.lock().expect("leases");
-                let Some(shard) = held.shards.get(&shard_of(webhook)) else {
+                let Some(shard) = held
+                    .shards
+                    .get(&shard_of(webhook))
+                    .filter(|shard| !shard.draining)
+                else {
                     return Ok(None);
                 };
                 let lost = shard.lost.subscribe();

@@ -66,8 +66,9 @@ pub enum Exit {
 }
 
 pub enum Control {
-    /// The configuration changed; the webhook keeps running.
-    Reload(Arc<Webhook>),
+    /// The configuration changed; the webhook keeps running. Answered once the worker
+    /// uses it: what it reads from the log after the answer goes by the new configuration.
+    Reload(Arc<Webhook>, oneshot::Sender<()>),
     /// Finish what is in flight, then exit.
     Stop,
     /// Send this delivery now (resend, retry from the rejected list).
@@ -210,7 +211,10 @@ impl Worker {
                 report = flow.report() => flow.accept(core, report).await,
                 message = control.recv() => match message {
                     None | Some(Control::Stop) => core.stopping = true,
-                    Some(Control::Reload(webhook)) => core.reload(flow, webhook),
+                    Some(Control::Reload(webhook, done)) => {
+                        core.reload(flow, webhook);
+                        let _ = done.send(());
+                    }
                     Some(Control::SendNow { seq, reply }) => flow.send_now(core, seq, reply).await,
                     Some(Control::Wake) => flow.wake(),
                 },
