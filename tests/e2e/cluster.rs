@@ -352,3 +352,91 @@ async fn any_node_acts_on_webhooks_another_node_runs() {
         webhooks.len() as u64
     );
 }
+
+/// Two of three servers down: no quorum, so ingest answers 503 in the contract's format
+/// (never 202) and the node is not ready; back up, everything acknowledged is delivered.
+#[tokio::test]
+async fn without_quorum_ingest_is_refused_and_nothing_acknowledged_is_lost() {
+    let mut cluster = NatsCluster::start(3).await;
+    let servers = cluster.urls();
+    let gw = cluster_node(&servers).await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::start().await;
+    create_webhook(&t, "w1", &rx.url("/hook"), json!({})).await;
+    ingest(&t, "before", json!({})).await;
+    rx.wait_for(&gw, Duration::from_secs(30), "`before` delivered", |got| {
+        got.iter().any(|r| r.webhook_id() == "before")
+    })
+    .await;
+
+    cluster.kill9(1);
+    cluster.kill9(2);
+    let mut acknowledged = Vec::new();
+    let refused = eventually(&gw, Duration::from_secs(60), "ingest refused", async || {
+        let id = format!("during-{}", acknowledged.len());
+        let reply = t
+            .post(
+                "/events",
+                json!({"event_type": "order.created", "id": id, "payload": {}}),
+            )
+            .await;
+        match reply.status.as_u16() {
+            // Accepted before the servers noticed: it must be delivered later.
+            202 => {
+                acknowledged.push(id);
+                Err("202".into())
+            }
+            503 => Ok(reply),
+            other => panic!("ingest without quorum answered {other}: {}", reply.body),
+        }
+    })
+    .await;
+    refused.expect_error(503, "not_durable");
+    let ready = gw.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        ready.status, 503,
+        "not ready without quorum: {}",
+        ready.body
+    );
+
+    cluster.restart(1).await;
+    cluster.restart(2).await;
+    eventually(&gw, Duration::from_secs(60), "ready again", async || {
+        let ready = gw.call(reqwest::Method::GET, "/readyz", None, None).await;
+        match ready.status.as_u16() {
+            200 => Ok(()),
+            other => Err(format!("{other} {}", ready.body)),
+        }
+    })
+    .await;
+    let after = eventually(
+        &gw,
+        Duration::from_secs(30),
+        "ingest accepted again",
+        async || {
+            let reply = t
+                .post(
+                    "/events",
+                    json!({"event_type": "order.created", "id": "after", "payload": {}}),
+                )
+                .await;
+            match reply.status.as_u16() {
+                202 => Ok(()),
+                other => Err(format!("{other} {}", reply.body)),
+            }
+        },
+    );
+    after.await;
+    acknowledged.push("after".into());
+    rx.wait_for(
+        &gw,
+        Duration::from_secs(60),
+        "every acknowledged event delivered",
+        |got| {
+            acknowledged
+                .iter()
+                .all(|id| got.iter().any(|r| r.webhook_id() == id && r.succeeded()))
+        },
+    )
+    .await;
+}

@@ -307,11 +307,24 @@ impl NatsCatalog {
     }
 }
 
+/// The key `/readyz` writes (see `check`).
+const READY_KEY: &str = "ready";
+
+/// How long `/readyz` waits for the cluster to answer.
+const READY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[async_trait]
 impl Catalog for NatsCatalog {
+    /// A write to the bucket (one key, history 1): stored only while a quorum of its
+    /// servers is up, so a cluster that cannot take writes is not ready. (Reads and
+    /// stream info may still be answered then, by a replica or a leader that has not yet
+    /// stepped down.) Bounded, so that a probe learns it before its own timeout.
     async fn check(&self) -> StorageResult<()> {
-        self.kv.status().await.map_err(unavailable)?;
-        Ok(())
+        let written = self.kv.put(READY_KEY, bytes::Bytes::from_static(b"1"));
+        match tokio::time::timeout(READY_CHECK_TIMEOUT, written).await {
+            Ok(written) => written.map(|_| ()).map_err(unavailable),
+            Err(_) => Err(unavailable("the cluster did not store a write in time")),
+        }
     }
 
     async fn insert_tenant(&self, tenant: &Tenant) -> StorageResult<bool> {
