@@ -186,9 +186,9 @@ async fn success_responses(gw: &Gateway, t: &Client<'_>, n: u64) {
 }
 
 /// Every node of a cluster shares this key (and the admin token), as an operator sets it.
-const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-async fn cluster_node(servers: &str) -> Gateway {
+pub async fn cluster_node(servers: &str) -> Gateway {
     Gateway::start_with(&[
         ("HOOKGATE_STORAGE", "nats"),
         ("HOOKGATE_NATS_SERVERS", servers),
@@ -198,7 +198,7 @@ async fn cluster_node(servers: &str) -> Gateway {
 }
 
 /// `hookgate_webhooks_running` of one node: the webhooks whose worker runs there.
-async fn running_on(gw: &Gateway) -> u64 {
+pub async fn running_on(gw: &Gateway) -> u64 {
     let text = crate::delivery_records::metrics(gw).await;
     text.lines()
         .find_map(|line| line.strip_prefix("hookgate_webhooks_running "))

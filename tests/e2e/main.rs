@@ -5,6 +5,7 @@ mod harness;
 mod receiver;
 
 mod cluster;
+mod cluster_failures;
 mod deep_json;
 mod delivery;
 mod delivery_crash;

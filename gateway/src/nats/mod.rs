@@ -170,7 +170,7 @@ impl Nats {
         if !info.jetstream {
             return Err(NatsError::NoJetStream { server });
         }
-        let replicas = replicas_for(cluster_size(&info));
+        let replicas = replicas_for(info.cluster.is_some());
         tracing::info!(server = %server, version = %info.version, replicas, "connected to NATS");
         let jetstream = jetstream::new(client.clone());
         Ok(Nats {
@@ -239,23 +239,15 @@ fn version_at_least(version: &str, min: (u32, u32)) -> bool {
     }
 }
 
-/// How many servers the connected server says its cluster has: the client URLs it
-/// advertises (itself included), or 1 for a server without a cluster.
-fn cluster_size(info: &async_nats::ServerInfo) -> usize {
-    let mut urls: Vec<&str> = info.connect_urls.iter().map(String::as_str).collect();
-    urls.sort_unstable();
-    urls.dedup();
-    urls.len().max(1)
-}
-
-/// The rule: R3 when the cluster has three or more servers, else R1 (two servers cannot
-/// keep a quorum when one fails, so a second replica would buy nothing).
-pub fn replicas_for(servers: usize) -> usize {
-    if servers >= FULL_REPLICATION {
-        FULL_REPLICATION
-    } else {
-        1
-    }
+/// The rule: R3 on a cluster, R1 on a lone server. Whether the server is in a cluster is
+/// what it says of itself; how many servers the cluster has is not known reliably at
+/// connect time (the client URLs a server advertises arrive by gossip, and leave out the
+/// servers that are down), and streams keep the replicas they were created with. A
+/// cluster must therefore have three servers or more: on two, creating an R3 stream fails
+/// and the node exits saying so (two servers cannot keep a quorum when one fails, so
+/// they would buy no safety).
+pub fn replicas_for(clustered: bool) -> usize {
+    if clustered { FULL_REPLICATION } else { 1 }
 }
 
 /// A NATS failure as the storage traits report it: the cluster cannot serve the call now.
@@ -280,9 +272,7 @@ mod tests {
 
     #[test]
     fn replication_rule() {
-        assert_eq!(replicas_for(1), 1);
-        assert_eq!(replicas_for(2), 1);
-        assert_eq!(replicas_for(3), 3);
-        assert_eq!(replicas_for(5), 3);
+        assert_eq!(replicas_for(false), 1);
+        assert_eq!(replicas_for(true), 3);
     }
 }

@@ -26,7 +26,10 @@ use std::{
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Notify, watch};
+use tokio::{
+    sync::{Notify, watch},
+    time::Instant,
+};
 
 use super::{
     Nats,
@@ -35,7 +38,7 @@ use super::{
     lease::{self, Fence},
     unavailable,
 };
-use crate::storage::{Lease, Ownership, StorageResult, WebhookRef};
+use crate::storage::{Lease, Ownership, StorageResult, ValidUntil, WebhookRef};
 
 /// Shards webhooks are spread over: enough for an even split over a few nodes, few
 /// enough that a balance round reads every lease in one request.
@@ -44,6 +47,10 @@ pub const SHARDS: u32 = 64;
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// A node silent for this long is taken to be gone: its shards are taken over.
 pub const TAKEOVER_AFTER: Duration = Duration::from_secs(10);
+/// How long after a round's start this node's leases stay valid without another
+/// successful round: well inside [`TAKEOVER_AFTER`], so a node that was paused or cut off
+/// stops acting on its leases before another node may take them over.
+pub const LEASE_VALID_FOR: Duration = Duration::from_secs(7);
 
 /// The shard of a webhook: a hash that every node and every version computes alike.
 pub fn shard_of(webhook: &WebhookRef) -> u32 {
@@ -93,8 +100,11 @@ pub struct NatsOwnership {
     node: String,
     held: Arc<Mutex<Held>>,
     released: Arc<Notify>,
-    /// Moves when this node gains shards.
+    /// Moves when this node gains shards (or its leases are valid again after lapsing).
     gained: watch::Sender<u64>,
+    /// Until when this node's leases are valid: moved forward by each round whose
+    /// heartbeat was stored.
+    valid_until: ValidUntil,
 }
 
 /// Gives a webhook's lease back when dropped.
@@ -125,6 +135,7 @@ impl NatsOwnership {
             held: Arc::default(),
             released: Arc::default(),
             gained: watch::channel(0).0,
+            valid_until: Arc::new(Mutex::new(Instant::now())),
         });
         // A cluster that is starting or electing answers nothing for a moment.
         super::patiently("the shard leases", || ownership.round()).await?;
@@ -186,6 +197,7 @@ impl NatsOwnership {
 
     /// One heartbeat and one balance round.
     async fn round(&self) -> StorageResult<()> {
+        let started = Instant::now();
         self.nats
             .jetstream
             .publish(node_subject(&self.node), self.node.clone().into())
@@ -193,6 +205,13 @@ impl NatsOwnership {
             .map_err(unavailable)?
             .await
             .map_err(unavailable)?;
+        // No other node takes a shard over before TAKEOVER_AFTER from this heartbeat.
+        let lapsed = {
+            let mut until = self.valid_until.lock().expect("validity");
+            let lapsed = Instant::now() >= *until;
+            *until = started + LEASE_VALID_FOR;
+            lapsed
+        };
         let js = &self.nats.jetstream;
         let beats = direct::last_of_each(js, STATE_STREAM, vec!["hg.st.node.*".into()]).await?;
         let newest = beats.iter().map(|b| b.time).max();
@@ -291,6 +310,10 @@ impl NatsOwnership {
                 .map(|(shard, h)| (*shard, h.fence.clone()))
                 .collect()
         };
+        if lapsed && !self.held.lock().expect("leases").shards.is_empty() {
+            // Workers stopped while the leases had lapsed: those still held start again.
+            self.gained.send_modify(|n| *n += 1);
+        }
         for (shard, fence) in to_free {
             // The compare-and-set keeps a shard someone took meanwhile theirs; either way
             // it is no longer this node's.
@@ -326,7 +349,8 @@ impl Ownership for NatsOwnership {
                         released: self.released.clone(),
                         webhook: webhook.clone(),
                     };
-                    return Ok(Some(Lease::new(webhook.clone(), token, lost, release)));
+                    let lease = Lease::new(webhook.clone(), token, lost, release);
+                    return Ok(Some(lease.expiring(self.valid_until.clone())));
                 }
             }
             released.await;

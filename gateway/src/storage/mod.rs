@@ -28,7 +28,7 @@ pub mod conformance;
 pub use catalog::Catalog;
 pub use delivery_state::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
 pub use event_log::{Appended, EventLog, NewEvent, StoredEvent, TimePage};
-pub use ownership::{Lease, Ownership};
+pub use ownership::{Lease, Ownership, ValidUntil};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]

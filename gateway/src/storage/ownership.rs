@@ -3,8 +3,10 @@
 //! hands out leases within one process, a replicated one across nodes (renewed, expiring,
 //! and fenced: a holder that lost its lease cannot write the webhook's delivery state).
 
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
 use super::{StorageResult, WebhookRef};
 
@@ -26,8 +28,15 @@ pub struct Lease {
     webhook: WebhookRef,
     fence: u64,
     lost: watch::Receiver<bool>,
+    /// Until when the grantor last renewed it, for a lease that others may take over once
+    /// its holder stops renewing (`None`: it never expires).
+    valid_until: Option<ValidUntil>,
     _release: Box<dyn Send + Sync>,
 }
+
+/// The end of a renewable lease's validity, moved forward by its grantor on each renewal
+/// (one for every lease of a node).
+pub type ValidUntil = Arc<Mutex<Instant>>;
 
 impl Lease {
     /// A lease on `webhook` with fencing token `fence` (grows with every grant of the
@@ -42,8 +51,16 @@ impl Lease {
             webhook,
             fence,
             lost,
+            valid_until: None,
             _release: Box::new(release),
         }
+    }
+
+    /// The lease is valid only until `valid_until` unless renewed: a holder that could not
+    /// renew it (hung, paused, cut off) treats it as lost before anyone may take it over.
+    pub fn expiring(mut self, valid_until: ValidUntil) -> Lease {
+        self.valid_until = Some(valid_until);
+        self
     }
 
     pub fn webhook(&self) -> &WebhookRef {
@@ -55,8 +72,14 @@ impl Lease {
         self.fence
     }
 
+    /// Lost, or not renewed in time: the holder must act on it no more (check before
+    /// each send, since a paused process learns of a takeover only later).
     pub fn is_lost(&self) -> bool {
         *self.lost.borrow()
+            || self
+                .valid_until
+                .as_ref()
+                .is_some_and(|until| Instant::now() >= *until.lock().expect("validity"))
     }
 
     /// Resolves once the lease is lost (expired, taken over); never for a lease that is

@@ -189,6 +189,12 @@ impl Worker {
             if core.stopping && flow.idle() {
                 break;
             }
+            // Checked before anything new is sent: a paused or cut-off node learns that its
+            // lease lapsed here, before its ownership round can tell it.
+            if !core.stopping && lease.is_lost() {
+                tracing::warn!(tenant = %core.tenant, webhook = %core.webhook.id, "the webhook's lease lapsed: stopping");
+                core.stopping = true;
+            }
             let mut more = false;
             if !core.stopping {
                 more = flow.dispatch(core).await;
