@@ -255,3 +255,79 @@ async fn a_paused_node_loses_its_webhooks_and_sends_nothing_again() {
         "each webhook runs once"
     );
 }
+
+/// `kill -9` of the server that leads the event stream while events are ingested: ingest
+/// stalls while a new leader is elected (batches answered 503 are sent again with the same
+/// ids, which is safe: ids are idempotent), then goes on; every acknowledged event is
+/// delivered to every webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_leader_killed_under_load_stalls_briefly_and_loses_nothing() {
+    const BATCHES: usize = 30;
+    const BATCH: usize = 20;
+    let mut cluster = NatsCluster::start(3).await;
+    let servers = cluster.urls();
+    let a = cluster_node(&servers).await;
+    let ta = Client::new(&a, "acme").await;
+    let rx = Receiver::with(Behaviour::FailRandomly { p: 0.3, seed: 5 }).await;
+    let webhooks: Vec<String> = (0..3).map(|w| format!("w{w}")).collect();
+    for w in &webhooks {
+        create_webhook(&ta, w, &rx.url(&format!("/{w}")), quick_retries()).await;
+    }
+    let mut acknowledged = Vec::new();
+    let mut longest_stall = Duration::ZERO;
+    let mut refused = 0;
+    for n in 0..BATCHES {
+        if n == BATCHES / 3 {
+            let leader = cluster
+                .stream_leader(0, "HG_EVENTS")
+                .await
+                .expect("the event stream has a leader");
+            let i = cluster.index_of(&leader).expect("a server of the cluster");
+            cluster.kill9(i);
+            println!("killed {leader}, the event stream's leader, after {n} batches");
+        }
+        let ids: Vec<String> = (0..BATCH).map(|i| format!("l-{n:03}-{i:02}")).collect();
+        let events: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"event_type": "order.created", "id": id, "payload": {}}))
+            .collect();
+        let first_try = Instant::now();
+        loop {
+            let reply = ta.post("/events/batch", json!({"events": events})).await;
+            match reply.status.as_u16() {
+                202 => break,
+                503 => {
+                    refused += 1;
+                    assert_eq!(reply.body["error_code"], "not_durable", "{}", reply.body);
+                    assert!(
+                        first_try.elapsed() < Duration::from_secs(60),
+                        "ingest stalled for a minute"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => panic!("ingest answered {other}: {}", reply.body),
+            }
+        }
+        longest_stall = longest_stall.max(first_try.elapsed());
+        acknowledged.extend(ids);
+    }
+    println!(
+        "stream leader kill: longest ingest stall {longest_stall:?}, {refused} batches answered 503 and sent again"
+    );
+    assert!(longest_stall < Duration::from_secs(30), "{longest_stall:?}");
+    let total = acknowledged.len() * webhooks.len();
+    let done = poll_until(Duration::from_secs(120), || {
+        delivered(&rx, &webhooks, &acknowledged) == total
+    })
+    .await;
+    assert!(
+        done,
+        "{} of {total} pairs delivered\n{}",
+        delivered(&rx, &webhooks, &acknowledged),
+        crate::receiver::log_tail(&a)
+    );
+    println!(
+        "stream leader kill: {total} pairs delivered, {} duplicates",
+        duplicates(&rx)
+    );
+}

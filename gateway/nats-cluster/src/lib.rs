@@ -202,6 +202,25 @@ impl NatsCluster {
         Some(rest[start..end].to_string())
     }
 
+    /// The name of the server that leads stream `stream`'s Raft group, as server `i`'s
+    /// monitor reports it (`/jsz?streams=true`); `None` while it has no leader.
+    pub async fn stream_leader(&self, i: usize, stream: &str) -> Option<String> {
+        let body = http_get(self.servers[i].monitor_port, "/jsz?streams=true").await?;
+        let jsz: serde_json::Value = serde_json::from_str(&body).ok()?;
+        jsz["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|account| {
+                account["stream_detail"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .find(|detail| detail["name"] == stream)?["cluster"]["leader"]
+            .as_str()
+            .map(str::to_string)
+    }
+
     /// The index of the server named `name`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.servers.iter().position(|s| s.name == name)

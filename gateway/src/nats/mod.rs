@@ -98,7 +98,7 @@ const OPEN_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Runs `open` until it succeeds, fails with something other than
 /// [`StorageError::Unavailable`], or [`OPEN_PATIENCE`] has passed.
-async fn patiently<T, F>(what: &str, mut open: impl FnMut() -> F) -> StorageResult<T>
+pub(crate) async fn patiently<T, F>(what: &str, mut open: impl FnMut() -> F) -> StorageResult<T>
 where
     F: std::future::Future<Output = Result<T, StorageError>>,
 {

@@ -605,7 +605,10 @@ mod nats {
         assert_eq!(nats.replicas, 3, "a 3-server cluster gets R3");
         // A missing stream is fine: the first check finds none.
         let _ = nats.jetstream.delete_stream(subjects::EVENTS_STREAM).await;
-        let log = NatsEventLog::open(nats).await.expect("open the event log");
+        // Patient as a starting node is: on a busy machine a new R3 stream takes a while.
+        let log = crate::nats::patiently("the event log", || NatsEventLog::open(nats.clone()))
+            .await
+            .expect("open the event log");
         (log, Box::new(()))
     }
 
@@ -616,18 +619,23 @@ mod nats {
         let master_key =
             hookgate_signing::MasterKey::from_config_or_file(None, &dir.path().join("master_key"))
                 .unwrap();
-        let catalog = NatsCatalog::open(&nats, Arc::new(master_key))
-            .await
-            .expect("open the catalog");
+        let master_key = Arc::new(master_key);
+        let catalog = crate::nats::patiently("the catalog", || {
+            NatsCatalog::open(&nats, master_key.clone())
+        })
+        .await
+        .expect("open the catalog");
         (Arc::new(catalog), Box::new(dir))
     }
 
     async fn fresh_deliveries(cluster: &NatsCluster) -> (Arc<dyn DeliveryState>, Box<dyn Send>) {
         let nats = connect(cluster).await;
         let _ = nats.jetstream.delete_stream(STATE_STREAM).await;
-        let state = NatsDeliveryState::open(nats)
-            .await
-            .expect("open the delivery state");
+        let state = crate::nats::patiently("the delivery state", || {
+            NatsDeliveryState::open(nats.clone())
+        })
+        .await
+        .expect("open the delivery state");
         (Arc::new(state), Box::new(()))
     }
 
