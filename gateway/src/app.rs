@@ -46,6 +46,7 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
                 log: embedded.log,
                 deliveries: embedded.deliveries,
                 ownership: embedded.ownership,
+                components: None,
                 cluster: None,
             }
         }
@@ -58,6 +59,7 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
                 log: nats.log,
                 deliveries: nats.deliveries,
                 ownership: nats.ownership.clone(),
+                components: Some(nats.components),
                 cluster: Some((nats.nats, nats.ownership)),
             }
         }
@@ -65,7 +67,12 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
     let admin_token = admin_token(&config)?;
     let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))
         .context("cannot start the plugin runtime")?;
-    crate::pipeline::load_stored_plugins(&*backend.catalog, &plugins).await?;
+    crate::pipeline::load_stored_plugins(
+        &*backend.catalog,
+        &plugins,
+        backend.components.as_deref(),
+    )
+    .await?;
     let engine = Arc::new(EngineContext {
         config: Arc::new(config),
         catalog: backend.catalog,
@@ -73,6 +80,7 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         deliveries: backend.deliveries,
         metrics: Default::default(),
         plugins,
+        components: backend.components,
         webhook_writes: Default::default(),
     });
     let dispatcher = Dispatcher::new(engine.clone(), backend.ownership, delivery_runtime);
@@ -96,6 +104,7 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         delivery,
         metrics: engine.metrics.clone(),
         plugins: engine.plugins.clone(),
+        components: engine.components.clone(),
         schemas: SchemaCache::default(),
         admin_token_sha256: Sha256::digest(admin_token.as_bytes()).to_vec(),
         webhook_writes: engine.webhook_writes.clone(),
@@ -115,6 +124,7 @@ struct Backend {
     log: Arc<dyn crate::storage::EventLog>,
     deliveries: Arc<dyn crate::storage::DeliveryState>,
     ownership: Arc<dyn crate::storage::Ownership>,
+    components: Option<Arc<dyn crate::storage::ComponentStore>>,
     /// Cluster mode: the connection and this node's shards, for control across nodes.
     cluster: Option<(Arc<crate::nats::Nats>, Arc<crate::nats::NatsOwnership>)>,
 }

@@ -21,6 +21,9 @@ pub struct EngineContext {
     pub metrics: Arc<Metrics>,
     /// The WebAssembly sandbox for tenant plugins (called through `crate::pipeline`).
     pub plugins: PluginRuntime,
+    /// Where plugin components are kept for every node (cluster mode); `None` when the
+    /// runtime's own cache directory is that place (embedded).
+    pub components: Option<Arc<dyn crate::storage::ComponentStore>>,
     /// Serializes webhook writes (shared with the API): a status the gateway decides
     /// (disabled, completed) must not interleave with an update.
     pub webhook_writes: Arc<tokio::sync::Mutex<()>>,

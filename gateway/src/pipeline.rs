@@ -62,7 +62,7 @@ use crate::{
         webhook::{PluginAttachment, Webhook},
     },
     storage::StoredEvent,
-    storage::{Catalog, StorageResult, catalog::PluginVersion},
+    storage::{Catalog, ComponentStore, StorageResult, catalog::PluginVersion},
 };
 
 /// What [`prepare`] decided for one event and one webhook.
@@ -447,7 +447,7 @@ async fn resolve_one(
             Some(v) => format!("plugin `{name}` v{v} does not exist"),
             None => format!("plugin `{name}` does not exist"),
         })?;
-    let plugin = load(&ctx.plugins, tenant, &record)?;
+    let plugin = load(&ctx.plugins, ctx.components.as_deref(), tenant, &record).await?;
     Ok(Call {
         label: format!("plugin `{name}` v{}", record.version),
         plugin,
@@ -473,18 +473,57 @@ pub(crate) async fn resolve_version(
 
 /// `tenant`'s handle on the runtime's plugin for a stored version. The code of every
 /// stored version is loaded at startup and at upload, so this is a map lookup; only if a
-/// cache file vanished meanwhile does it read (or recompile) from disk.
-pub(crate) fn load(
+/// cache file vanished meanwhile does it read (or recompile) from disk. In a cluster, a
+/// version uploaded through another node meanwhile has its bytes only in `components`:
+/// fetched and compiled here once, then cached like an upload.
+pub(crate) async fn load(
     runtime: &PluginRuntime,
+    components: Option<&dyn ComponentStore>,
     tenant: &str,
     record: &PluginVersion,
 ) -> Result<Arc<LoadedPlugin>, String> {
-    runtime.load(tenant, &record.sha256).map_err(|e| {
+    let cannot = |e: &dyn std::fmt::Display| {
         format!(
             "plugin `{}` v{}: cannot be loaded: {e}",
             record.name, record.version
         )
-    })
+    };
+    match (runtime.load(tenant, &record.sha256), components) {
+        (Ok(plugin), _) => Ok(plugin),
+        (Err(error), None) => Err(cannot(&error)),
+        (Err(_), Some(components)) => {
+            fetch_component(runtime, components, &record.sha256)
+                .await
+                .map_err(|e| cannot(&e))?;
+            runtime.load(tenant, &record.sha256).map_err(|e| cannot(&e))
+        }
+    }
+}
+
+/// Brings the component of `sha256` from `components` into the runtime (compiled and
+/// cached), on a blocking thread.
+async fn fetch_component(
+    runtime: &PluginRuntime,
+    components: &dyn ComponentStore,
+    sha256: &str,
+) -> Result<(), String> {
+    let wasm = components
+        .get(sha256)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "its component is not in the cluster's store".to_string())?;
+    let runtime = runtime.clone();
+    let artifact = tokio::task::spawn_blocking(move || runtime.compile(&wasm))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if artifact.sha256 != sha256 {
+        return Err(format!(
+            "the stored component's digest is {}",
+            artifact.sha256
+        ));
+    }
+    Ok(())
 }
 
 /// The attachment config as the string a hook receives.
@@ -511,12 +550,19 @@ pub(crate) async fn secrets_for(
 pub async fn load_stored_plugins(
     catalog: &dyn Catalog,
     runtime: &PluginRuntime,
+    components: Option<&dyn ComponentStore>,
 ) -> StorageResult<()> {
     let started = Instant::now();
     let digests = catalog.all_plugin_digests().await?;
     let mut failed = 0;
     for sha256 in &digests {
-        if let Err(error) = runtime.preload(sha256) {
+        let mut loaded = runtime.preload(sha256).map_err(|e| e.to_string());
+        if loaded.is_err()
+            && let Some(components) = components
+        {
+            loaded = fetch_component(runtime, components, sha256).await;
+        }
+        if let Err(error) = loaded {
             failed += 1;
             tracing::error!(%sha256, %error, "cannot load a stored plugin; its calls will fail until it is uploaded again");
         }

@@ -20,7 +20,7 @@ use crate::{
     pipeline,
     storage::StoredEvent,
     storage::{
-        Catalog, StorageError,
+        Catalog, ComponentStore, StorageError,
         catalog::{NewPluginVersion, PluginVersion},
     },
 };
@@ -54,6 +54,8 @@ pub enum RegistryError {
 pub struct Registry<'a> {
     pub catalog: &'a dyn Catalog,
     pub runtime: &'a PluginRuntime,
+    /// Where components are kept for every node (cluster mode).
+    pub components: Option<&'a dyn ComponentStore>,
     pub max_versions_per_tenant: usize,
     pub webhook_writes: &'a tokio::sync::Mutex<()>,
 }
@@ -123,7 +125,11 @@ impl Registry<'_> {
         // the compile and this lock; then the component is gone from the runtime: compile
         // again. Otherwise this is a lookup in memory.
         if self.runtime.preload(&artifact.sha256).is_err() {
-            self.compile(wasm).await?;
+            self.compile(wasm.clone()).await?;
+        }
+        // Before the version names it: any node that sees the version can fetch it.
+        if let Some(components) = self.components {
+            components.put(&artifact.sha256, wasm).await?;
         }
         let component = NewPluginVersion {
             sha256: artifact.sha256,
@@ -269,10 +275,14 @@ impl Registry<'_> {
     /// any tenant uses it.
     async fn release_digest(&self, tenant: &str, digest: &str) -> Result<(), RegistryError> {
         self.runtime.forget(tenant, digest);
-        if !self.catalog.plugin_digest_in_use(digest).await?
-            && let Err(error) = self.runtime.remove(digest)
-        {
+        if self.catalog.plugin_digest_in_use(digest).await? {
+            return Ok(());
+        }
+        if let Err(error) = self.runtime.remove(digest) {
             tracing::warn!(sha256 = %digest, %error, "could not remove a compiled plugin");
+        }
+        if let Some(components) = self.components {
+            components.delete(digest).await?;
         }
         Ok(())
     }
@@ -296,8 +306,9 @@ impl Registry<'_> {
                 },
                 None => RegistryError::NoPlugin(name.to_string()),
             })?;
-        let plugin = pipeline::load(self.runtime, tenant, &record)
-            .map_err(|e| RegistryError::Runtime(e.to_string()))?;
+        let plugin = pipeline::load(self.runtime, self.components, tenant, &record)
+            .await
+            .map_err(RegistryError::Runtime)?;
         let config = pipeline::config_string(&input.config);
         let secrets = pipeline::secrets_for(self.catalog, tenant, name).await?;
         let context = || CallContext::new(secrets.clone());

@@ -440,3 +440,92 @@ async fn without_quorum_ingest_is_refused_and_nothing_acknowledged_is_lost() {
     )
     .await;
 }
+
+/// Plugins uploaded through one node run on every node: the component bytes are in the
+/// cluster's Object Store, and a node that lacks them fetches and compiles them once.
+#[tokio::test]
+async fn plugins_uploaded_through_one_node_run_on_every_node() {
+    let cluster = NatsCluster::start(3).await;
+    let servers = cluster.urls();
+    let a = cluster_node(&servers).await;
+    let b = cluster_node(&servers).await;
+    let ta = Client::new(&a, "acme").await;
+    let tb = Client {
+        gateway: &b,
+        tenant: ta.tenant.clone(),
+        key: ta.key.clone(),
+    };
+    crate::plugins::upload_ok(&ta, "large-orders", "field-filter").await;
+    crate::plugins::upload_ok(&ta, "erp", "erp-transform").await;
+    // A dry run on the other node: it has never seen the component.
+    let dry = crate::plugins::dry_run(
+        &tb,
+        "erp",
+        json!({"hook": "transform", "event": {"event_type": "order.created", "payload":
+            {"order_id": "SO-1", "currency": "EUR", "total": 250.0,
+             "lines": [{"sku": "A-1", "quantity": 2, "unit_price": 9.5}]}}}),
+    )
+    .await;
+    assert!(dry["error"].is_null(), "{dry}");
+    assert_eq!(
+        dry["result"]["body"]["record_type"], "ERP_ORDER_NEW",
+        "{dry}"
+    );
+
+    let rx = Receiver::start().await;
+    let nodes = [&ta, &tb];
+    let mut webhooks = Vec::new();
+    for i in 0..24 {
+        let id = format!("p{i}");
+        create_webhook(
+            nodes[i % 2],
+            &id,
+            &rx.url(&format!("/{id}")),
+            json!({"plugins": [
+                {"plugin": "large-orders", "config": [{"path": "/payload/total", "op": "gte", "value": 100}]},
+                {"plugin": "erp"},
+            ]}),
+        )
+        .await;
+        webhooks.push(id);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (on_a, on_b) = (running_on(&a).await, running_on(&b).await);
+        if on_a > 0 && on_b > 0 && on_a + on_b == webhooks.len() as u64 && webhooks.len() >= 2 {
+            break;
+        }
+    }
+    assert!(
+        running_on(&a).await > 0 && running_on(&b).await > 0,
+        "spread"
+    );
+    let order = |total: f64| {
+        json!({"order_id": "SO-1", "currency": "EUR", "total": total,
+               "lines": [{"sku": "A-1", "quantity": 2, "unit_price": 9.5}]})
+    };
+    ingest(&tb, "small-1", order(50.0)).await;
+    ingest(&tb, "large-1", order(250.0)).await;
+    let got = rx
+        .wait_for(
+            &a,
+            Duration::from_secs(60),
+            "large-1 at every webhook",
+            |got| {
+                webhooks.iter().all(|w| {
+                    got.iter()
+                        .any(|r| r.uri == format!("/{w}") && r.webhook_id() == "large-1")
+                })
+            },
+        )
+        .await;
+    for request in &got {
+        let body = request.json();
+        assert_eq!(body["record_type"], "ERP_ORDER_NEW", "{body}");
+    }
+    for w in &webhooks {
+        wait_status(&ta, w, "small-1", "filtered", Duration::from_secs(15)).await;
+    }
+    assert!(
+        got.iter().all(|r| r.webhook_id() != "small-1"),
+        "filtered everywhere"
+    );
+}

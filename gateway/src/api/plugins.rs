@@ -208,6 +208,7 @@ pub(crate) fn registry(state: &ApiState) -> Registry<'_> {
     Registry {
         catalog: &*state.catalog,
         runtime: &state.plugins,
+        components: state.components.as_deref(),
         max_versions_per_tenant: state.config.plugin_max_versions_per_tenant,
         webhook_writes: &state.webhook_writes,
     }

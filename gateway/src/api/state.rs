@@ -25,6 +25,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// The WebAssembly sandbox for tenant plugins (uploads, dry runs).
     pub plugins: hookgate_plugin_host::PluginRuntime,
+    /// Plugin components for every node (cluster mode), as in `EngineContext`.
+    pub components: Option<Arc<dyn crate::storage::ComponentStore>>,
     pub schemas: SchemaCache,
     pub admin_token_sha256: Vec<u8>,
     /// Serializes webhook writes (creation against the per-tenant limit, plugin deletes

@@ -12,6 +12,7 @@
 //!   outcome sets carry;
 //! - `ownership`: [`NatsOwnership`], shards of webhooks leased to nodes, heartbeats,
 //!   balance and takeover;
+//! - `components`: [`NatsComponents`], plugin components in the `HG_PLUGINS` Object Store;
 //! - `control`: [`NatsControl`], the API's requests about running webhooks, done by the
 //!   node that holds them.
 //!
@@ -19,6 +20,7 @@
 //! like the embedded backend, it is reached only through the storage traits.
 
 pub mod catalog;
+pub mod components;
 pub mod control;
 pub mod delivery_state;
 mod direct;
@@ -32,6 +34,7 @@ use std::{sync::Arc, time::Duration};
 use async_nats::{ConnectOptions, jetstream};
 
 pub use catalog::NatsCatalog;
+pub use components::NatsComponents;
 pub use control::NatsControl;
 pub use delivery_state::NatsDeliveryState;
 pub use event_log::NatsEventLog;
@@ -54,6 +57,7 @@ pub struct Backend {
     pub catalog: Arc<NatsCatalog>,
     pub deliveries: Arc<NatsDeliveryState>,
     pub ownership: Arc<NatsOwnership>,
+    pub components: Arc<NatsComponents>,
 }
 
 /// Connects, creates or opens the streams and buckets, and joins the cluster as `node`
@@ -78,6 +82,9 @@ pub async fn open(
     })
     .await
     .context("cannot open the delivery state on NATS")?;
+    let components = patiently("the plugin components", || NatsComponents::open(&nats))
+        .await
+        .context("cannot open the plugin components on NATS")?;
     let ownership = NatsOwnership::start(nats.clone(), node)
         .await
         .context("cannot join the cluster's ownership")?;
@@ -87,6 +94,7 @@ pub async fn open(
         catalog: Arc::new(catalog),
         deliveries: Arc::new(deliveries),
         ownership,
+        components: Arc::new(components),
     })
 }
 

@@ -8,6 +8,7 @@
 //! - [`DeliveryState`]: per webhook, its cursor, statistics, delivery records, attempts,
 //!   retry ("due") and rejected entries and integration log. Written in [`OutcomeSet`]s.
 //! - [`Ownership`]: which worker runs a webhook ([`Lease`]s).
+//! - [`ComponentStore`]: plugin components for every node (cluster mode only).
 //!
 //! The embedded backend (segment log + sled) implements them in `crate::store`; the
 //! conformance suite (`conformance`) states the contract as tests every backend passes.
@@ -18,6 +19,7 @@
 //! is written on each method.
 
 pub mod catalog;
+mod components;
 mod delivery_state;
 pub mod event_log;
 mod ownership;
@@ -26,6 +28,7 @@ mod ownership;
 pub mod conformance;
 
 pub use catalog::Catalog;
+pub use components::ComponentStore;
 pub use delivery_state::{DeliveryState, OutcomeSet, RejectedPage, WebhookRef};
 pub use event_log::{Appended, EventLog, NewEvent, StoredEvent, TimePage};
 pub use ownership::{Lease, Ownership, ValidUntil};
