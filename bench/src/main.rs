@@ -7,7 +7,8 @@
 //! - `client`: one keep-alive HTTP/1.1 connection per load worker.
 //! - `load`: the workers, closed loop or fixed rate, and what they count.
 //! - `report`: latency histograms and the printed figures (`RESULT` lines for scripts).
-//! - `ingest`, `delivery`: the two drivers; `backlog`: RSS with a large pending backlog.
+//! - `ingest`, `delivery`: the two drivers; `backlog`: RSS with a large pending backlog;
+//!   `many_webhooks`: thousands of webhooks, created, fed and delivered (cluster mode).
 //! - `control`: untimed setup calls (tenants, webhooks, receiver counters).
 //! - `servers`: the ingest ceiling, the delivery ceiling (forwarder) and the receiver.
 
@@ -19,6 +20,7 @@ mod delivery;
 mod event;
 mod ingest;
 mod load;
+mod many_webhooks;
 mod report;
 mod servers;
 
@@ -34,6 +36,7 @@ async fn main() -> Result<()> {
         Command::Ingest(args) => ingest::run(args).await,
         Command::Delivery(args) => delivery::run(args).await,
         Command::Backlog(args) => backlog::run(args).await,
+        Command::ManyWebhooks(args) => many_webhooks::run(args).await,
         Command::CeilingServer(args) => {
             servers::serve("ceiling-server", &args.listen, servers::ceiling::router()).await
         }
