@@ -104,6 +104,7 @@ async fn nats_settings_without_storage_nats_are_refused() {
 /// node that loses nothing (its `data_dir` holds only caches).
 #[tokio::test]
 async fn a_node_on_a_nats_cluster_ingests_retries_and_delivers() {
+    let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
     let mut gw = Gateway::start_with(&[
@@ -185,6 +186,16 @@ async fn success_responses(gw: &Gateway, t: &Client<'_>, n: u64) {
     .await;
 }
 
+/// The NATS-cluster tests run one at a time: each starts three servers and up to two
+/// gateway nodes. With all of them at once on 2 cores, the stream-leader kill once left
+/// two workers' batched direct gets failing for two minutes ("batch get not supported":
+/// a reply without `Nats-Num-Pending`); alone it recovers in seconds. Not understood yet
+/// (docs/CLUSTER.md, limits). Held for the test's whole life.
+pub async fn one_cluster_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    CLUSTERS.lock().await
+}
+
 /// Every node of a cluster shares this key (and the admin token), as an operator sets it.
 pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -218,6 +229,7 @@ fn received(requests: &[Recorded], path: &str, event: &str) -> usize {
 /// acts on the worker of the node that runs the webhook.
 #[tokio::test]
 async fn any_node_acts_on_webhooks_another_node_runs() {
+    let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
     let a = cluster_node(&servers).await;
@@ -357,6 +369,7 @@ async fn any_node_acts_on_webhooks_another_node_runs() {
 /// (never 202) and the node is not ready; back up, everything acknowledged is delivered.
 #[tokio::test]
 async fn without_quorum_ingest_is_refused_and_nothing_acknowledged_is_lost() {
+    let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let mut cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
     let gw = cluster_node(&servers).await;
@@ -445,6 +458,7 @@ async fn without_quorum_ingest_is_refused_and_nothing_acknowledged_is_lost() {
 /// cluster's Object Store, and a node that lacks them fetches and compiles them once.
 #[tokio::test]
 async fn plugins_uploaded_through_one_node_run_on_every_node() {
+    let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
     let a = cluster_node(&servers).await;

@@ -102,6 +102,7 @@ fn duplicates(receiver: &Receiver) -> usize {
 async fn a_node_killed_under_load_loses_no_acknowledged_event() {
     const EVENTS: usize = 1_000;
     const BATCH: usize = 50;
+    let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
     let a = cluster_node(&servers).await;
@@ -184,6 +185,7 @@ async fn a_node_killed_under_load_loses_no_acknowledged_event() {
 /// new owner already sent, and stops its workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_loses_its_webhooks_and_sends_nothing_again() {
+    let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
     let a = cluster_node(&servers).await;
@@ -264,6 +266,7 @@ async fn a_paused_node_loses_its_webhooks_and_sends_nothing_again() {
 async fn the_stream_leader_killed_under_load_stalls_briefly_and_loses_nothing() {
     const BATCHES: usize = 30;
     const BATCH: usize = 20;
+    let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let mut cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
     let a = cluster_node(&servers).await;

@@ -595,7 +595,7 @@ impl EventLog for SegmentLog {
         Ok(SegmentLog::durable_seq(self, tenant)?)
     }
 
-    fn subscribe(&self) -> watch::Receiver<u64> {
+    fn subscribe(&self, _tenant: &str) -> watch::Receiver<u64> {
         SegmentLog::subscribe(self)
     }
 

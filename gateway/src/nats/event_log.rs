@@ -16,7 +16,7 @@
 
 use std::{
     collections::{BinaryHeap, HashMap},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use async_nats::{
@@ -37,7 +37,9 @@ use crate::{
 pub struct NatsEventLog {
     nats: Arc<Nats>,
     stream: jetstream::stream::Stream,
-    changes: watch::Sender<u64>,
+    /// Per tenant (by subject token), the wake-up of its readers: 10,000 workers must not
+    /// all look at the log when one tenant's event arrives.
+    wake_ups: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 impl NatsEventLog {
@@ -57,11 +59,10 @@ impl NatsEventLog {
             .get_or_create_stream(config)
             .await
             .map_err(unavailable)?;
-        let (changes, _) = watch::channel(0);
         let log = Arc::new(NatsEventLog {
             nats,
             stream,
-            changes,
+            wake_ups: Mutex::default(),
         });
         let mut wake_ups = log
             .nats
@@ -71,14 +72,23 @@ impl NatsEventLog {
             .map_err(unavailable)?;
         let listening = Arc::downgrade(&log);
         tokio::spawn(async move {
-            while wake_ups.next().await.is_some() {
+            while let Some(message) = wake_ups.next().await {
                 let Some(log) = listening.upgrade() else {
                     return;
                 };
-                log.changes.send_modify(|n| *n += 1);
+                if let Some(tenant) = message.subject.strip_prefix(subjects::NEW_EVENTS_PREFIX) {
+                    log.wake(tenant);
+                }
             }
         });
         Ok(log)
+    }
+
+    /// Wakes the readers of the tenant with subject token `tenant`, if it has any.
+    fn wake(&self, tenant: &str) {
+        if let Some(wake_up) = self.wake_ups.lock().expect("wake-ups").get(tenant) {
+            wake_up.send_modify(|n| *n += 1);
+        }
     }
 
     fn decode(message: &jetstream::message::StreamMessage) -> StorageResult<StoredEvent> {
@@ -196,7 +206,7 @@ impl EventLog for NatsEventLog {
             answers[i] = Some(answer);
         }
         if wrote {
-            self.changes.send_modify(|n| *n += 1);
+            self.wake(&subjects::token(tenant));
             // Other nodes' workers: best effort, they also look again on their own.
             let _ = self
                 .nats
@@ -222,8 +232,12 @@ impl EventLog for NatsEventLog {
         }
     }
 
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
+    fn subscribe(&self, tenant: &str) -> watch::Receiver<u64> {
+        let mut wake_ups = self.wake_ups.lock().expect("wake-ups");
+        wake_ups
+            .entry(subjects::token(tenant))
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     async fn read_after(

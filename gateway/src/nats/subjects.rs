@@ -80,8 +80,11 @@ pub fn is_tenant_event(subject: &str, tenant: &str) -> bool {
 
 /// Wake-ups: new events of a tenant are durable (core NATS, not stored).
 pub fn new_events(tenant: &str) -> String {
-    format!("hg.new.{}", token(tenant))
+    format!("{NEW_EVENTS_PREFIX}{}", token(tenant))
 }
+
+/// What precedes the tenant's token in a wake-up subject.
+pub const NEW_EVENTS_PREFIX: &str = "hg.new.";
 
 pub const NEW_EVENTS_ALL: &str = "hg.new.>";
 

@@ -62,9 +62,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// The highest seq of `tenant` that is durable (0: none).
     async fn durable_seq(&self, tenant: &str) -> StorageResult<u64>;
 
-    /// The wake-up for readers: its value changes after new events (of any tenant) became
-    /// durable.
-    fn subscribe(&self) -> watch::Receiver<u64>;
+    /// The wake-up for readers of `tenant`: its value changes after new events of the
+    /// tenant became durable (a backend may also move it for other tenants' events; the
+    /// embedded one does, where a look costs a lock, not a network request).
+    fn subscribe(&self, tenant: &str) -> watch::Receiver<u64>;
 
     /// Durable events with seq > `after`, in order, at most `limit`.
     async fn read_after(

@@ -182,7 +182,7 @@ impl Worker {
             tracing::error!(tenant = %core.tenant, webhook = %core.webhook.id, %error, "cannot start delivery");
             return Exit::StorageFailed;
         }
-        let mut log_changes = core.ctx.log.subscribe();
+        let mut log_changes = core.ctx.log.subscribe(&core.tenant);
         loop {
             flow.take_reports(core).await;
             core.write_outcomes().await;

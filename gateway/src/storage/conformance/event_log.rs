@@ -156,7 +156,7 @@ pub async fn tenants_do_not_see_each_other(log: &dyn EventLog) {
 }
 
 pub async fn readers_are_woken_by_new_events(log: &dyn EventLog) {
-    let mut changes = log.subscribe();
+    let mut changes = log.subscribe("acme");
     changes.borrow_and_update();
     log.append("acme", vec![event(None, "t", T0, 1)])
         .await
