@@ -91,6 +91,7 @@ impl NatsDeliveryState {
             .get_or_create_stream(config)
             .await
             .map_err(unavailable)?;
+        super::wait_until_writable(&nats, "hg.st._probe._probe.cur").await?;
         Ok(NatsDeliveryState { nats, stream })
     }
 

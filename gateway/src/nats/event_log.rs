@@ -59,6 +59,7 @@ impl NatsEventLog {
             .get_or_create_stream(config)
             .await
             .map_err(unavailable)?;
+        super::wait_until_writable(&nats, "hg.ev._probe._probe._probe").await?;
         let log = Arc::new(NatsEventLog {
             nats,
             stream,

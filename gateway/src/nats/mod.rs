@@ -123,6 +123,40 @@ where
     }
 }
 
+/// Waits until a publish to `subject` reaches its (just created) stream: for a moment
+/// after a stream is created, a server that has not yet applied the assignment answers
+/// publishes with "no stream found". The probe carries an expected last sequence no
+/// stream has, so the stream refuses it and stores nothing; that refusal is the answer.
+pub(crate) async fn wait_until_writable(nats: &Nats, subject: &str) -> StorageResult<()> {
+    use async_nats::jetstream::context::PublishErrorKind;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SEQUENCE,
+            u64::MAX.to_string().as_str(),
+        );
+        let answer = match nats
+            .jetstream
+            .publish_with_headers(
+                subject.to_string(),
+                headers,
+                bytes::Bytes::from_static(b"-"),
+            )
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()),
+            Err(error) => return Err(unavailable(error)),
+        };
+        match answer {
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => return Ok(()),
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(unavailable(e)),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// Replicas of every stream and bucket when the cluster has at least this many servers.
 pub const FULL_REPLICATION: usize = 3;
 
