@@ -187,10 +187,8 @@ async fn success_responses(gw: &Gateway, t: &Client<'_>, n: u64) {
 }
 
 /// The NATS-cluster tests run one at a time: each starts three servers and up to two
-/// gateway nodes. With all of them at once on 2 cores, the stream-leader kill once left
-/// two workers' batched direct gets failing for two minutes ("batch get not supported":
-/// a reply without `Nats-Num-Pending`); alone it recovers in seconds. Not understood yet
-/// (docs/CLUSTER.md, limits). Held for the test's whole life.
+/// gateway nodes, and several at once on a 2-core machine make their timings (takeover,
+/// stalls) a measure of the machine. Held for the test's whole life.
 pub async fn one_cluster_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     static CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     CLUSTERS.lock().await
