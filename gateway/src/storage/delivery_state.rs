@@ -45,11 +45,12 @@ pub struct RecordChange {
 /// the same record, attempt or rejected entry replaces an earlier one.
 ///
 /// A set is one unit against a crash, in this sense: what a crash can leave is the whole
-/// set, none of it, or its new state with some of the entries it replaces still there
-/// (an old retry entry, an old rejected mark). The first two are what a transactional
-/// backend gives; the third is the embedded backend's, and it is safe because stale retry
-/// entries are never returned by [`DeliveryState::due`]. Never may a crash keep the
-/// removal of an entry and lose what replaced it.
+/// set, none of it, or (the embedded backend) a part whose every piece is safe: new
+/// entries that point at records the crash lost (a retry entry, an attempt, a rejected
+/// mark without its new record), or the new state with some of the entries it replaces
+/// still there (an old retry entry, an old rejected mark). Stale retry entries are never
+/// returned by [`DeliveryState::due`]. Never may a crash keep a record and lose its retry
+/// entry, nor keep the removal of an entry and lose what replaced it.
 ///
 /// The due index is derived, never written by hand: a record that is `Pending` with a
 /// `next_attempt_at` is due then, and `replaces_due` names the entry it leaves.

@@ -162,7 +162,14 @@ impl EmbeddedDeliveryState {
     }
 
     fn encode_set(&self, keys: &WebhookKeys, set: OutcomeSet) -> Result<Writes, StoreError> {
+        // A crash keeps a prefix of the inserts (`Writes`), so what points at a record
+        // (its retry entry, its attempts, its rejected mark) goes before the record: a
+        // record whose retry entry a crash lost would never be retried, nor delivered
+        // again (it has a record). The other way round, a retry entry without its record
+        // is stale and dropped by `due`, and the event, which no record covers and no
+        // cursor passed, is read again.
         let mut writes = Writes::default();
+        let mut records = Vec::with_capacity(set.records.len());
         for change in set.records {
             let delivery = change.delivery;
             let seq = delivery.seq;
@@ -174,10 +181,10 @@ impl EmbeddedDeliveryState {
             {
                 writes.remove(keys.due(old, seq));
             }
-            writes.insert(keys.delivery(seq), codec::encode_compact(&delivery)?);
             if let Some(due) = due_now {
                 writes.insert(keys.due(due, seq), Vec::new());
             }
+            records.push((keys.delivery(seq), codec::encode_compact(&delivery)?));
         }
         for (seq, number, attempt) in set.attempts {
             writes.insert(keys.attempt(seq, number), codec::encode_compact(&attempt)?);
@@ -187,6 +194,9 @@ impl EmbeddedDeliveryState {
                 true => writes.insert(keys.rejected(seq), Vec::new()),
                 false => writes.remove(keys.rejected(seq)),
             }
+        }
+        for (key, record) in records {
+            writes.insert(key, record);
         }
         for entry in &set.log {
             // Orders entries of the same millisecond (a stop and a start in quick
