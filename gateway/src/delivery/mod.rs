@@ -50,7 +50,7 @@ use crate::{
     iso::now_millis,
     model::webhook::{Webhook, WebhookStatus},
     storage::StoredEvent,
-    storage::{Ownership, WebhookRef},
+    storage::{Ownership, StorageResult, WebhookRef},
 };
 use records::Attempt;
 
@@ -98,6 +98,11 @@ pub struct Dispatcher {
     ctx: Arc<EngineContext>,
     ownership: Arc<dyn Ownership>,
     workers: Mutex<HashMap<WorkerKey, Running>>,
+    /// Per webhook, serializes starting, reloading and stopping its worker, each reading
+    /// the catalog under it: a start that read the configuration before a change, and
+    /// the change's reload that found no worker yet, would otherwise leave a worker
+    /// with the old configuration (and the reload waiting for its lease).
+    serial: Mutex<HashMap<WorkerKey, Arc<tokio::sync::Mutex<()>>>>,
     /// The runtime workers run on (see the module's note).
     runtime: Handle,
 }
@@ -125,6 +130,7 @@ impl Dispatcher {
             ctx,
             ownership,
             workers: Mutex::default(),
+            serial: Mutex::default(),
             runtime,
         })
     }
@@ -163,20 +169,54 @@ impl Dispatcher {
                 if webhook.status == WebhookStatus::Running
                     && self.running(&tenant.id, &webhook.id).is_none()
                 {
-                    self.spawn(&tenant.id, Arc::new(webhook)).await;
+                    self.start_if_running(&tenant.id, &webhook.id, 0).await?;
                 }
             }
         }
         Ok(())
     }
 
-    async fn spawn(&self, tenant: &str, webhook: Arc<Webhook>) {
-        self.spawn_after_failures(tenant, webhook, 0).await
+    /// Stops the webhook's worker and waits for it, under its `serial` lock.
+    async fn stop_locked(&self, tenant: &str, id: &str) {
+        let running = self
+            .workers
+            .lock()
+            .expect("workers")
+            .remove(&(tenant.to_string(), id.to_string()));
+        if let Some(running) = running {
+            let _ = running.control.send(Control::Stop);
+            let _ = running.task.await;
+        }
     }
 
-    /// Starts a worker whose predecessors failed on storage `failures` times in a row
-    /// (each failure waits twice as long before the next start, see `restart_later`).
-    async fn spawn_after_failures(&self, tenant: &str, webhook: Arc<Webhook>, failures: u32) {
+    fn serial(&self, tenant: &str, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut serial = self.serial.lock().expect("serial");
+        serial
+            .entry((tenant.to_string(), id.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Starts the webhook's worker if it is running (as the catalog says now) and has
+    /// none here. `failures`: see `spawn_locked`.
+    async fn start_if_running(&self, tenant: &str, id: &str, failures: u32) -> StorageResult<()> {
+        let serial = self.serial(tenant, id);
+        let _serial = serial.lock().await;
+        if self.running(tenant, id).is_some() {
+            return Ok(());
+        }
+        if let Some(webhook) = self.ctx.catalog.webhook(tenant, id).await?
+            && webhook.status == WebhookStatus::Running
+        {
+            self.spawn_locked(tenant, Arc::new(webhook), failures).await;
+        }
+        Ok(())
+    }
+
+    /// Starts a worker, under the webhook's `serial` lock; its predecessors failed on
+    /// storage `failures` times in a row (each failure waits twice as long before the
+    /// next start, see `restart_later`).
+    async fn spawn_locked(&self, tenant: &str, webhook: Arc<Webhook>, failures: u32) {
         let key = (tenant.to_string(), webhook.id.clone());
         let lease = match self
             .ownership
@@ -236,16 +276,8 @@ impl Dispatcher {
         self.runtime.spawn(async move {
             tokio::time::sleep(wait).await;
             let Some(me) = me.upgrade() else { return };
-            let stored = me.ctx.catalog.webhook(&tenant, &id).await;
-            match stored {
-                Ok(Some(webhook)) if webhook.status == WebhookStatus::Running => {
-                    if me.running(&tenant, &id).is_none() {
-                        me.spawn_after_failures(&tenant, Arc::new(webhook), failures)
-                            .await;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => me.restart_later((tenant, id), failures + 1),
+            if me.start_if_running(&tenant, &id, failures).await.is_err() {
+                me.restart_later((tenant, id), failures + 1);
             }
         });
     }
@@ -278,6 +310,8 @@ impl Dispatcher {
 #[async_trait]
 impl DeliveryControl for Dispatcher {
     async fn webhook_changed(&self, tenant: &str, id: &str) {
+        let serial = self.serial(tenant, id);
+        let _serial = serial.lock().await;
         let stored = self.ctx.catalog.webhook(tenant, id).await.ok().flatten();
         match stored {
             Some(webhook) if webhook.status == WebhookStatus::Running => {
@@ -294,25 +328,19 @@ impl DeliveryControl for Dispatcher {
                         }
                     }
                     _ => {
-                        self.stop_and_wait(tenant, id).await;
-                        self.spawn(tenant, webhook).await;
+                        self.stop_locked(tenant, id).await;
+                        self.spawn_locked(tenant, webhook, 0).await;
                     }
                 }
             }
-            _ => self.stop_and_wait(tenant, id).await,
+            _ => self.stop_locked(tenant, id).await,
         }
     }
 
     async fn stop_and_wait(&self, tenant: &str, id: &str) {
-        let running = self
-            .workers
-            .lock()
-            .expect("workers")
-            .remove(&(tenant.to_string(), id.to_string()));
-        if let Some(running) = running {
-            let _ = running.control.send(Control::Stop);
-            let _ = running.task.await;
-        }
+        let serial = self.serial(tenant, id);
+        let _serial = serial.lock().await;
+        self.stop_locked(tenant, id).await
     }
 
     async fn wake(&self, tenant: &str, id: &str) {

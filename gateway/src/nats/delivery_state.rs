@@ -189,21 +189,29 @@ impl NatsDeliveryState {
     ) -> StorageResult<()> {
         let p = prefix(webhook);
         let mut messages = Vec::new();
+        // A set larger than one atomic batch is split: as in the embedded backend, a
+        // record never goes before its own retry entry (a crash between would keep a
+        // pending record that nothing retries), and a retry entry is cleared only after
+        // the record that no longer needs it.
         for change in &outcomes.records {
             let delivery = &change.delivery;
             let seq = delivery.seq;
             let subject = format!("{p}.rec.{seq}");
-            messages.push(message(subject.clone(), json(&subject, delivery)?));
+            let record = message(subject.clone(), json(&subject, delivery)?);
             let due = match (delivery.status, delivery.next_attempt_at) {
                 (MessageStatus::Pending, Some(at)) => Some(at),
                 _ => None,
             };
             match due {
-                Some(at) => messages.push(message(format!("{p}.due.{seq}"), at.to_string().into())),
-                None if change.replaces_due.is_some() => {
-                    messages.push(message(format!("{p}.due.{seq}"), tombstone()))
+                Some(at) => {
+                    messages.push(message(format!("{p}.due.{seq}"), at.to_string().into()));
+                    messages.push(record);
                 }
-                None => {}
+                None if change.replaces_due.is_some() => {
+                    messages.push(record);
+                    messages.push(message(format!("{p}.due.{seq}"), tombstone()));
+                }
+                None => messages.push(record),
             }
         }
         for (seq, number, attempt) in &outcomes.attempts {
