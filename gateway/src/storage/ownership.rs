@@ -75,11 +75,15 @@ impl Lease {
     /// Lost, or not renewed in time: the holder must act on it no more (check before
     /// each send, since a paused process learns of a takeover only later).
     pub fn is_lost(&self) -> bool {
-        *self.lost.borrow()
-            || self
-                .valid_until
-                .as_ref()
-                .is_some_and(|until| Instant::now() >= *until.lock().expect("validity"))
+        *self.lost.borrow() || self.is_lapsed()
+    }
+
+    /// Not renewed in time (the grantor could not reach its store), though nobody is
+    /// known to have taken it: the holder may get it again once renewal resumes.
+    pub fn is_lapsed(&self) -> bool {
+        self.valid_until
+            .as_ref()
+            .is_some_and(|until| Instant::now() >= *until.lock().expect("validity"))
     }
 
     /// Resolves once the lease is lost (expired, taken over); never for a lease that is

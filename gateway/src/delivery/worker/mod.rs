@@ -112,6 +112,8 @@ pub(super) struct Core {
     /// A write failed: from then on the cursor is not written (it could pass events whose
     /// records are lost), and the worker stops.
     write_failed: bool,
+    /// It stopped because its lease was not renewed in time (not because it was taken).
+    lapsed: bool,
     /// Earliest time the rate limit allows the next send.
     next_send_at: Option<Instant>,
     skipped_for_backlog: u64,
@@ -164,6 +166,7 @@ impl Worker {
             stopping: false,
             fence: None,
             write_failed: false,
+            lapsed: false,
             next_send_at: None,
             skipped_for_backlog: 0,
         };
@@ -194,6 +197,9 @@ impl Worker {
             if !core.stopping && lease.is_lost() {
                 tracing::warn!(tenant = %core.tenant, webhook = %core.webhook.id, "the webhook's lease lapsed: stopping");
                 core.stopping = true;
+                // Like a failed write: started again (and claimed again, if this node
+                // still holds the shard) once the store answers.
+                core.lapsed = lease.is_lapsed();
             }
             let mut more = false;
             if !core.stopping {
@@ -239,7 +245,7 @@ impl Worker {
         if core.skipped_for_backlog > 0 {
             tracing::info!(webhook = %core.webhook.id, skipped = core.skipped_for_backlog, "events outside the backlog window were skipped");
         }
-        match core.write_failed {
+        match core.write_failed || core.lapsed {
             true => Exit::StorageFailed,
             false => Exit::Stopped,
         }
