@@ -234,11 +234,7 @@ async fn any_node_acts_on_webhooks_another_node_runs() {
     let a = cluster_node(&servers).await;
     let b = cluster_node(&servers).await;
     let ta = Client::new(&a, "acme").await;
-    let tb = Client {
-        gateway: &b,
-        tenant: ta.tenant.clone(),
-        key: ta.key.clone(),
-    };
+    let tb = ta.on(&b);
     let nodes = [&ta, &tb];
     let rx = Receiver::start().await;
     // Webhooks, created through either node, until each node runs some: the node that
@@ -463,11 +459,7 @@ async fn plugins_uploaded_through_one_node_run_on_every_node() {
     let a = cluster_node(&servers).await;
     let b = cluster_node(&servers).await;
     let ta = Client::new(&a, "acme").await;
-    let tb = Client {
-        gateway: &b,
-        tenant: ta.tenant.clone(),
-        key: ta.key.clone(),
-    };
+    let tb = ta.on(&b);
     crate::plugins::upload_ok(&ta, "large-orders", "field-filter").await;
     crate::plugins::upload_ok(&ta, "erp", "erp-transform").await;
     // A dry run on the other node: it has never seen the component.

@@ -192,11 +192,7 @@ async fn a_paused_node_loses_its_webhooks_and_sends_nothing_again() {
     let a = cluster_node(&servers).await;
     let b = cluster_node(&servers).await;
     let ta = Client::new(&a, "acme").await;
-    let tb = Client {
-        gateway: &b,
-        tenant: "acme".into(),
-        key: ta.key.clone(),
-    };
+    let tb = ta.on(&b);
     let rx = Receiver::start().await;
     let webhooks = spread_webhooks(&[&ta, &tb], 4, |w| rx.url(&format!("/{w}")), json!({})).await;
     let before: Vec<String> = (0..20).map(|i| format!("p-{i:03}")).collect();

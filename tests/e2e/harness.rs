@@ -285,6 +285,15 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// The same tenant and key through another gateway (another node of a cluster).
+    pub fn on<'b>(&self, gateway: &'b Gateway) -> Client<'b> {
+        Client {
+            gateway,
+            tenant: self.tenant.clone(),
+            key: self.key.clone(),
+        }
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let path = format!("/{}/v1{path}", self.tenant);
         self.gateway
