@@ -368,6 +368,13 @@ impl Config {
                     "storage = \"nats\" needs nats_servers (HOOKGATE_NATS_SERVERS), e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222",
                 );
             }
+            // Each node would otherwise make its own key file, and no node could open the
+            // secrets another one sealed.
+            StorageKind::Nats if self.master_key.is_none() => {
+                return invalid(
+                    "storage = \"nats\" needs master_key (HOOKGATE_MASTER_KEY), the same on every node: 32 random bytes in base64, e.g. from `head -c 32 /dev/urandom | base64`",
+                );
+            }
             StorageKind::Nats => {}
         }
         for url in &self.nats_servers {
@@ -482,7 +489,8 @@ mod tests {
         let path = dir.path().join("hookgate.toml");
         std::fs::write(
             &path,
-            "storage = \"nats\"\nnats_servers = \"nats://10.0.0.1:4222, nats://10.0.0.2:4222\"\n",
+            "storage = \"nats\"\nnats_servers = \"nats://10.0.0.1:4222, nats://10.0.0.2:4222\"\n\
+             master_key = \"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"\n",
         )
         .unwrap();
         let config = ConfigArgs {
@@ -513,6 +521,7 @@ mod tests {
         let nats = || ConfigArgs {
             storage: Some(StorageKind::Nats),
             nats_servers: Some(vec!["nats://127.0.0.1:4222".into()]),
+            master_key: Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into()),
             ..Default::default()
         };
         assert!(
@@ -551,6 +560,13 @@ mod tests {
                 ..nats()
             })
             .contains("one way")
+        );
+        assert!(
+            refused(ConfigArgs {
+                master_key: None,
+                ..nats()
+            })
+            .contains("needs master_key")
         );
     }
 }

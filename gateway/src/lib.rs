@@ -10,6 +10,7 @@ pub mod iso;
 pub mod json_depth;
 pub mod log;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod nats;
 pub mod pipeline;

@@ -25,6 +25,15 @@ enum Command {
     Serve(ConfigArgs),
     /// Print the resolved configuration and exit.
     Config(ConfigArgs),
+    /// Copy a stopped gateway's embedded data directory into a cluster (storage = nats).
+    Migrate {
+        /// The data directory of the embedded gateway (stopped) to copy.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The cluster's configuration, as its nodes are given it.
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -65,6 +74,16 @@ fn main() -> anyhow::Result<()> {
             config.admin_token = config.admin_token.map(|_| "(set)".into());
             config.master_key = config.master_key.map(|_| "(set)".into());
             println!("{config:#?}");
+            Ok(())
+        }
+        Command::Migrate { from, config } => {
+            let config = config.load()?;
+            init_logging(config.log_format);
+            let report = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(hookgate::migrate::run(&from, config))?;
+            print!("{report}");
             Ok(())
         }
     }

@@ -81,6 +81,7 @@ async fn a_nats_server_older_than_2_12_is_refused_at_startup() {
     let (status, output) = serve_until_exit(&[
         ("HOOKGATE_STORAGE", "nats".into()),
         ("HOOKGATE_NATS_SERVERS", format!("nats://127.0.0.1:{port}")),
+        ("HOOKGATE_MASTER_KEY", MASTER_KEY.into()),
     ])
     .await;
     assert!(!status.success(), "output: {output}");
@@ -107,11 +108,7 @@ async fn a_node_on_a_nats_cluster_ingests_retries_and_delivers() {
     let _one_at_a_time = crate::cluster::one_cluster_at_a_time().await;
     let cluster = NatsCluster::start(3).await;
     let servers = cluster.urls();
-    let mut gw = Gateway::start_with(&[
-        ("HOOKGATE_STORAGE", "nats"),
-        ("HOOKGATE_NATS_SERVERS", &servers),
-    ])
-    .await;
+    let mut gw = cluster_node(&servers).await;
     let t = Client::new(&gw, "acme").await;
     let rx = Receiver::with(Behaviour::FailFirst {
         n: 2,

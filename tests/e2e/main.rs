@@ -14,6 +14,7 @@ mod delivery_replay;
 mod durability;
 mod export;
 mod foundation;
+mod migrate;
 mod plugin_isolation;
 mod plugins;
 mod signing;

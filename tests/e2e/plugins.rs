@@ -181,7 +181,7 @@ pub(crate) async fn dry_run(t: &Client<'_>, name: &str, body: Value) -> Value {
         .body
 }
 
-async fn put_secret(t: &Client<'_>, plugin: &str, key: &str, value: &str) -> Reply {
+pub(crate) async fn put_secret(t: &Client<'_>, plugin: &str, key: &str, value: &str) -> Reply {
     t.call(
         Method::PUT,
         &format!("/plugins/{plugin}/secrets/{key}"),
@@ -190,7 +190,7 @@ async fn put_secret(t: &Client<'_>, plugin: &str, key: &str, value: &str) -> Rep
     .await
 }
 
-fn order(total: f64) -> Value {
+pub(crate) fn order(total: f64) -> Value {
     json!({
         "order_id": "SO-1001", "customer": {"id": "C-77"}, "currency": "EUR", "total": total,
         "lines": [{"sku": "A-1", "quantity": 2, "unit_price": 9.5},
@@ -219,7 +219,7 @@ fn hmac_hex(key: &[u8], data: &[u8]) -> String {
 
 /// Checks `X-Acme-Signature: t=<secs>,s=<hex hmac of "<t>.<body>">` (custom-signer).
 #[track_caller]
-fn assert_acme_signature(header: &str, key: &str, body: &[u8]) {
+pub(crate) fn assert_acme_signature(header: &str, key: &str, body: &[u8]) {
     let (t, s) = header
         .strip_prefix("t=")
         .and_then(|rest| rest.split_once(",s="))

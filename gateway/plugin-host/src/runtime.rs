@@ -339,6 +339,21 @@ impl PluginRuntime {
             .map_err(|e| LoadError::Cache(e.to_string()))
     }
 
+    /// The component bytes uploaded under `sha256`, as the cache keeps them: what a
+    /// migration copies to where a cluster keeps components.
+    pub fn component_bytes(&self, sha256: &str) -> Result<Vec<u8>, LoadError> {
+        if !is_digest(sha256) {
+            return Err(LoadError::BadDigest(sha256.to_owned()));
+        }
+        self.inner
+            .cache
+            .read_source(sha256)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => LoadError::NotFound(sha256.to_owned()),
+                _ => LoadError::Cache(e.to_string()),
+            })
+    }
+
     /// Compile and cache counters, e.g. to show that a restart reused compiled plugins.
     pub fn cache_stats(&self) -> CacheStats {
         let c = &self.inner.counters;

@@ -38,7 +38,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::{
     runtime::Handle,
-    sync::{mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
     task::JoinHandle,
 };
 
@@ -139,6 +139,7 @@ impl Dispatcher {
     pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
         self.start_unclaimed().await?;
         self.follow_ownership();
+        self.follow_webhook_writes();
         self.runtime.spawn(retention::run(self.ctx.clone()));
         Ok(())
     }
@@ -159,6 +160,62 @@ impl Dispatcher {
                 }
             }
         });
+    }
+
+    /// Follows the webhooks other processes write (a cluster's catalog; see
+    /// `Catalog::webhook_writes`): starts those this node should run and does not. The
+    /// API's changes reach the node running a webhook by `DeliveryControl`; this is how
+    /// webhooks written without it (`hookgate migrate`) start, and a safety net for a
+    /// change whose notice was lost.
+    fn follow_webhook_writes(self: &Arc<Self>) {
+        let Some(mut writes) = self.ctx.catalog.webhook_writes() else {
+            return;
+        };
+        let dispatcher = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            loop {
+                let written = writes.recv().await;
+                let Some(dispatcher) = dispatcher.upgrade() else {
+                    return;
+                };
+                match written {
+                    // Its own task: a claim may wait for a stopping worker's lease.
+                    Ok((tenant, id)) => {
+                        tokio::spawn(async move {
+                            if let Err(error) = dispatcher.start_written(&tenant, &id).await {
+                                tracing::warn!(%tenant, webhook = %id, %error, "cannot start a webhook written elsewhere");
+                            }
+                        });
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed webhook writes; looking at every webhook");
+                        if let Err(error) = dispatcher.start_unclaimed().await {
+                            tracing::error!(%error, "cannot start the webhooks written elsewhere");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Starts a webhook another process wrote if it is running, has no worker here, and
+    /// has its delivery state: a webhook being created has none until its creator wrote
+    /// its start position, and the creator then tells the node that should run it.
+    async fn start_written(&self, tenant: &str, id: &str) -> StorageResult<()> {
+        if self.running(tenant, id).is_some() {
+            return Ok(());
+        }
+        if self
+            .ctx
+            .deliveries
+            .cursor(&WebhookRef::new(tenant, id))
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        self.start_if_running(tenant, id, 0).await
     }
 
     /// Starts a worker for every running webhook that has none here.

@@ -37,6 +37,7 @@ use hookgate_signing::{
     config::secret_scope::{opened, sealed},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tokio::sync::broadcast;
 
 use super::{
     Nats,
@@ -77,7 +78,13 @@ pub struct NatsCatalog {
     kv: kv::Store,
     master_key: Arc<MasterKey>,
     generation: Arc<AtomicU64>,
+    /// Every webhook written, by any process (see `Catalog::webhook_writes`).
+    webhook_writes: broadcast::Sender<(String, String)>,
 }
+
+/// Webhook writes a slow follower may fall behind by before it misses some (and then
+/// looks at every webhook instead).
+const WEBHOOK_WRITES_BUFFERED: usize = 4096;
 
 fn tenant_key(tenant: &str) -> String {
     format!("tenant.{}", token(tenant))
@@ -126,11 +133,34 @@ impl NatsCatalog {
                 generation.fetch_add(1, Ordering::SeqCst);
             }
         });
+        let (webhook_writes, _) = broadcast::channel(WEBHOOK_WRITES_BUFFERED);
+        let mut written = kv.watch("wh.>").await.map_err(unavailable)?;
+        let sender = webhook_writes.clone();
+        tokio::spawn(async move {
+            while let Some(entry) = written.next().await {
+                let Ok(entry) = entry else { continue };
+                if entry.operation != Operation::Put {
+                    continue;
+                }
+                let Some((tenant, id)) = entry
+                    .key
+                    .strip_prefix("wh.")
+                    .and_then(|rest| rest.split_once('.'))
+                else {
+                    continue;
+                };
+                if let (Some(tenant), Some(id)) = (untoken(tenant), untoken(id)) {
+                    // No receiver (yet) is not an error: nobody follows them.
+                    let _ = sender.send((tenant, id));
+                }
+            }
+        });
         Ok(NatsCatalog {
             client: nats.client.clone(),
             kv,
             master_key,
             generation,
+            webhook_writes,
         })
     }
 
@@ -491,6 +521,10 @@ impl Catalog for NatsCatalog {
         Ok(ids)
     }
 
+    fn webhook_writes(&self) -> Option<broadcast::Receiver<(String, String)>> {
+        Some(self.webhook_writes.subscribe())
+    }
+
     async fn count_webhooks(&self, tenant: &str) -> StorageResult<usize> {
         Ok(self
             .keys_with_prefix(&scope_prefix("wh", tenant))
@@ -661,6 +695,39 @@ impl Catalog for NatsCatalog {
 
     fn plugin_generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    async fn restore_plugin(
+        &self,
+        tenant: &str,
+        head: &PluginHead,
+        versions: &[PluginVersion],
+        secrets: &[PluginSecret],
+    ) -> StorageResult<()> {
+        let sealed: Secrets = secrets
+            .iter()
+            .map(|secret| {
+                let sealed = PluginSecret {
+                    value: self.master_key.seal(&secret.value),
+                    ..secret.clone()
+                };
+                (secret.key.clone(), sealed)
+            })
+            .collect();
+        // Secrets first: the name exists (its `pl` key) only once they are there.
+        let secrets_key = scoped("sec", tenant, &head.name);
+        if sealed.is_empty() {
+            self.delete(&secrets_key).await?;
+        } else {
+            self.put(&secrets_key, &sealed).await?;
+        }
+        let record = PluginRecord {
+            head: head.clone(),
+            versions: versions.to_vec(),
+        };
+        self.put(&scoped("pl", tenant, &head.name), &record).await?;
+        self.plugins_changed();
+        Ok(())
     }
 
     async fn put_plugin_secret(

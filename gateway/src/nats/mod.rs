@@ -68,6 +68,36 @@ pub async fn open(
     node: &str,
 ) -> anyhow::Result<Backend> {
     use anyhow::Context;
+    let storage = open_storage(config, master_key).await?;
+    let ownership = NatsOwnership::start(storage.nats.clone(), node)
+        .await
+        .context("cannot join the cluster's ownership")?;
+    Ok(Backend {
+        nats: storage.nats,
+        log: storage.log,
+        catalog: storage.catalog,
+        deliveries: storage.deliveries,
+        ownership,
+        components: storage.components,
+    })
+}
+
+/// The cluster's stores without a place in its ownership: what `hookgate migrate` writes
+/// to, running no webhook.
+pub struct Storage {
+    pub nats: Arc<Nats>,
+    pub log: Arc<NatsEventLog>,
+    pub catalog: Arc<NatsCatalog>,
+    pub deliveries: Arc<NatsDeliveryState>,
+    pub components: Arc<NatsComponents>,
+}
+
+/// Connects, and creates or opens the streams and buckets.
+pub async fn open_storage(
+    config: &Config,
+    master_key: Arc<hookgate_signing::MasterKey>,
+) -> anyhow::Result<Storage> {
+    use anyhow::Context;
     let nats = Arc::new(Nats::connect(config).await?);
     let log = patiently("the event log", || NatsEventLog::open(nats.clone()))
         .await
@@ -85,15 +115,11 @@ pub async fn open(
     let components = patiently("the plugin components", || NatsComponents::open(&nats))
         .await
         .context("cannot open the plugin components on NATS")?;
-    let ownership = NatsOwnership::start(nats.clone(), node)
-        .await
-        .context("cannot join the cluster's ownership")?;
-    Ok(Backend {
+    Ok(Storage {
         nats,
         log,
         catalog: Arc::new(catalog),
         deliveries: Arc::new(deliveries),
-        ownership,
         components: Arc::new(components),
     })
 }

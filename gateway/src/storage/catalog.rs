@@ -210,6 +210,13 @@ pub trait Catalog: Send + Sync + 'static {
     /// `(tenant, webhook id)` of every webhook, without reading the webhooks.
     async fn all_webhook_ids(&self) -> StorageResult<Vec<(String, String)>>;
     async fn count_webhooks(&self, tenant: &str) -> StorageResult<usize>;
+    /// The webhooks written from now on by any process sharing this catalog (every node
+    /// of a cluster, `hookgate migrate`), as `(tenant, id)`, for a node to start those it
+    /// should run. `None` when this process is the catalog's only writer (embedded): its
+    /// own writes reach the dispatcher directly. A receiver that lags has missed some.
+    fn webhook_writes(&self) -> Option<tokio::sync::broadcast::Receiver<(String, String)>> {
+        None
+    }
 
     // Plugins.
 
@@ -266,6 +273,18 @@ pub trait Catalog: Send + Sync + 'static {
     /// node: whoever caches what an attachment runs with (delivery workers: the version
     /// and the secrets) resolves again when it moves.
     fn plugin_generation(&self) -> u64;
+
+    /// Writes a plugin name as another catalog holds it (`hookgate migrate`): its head and
+    /// versions with their numbers and times kept, and its secrets (`value` in plaintext
+    /// here, sealed on the way in), replacing whatever the name had. The versions go last,
+    /// so a name that exists has its secrets.
+    async fn restore_plugin(
+        &self,
+        tenant: &str,
+        head: &PluginHead,
+        versions: &[PluginVersion],
+        secrets: &[PluginSecret],
+    ) -> StorageResult<()>;
 
     // Plugin secrets.
 

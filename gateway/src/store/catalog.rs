@@ -234,6 +234,17 @@ impl Catalog for EmbeddedCatalog {
         self.store.plugin_generation()
     }
 
+    async fn restore_plugin(
+        &self,
+        tenant: &str,
+        head: &PluginHead,
+        versions: &[PluginVersion],
+        secrets: &[PluginSecret],
+    ) -> StorageResult<()> {
+        self.durable(self.store.restore_plugin(tenant, head, versions, secrets))
+            .await
+    }
+
     async fn put_plugin_secret(
         &self,
         tenant: &str,

@@ -215,6 +215,49 @@ impl Store {
         Ok(removed)
     }
 
+    /// Writes a plugin name as given (see `Catalog::restore_plugin`): what the name had
+    /// goes, then the secrets (sealed here), versions and head as one transaction.
+    pub(super) fn restore_plugin(
+        &self,
+        tenant: &str,
+        head: &PluginHead,
+        versions: &[PluginVersion],
+        secrets: &[PluginSecret],
+    ) -> Result<(), StoreError> {
+        self.delete_plugin(tenant, &head.name)?;
+        let sealed: Vec<PluginSecret> = secrets
+            .iter()
+            .map(|secret| PluginSecret {
+                value: self.master_key.seal(&secret.value),
+                ..secret.clone()
+            })
+            .collect();
+        let head_key = codec::tenant_key(tenant, &head.name);
+        (&self.plugin_heads, &self.plugins, &self.plugin_secrets)
+            .transaction(|(heads, stored_versions, stored_secrets)| {
+                for secret in &sealed {
+                    stored_secrets.insert(
+                        secret_key(tenant, &head.name, &secret.key),
+                        serde_json::to_vec(secret).map_err(abort)?,
+                    )?;
+                }
+                for version in versions {
+                    stored_versions.insert(
+                        version_key(tenant, &head.name, version.version),
+                        serde_json::to_vec(version).map_err(abort)?,
+                    )?;
+                }
+                heads.insert(
+                    head_key.as_slice(),
+                    serde_json::to_vec(head).map_err(abort)?,
+                )?;
+                Ok(())
+            })
+            .map_err(transaction_error)?;
+        self.plugins_changed();
+        Ok(())
+    }
+
     /// Removes every plugin record of a tenant (when the tenant is deleted). Returns the
     /// digests those records used, for the caller to release from the runtime.
     pub(super) fn delete_tenant_plugins(

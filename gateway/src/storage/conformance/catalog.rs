@@ -10,7 +10,7 @@ use crate::{
     model::webhook::{Webhook, WebhookStatus, parse_spec},
     storage::{
         Catalog,
-        catalog::{EventType, NewPluginVersion, Tenant},
+        catalog::{EventType, NewPluginVersion, PluginHead, PluginSecret, PluginVersion, Tenant},
     },
 };
 
@@ -363,6 +363,90 @@ pub async fn plugin_secrets_are_scoped_sealed_and_move_the_generation(catalog: &
             .is_empty(),
         "a deleted plugin's secrets go with it"
     );
+}
+
+/// `restore_plugin` (migration) writes a name as it was elsewhere: version numbers with
+/// gaps, the head's counter, times, and secrets sealed here and readable again; whatever
+/// the name had before goes.
+pub async fn a_restored_plugin_keeps_its_numbers_times_and_secrets(catalog: &dyn Catalog) {
+    catalog
+        .add_plugin_version("acme", "erp", component("old"), 1)
+        .await
+        .unwrap();
+    catalog
+        .put_plugin_secret("acme", "erp", "stale", "x", 1)
+        .await
+        .unwrap();
+    let generation = catalog.plugin_generation();
+    let head = PluginHead {
+        name: "erp".into(),
+        last_version: 5,
+        created_at: 10,
+        updated_at: 50,
+    };
+    let version = |n: u32, sha256: &str| PluginVersion {
+        name: "erp".into(),
+        version: n,
+        sha256: sha256.into(),
+        size: 7,
+        exports: vec![Hook::Transform],
+        created_at: 10 * i64::from(n),
+    };
+    let secret = PluginSecret {
+        key: "token".into(),
+        value: "s3cret".into(),
+        created_at: 20,
+        updated_at: 30,
+    };
+    catalog
+        .restore_plugin(
+            "acme",
+            &head,
+            &[version(2, "bb"), version(4, "dd")],
+            std::slice::from_ref(&secret),
+        )
+        .await
+        .unwrap();
+    assert_ne!(catalog.plugin_generation(), generation);
+    let stored_head = catalog.plugin_head("acme", "erp").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored_head.last_version,
+            stored_head.created_at,
+            stored_head.updated_at
+        ),
+        (5, 10, 50)
+    );
+    let versions = catalog.plugin_versions("acme", "erp").await.unwrap();
+    let numbers: Vec<_> = versions.iter().map(|v| (v.version, v.created_at)).collect();
+    assert_eq!(numbers, [(2, 20), (4, 40)], "the old version 1 went");
+    assert_eq!(
+        catalog
+            .latest_plugin_version("acme", "erp")
+            .await
+            .unwrap()
+            .unwrap()
+            .sha256,
+        "dd"
+    );
+    assert!(!catalog.plugin_digest_in_use("old").await.unwrap());
+    assert_eq!(
+        catalog.plugin_secret_values("acme", "erp").await.unwrap(),
+        BTreeMap::from([("token".into(), "s3cret".into())]),
+        "the stale secret went"
+    );
+    let stored = catalog
+        .plugin_secret("acme", "erp", "token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(stored.value, "s3cret", "sealed in storage");
+    assert_eq!((stored.created_at, stored.updated_at), (20, 30));
+    let next = catalog
+        .add_plugin_version("acme", "erp", component("ee"), 60)
+        .await
+        .unwrap();
+    assert_eq!(next.version, 6, "numbering goes on from the head's counter");
 }
 
 pub async fn deleting_a_tenant_removes_only_its_records(catalog: &dyn Catalog) {

@@ -132,6 +132,7 @@ where
         webhooks_round_trip_with_their_secrets,
         plugin_versions_count_up_and_are_never_reused,
         plugin_secrets_are_scoped_sealed_and_move_the_generation,
+        a_restored_plugin_keeps_its_numbers_times_and_secrets,
         deleting_a_tenant_removes_only_its_records
     );
 }
