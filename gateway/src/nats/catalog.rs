@@ -108,8 +108,7 @@ fn corrupt(key: &str, error: impl std::fmt::Display) -> StorageError {
 
 impl NatsCatalog {
     pub async fn open(nats: &Nats, master_key: Arc<MasterKey>) -> StorageResult<NatsCatalog> {
-        let kv = nats
-            .jetstream
+        nats.jetstream
             .create_or_update_key_value(kv::Config {
                 bucket: CATALOG_BUCKET.into(),
                 history: 1,
@@ -117,6 +116,29 @@ impl NatsCatalog {
                 num_replicas: nats.replicas,
                 ..Default::default()
             })
+            .await
+            .map_err(unavailable)?;
+        // Reads go to the stream's leader. A direct get may be answered by a replica that
+        // has not applied the newest write yet (nats-server has no read-after-write for
+        // them, nats-server#6557), and then a node told "the webhook changed" by another
+        // one read the old configuration: seen under load, a worker kept the old URL
+        // after a PATCH through the other node.
+        let mut stream = nats
+            .jetstream
+            .get_stream(format!("KV_{CATALOG_BUCKET}"))
+            .await
+            .map_err(unavailable)?;
+        let mut config = stream.info().await.map_err(unavailable)?.config.clone();
+        if config.allow_direct {
+            config.allow_direct = false;
+            nats.jetstream
+                .update_stream(config)
+                .await
+                .map_err(unavailable)?;
+        }
+        let kv = nats
+            .jetstream
+            .get_key_value(CATALOG_BUCKET)
             .await
             .map_err(unavailable)?;
         let generation = Arc::new(AtomicU64::new(1));

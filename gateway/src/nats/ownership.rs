@@ -205,13 +205,6 @@ impl NatsOwnership {
             .map_err(unavailable)?
             .await
             .map_err(unavailable)?;
-        // No other node takes a shard over before TAKEOVER_AFTER from this heartbeat.
-        let lapsed = {
-            let mut until = self.valid_until.lock().expect("validity");
-            let lapsed = Instant::now() >= *until;
-            *until = started + LEASE_VALID_FOR;
-            lapsed
-        };
         let js = &self.nats.jetstream;
         let beats = direct::last_of_each(js, STATE_STREAM, vec!["hg.st.node.*".into()]).await?;
         let newest = beats.iter().map(|b| b.time).max();
@@ -249,6 +242,18 @@ impl NatsOwnership {
                 still
             });
         }
+        // No other node takes a shard over before TAKEOVER_AFTER from this heartbeat, so
+        // the shards still held are valid for LEASE_VALID_FOR from it. Extended only now,
+        // after the lost ones were dropped: a node waking from a pause (SIGSTOP) must not
+        // let its workers send, on leases that lapsed and were taken over meanwhile, in
+        // the moment between its heartbeat and the lease check (seen: 2 events sent again
+        // after SIGCONT).
+        let lapsed = {
+            let mut until = self.valid_until.lock().expect("validity");
+            let lapsed = Instant::now() >= *until;
+            *until = started + LEASE_VALID_FOR;
+            lapsed
+        };
         let mut mine = self.held.lock().expect("leases").shards.len();
         for shard in 0..SHARDS {
             let subject = lease::subject(shard);
