@@ -114,15 +114,27 @@ async fn migrate_moves_a_stopped_gateway_into_a_cluster_where_deliveries_go_on()
     live.wait_delivered(&old, 4, secs(20)).await;
     other.wait_delivered(&old, 4, secs(20)).await;
     down.wait_requests(&old, 4, secs(20)).await;
-    let before = messages_of(&acme, "live").await;
-    assert_eq!(before.len(), 4, "{before:?}");
-    let down_before = messages_of(&acme, "down").await;
-    assert!(
-        down_before
-            .values()
-            .all(|(status, runs, _)| status == "pending" && *runs == 1),
-        "{down_before:?}"
-    );
+    // The records are written a moment after the receiver answered.
+    let before = eventually(&old, secs(10), "four records of `live`", async || {
+        let now = messages_of(&acme, "live").await;
+        match now.len() == 4 && now.values().all(|(status, _, _)| status == "delivered") {
+            true => Ok(now),
+            false => Err(format!("{now:?}")),
+        }
+    })
+    .await;
+    eventually(&old, secs(10), "four retries of `down` due", async || {
+        let now = messages_of(&acme, "down").await;
+        match now.len() == 4
+            && now
+                .values()
+                .all(|(status, runs, _)| status == "pending" && *runs == 1)
+        {
+            true => Ok(()),
+            false => Err(format!("{now:?}")),
+        }
+    })
+    .await;
     // Statistics are written with the cursor, a moment after the records.
     let live_stats = eventually(&old, secs(10), "statistics of `live`", async || {
         let stats = acme.get("/webhooks/live/stats").await.expect(200).body;
