@@ -65,8 +65,10 @@ pub async fn open(config: Config, delivery_runtime: tokio::runtime::Handle) -> a
         }
     };
     let admin_token = admin_token(&config)?;
-    let plugins = hookgate_plugin_host::PluginRuntime::new(plugin_runtime_config(&config))
-        .context("cannot start the plugin runtime")?;
+    let plugins = hookgate_plugin_host::PluginRuntime::new(
+        config.plugin_runtime(config.data_dir.join("plugins")),
+    )
+    .context("cannot start the plugin runtime")?;
     crate::pipeline::load_stored_plugins(
         &*backend.catalog,
         &plugins,
@@ -141,16 +143,6 @@ fn node_id(config: &Config) -> anyhow::Result<String> {
     let id = format!("node-{}", crate::ids::random_token(6));
     write_private(&path, &id)?;
     Ok(id)
-}
-
-/// The sandbox's limits: the runtime's defaults, with the ones operators may set.
-fn plugin_runtime_config(config: &Config) -> hookgate_plugin_host::RuntimeConfig {
-    let mut runtime = hookgate_plugin_host::RuntimeConfig::new(config.data_dir.join("plugins"));
-    runtime.max_component_bytes = config.plugin_max_component_bytes;
-    runtime.memory_limit_bytes = config.plugin_memory_limit_bytes;
-    runtime.call_timeout = config.plugin_call_timeout.duration();
-    runtime.max_calls_per_tenant = config.plugin_max_calls_per_tenant;
-    runtime
 }
 
 /// The configured admin token, or the one stored in `data_dir`, or a new one (stored 0600).

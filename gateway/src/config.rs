@@ -293,6 +293,17 @@ impl ConfigArgs {
 }
 
 impl Config {
+    /// The sandbox's limits: the runtime's defaults, with the ones operators may set;
+    /// compiled plugins are cached in `cache_dir`.
+    pub fn plugin_runtime(&self, cache_dir: PathBuf) -> hookgate_plugin_host::RuntimeConfig {
+        let mut runtime = hookgate_plugin_host::RuntimeConfig::new(cache_dir);
+        runtime.max_component_bytes = self.plugin_max_component_bytes;
+        runtime.memory_limit_bytes = self.plugin_memory_limit_bytes;
+        runtime.call_timeout = self.plugin_call_timeout.duration();
+        runtime.max_calls_per_tenant = self.plugin_max_calls_per_tenant;
+        runtime
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(

@@ -25,6 +25,11 @@ enum Command {
     Serve(ConfigArgs),
     /// Print the resolved configuration and exit.
     Config(ConfigArgs),
+    /// Check or try a plugin component without a gateway.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Copy a stopped gateway's embedded data directory into a cluster (storage = nats).
     Migrate {
         /// The data directory of the embedded gateway (stopped) to copy.
@@ -34,6 +39,47 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Whether FILE is a component of the hookgate:plugin world, which hooks it exports
+    /// and implements, or why an upload would refuse it.
+    Check { file: std::path::PathBuf },
+    /// Runs one hook of FILE on a sample event in the gateway's sandbox and limits, and
+    /// prints the result, the plugin's log lines and what the call used (JSON).
+    Run {
+        file: std::path::PathBuf,
+        #[arg(long, value_enum)]
+        hook: HookArg,
+        /// A JSON file: `{"event_type": "...", "payload": {...}, "id": "..."}` (id optional).
+        #[arg(long)]
+        event: std::path::PathBuf,
+        /// A JSON file with the attachment's config (default `{}`).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// A secret the plugin may read, `key=value` (repeat for more).
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+        /// For authenticate: the URL of the request the plugin signs.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HookArg {
+    Filter,
+    Transform,
+    Authenticate,
+}
+
+/// The gateway's settings from the environment alone (`HOOKGATE_*`): what the plugin
+/// commands take their sandbox limits from, their own flags being about the plugin.
+#[derive(Parser)]
+struct EnvironmentOnly {
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 fn init_logging(format: LogFormat) {
@@ -75,6 +121,50 @@ fn main() -> anyhow::Result<()> {
             config.master_key = config.master_key.map(|_| "(set)".into());
             println!("{config:#?}");
             Ok(())
+        }
+        Command::Plugin { command } => {
+            let config = EnvironmentOnly::parse_from(["hookgate"]).config.load()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            match command {
+                PluginCommand::Check { file } => {
+                    print!(
+                        "{}",
+                        runtime.block_on(hookgate::plugin_cli::check(&file, &config))?
+                    );
+                    Ok(())
+                }
+                PluginCommand::Run {
+                    file,
+                    hook,
+                    event,
+                    config: plugin_config,
+                    secrets,
+                    url,
+                } => {
+                    let hook = match hook {
+                        HookArg::Filter => hookgate_plugin_host::Hook::Filter,
+                        HookArg::Transform => hookgate_plugin_host::Hook::Transform,
+                        HookArg::Authenticate => hookgate_plugin_host::Hook::Authenticate,
+                    };
+                    let args = hookgate::plugin_cli::RunArgs {
+                        hook,
+                        event: &event,
+                        plugin_config: plugin_config.as_deref(),
+                        secrets: &secrets,
+                        url,
+                    };
+                    let (report, succeeded) =
+                        runtime.block_on(hookgate::plugin_cli::run(&file, &config, args))?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    // The report is printed either way; a failed plugin fails the command.
+                    if !succeeded {
+                        std::process::exit(1);
+                    }
+                    Ok(())
+                }
+            }
         }
         Command::Migrate { from, config } => {
             let config = config.load()?;

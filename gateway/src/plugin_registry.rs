@@ -8,16 +8,13 @@
 //! leaves the runtime only when no version of any tenant uses its digest.
 
 use bytes::Bytes;
-use hookgate_plugin_host::{
-    CallContext, CallReport, Header, Hook, OutgoingRequest, PluginArtifact, PluginError,
-    PluginRuntime, UploadError,
-};
-use serde_json::{Value, json};
+use hookgate_plugin_host::{Hook, PluginArtifact, PluginRuntime, UploadError};
+use serde_json::Value;
 
 use crate::{
-    delivery::envelope,
     iso::now_millis,
     pipeline,
+    plugin_trial::{self, Trial, TrialInput},
     storage::StoredEvent,
     storage::{
         Catalog, ComponentStore, StorageError,
@@ -60,37 +57,22 @@ pub struct Registry<'a> {
     pub webhook_writes: &'a tokio::sync::Mutex<()>,
 }
 
-/// Which hook a dry run calls.
-#[derive(Debug, Clone, Copy)]
-pub enum DryRunHook {
-    Filter,
-    Transform,
-    Authenticate,
-}
-
 /// A dry run's input: the event (wrapped in the default envelope, as a delivery would be),
 /// the attachment's config, and for authenticate the URL of the request the plugin sees.
 pub struct DryRunInput {
     pub event: StoredEvent,
     pub config: Value,
-    pub hook: DryRunHook,
+    pub hook: Hook,
     /// The latest when `None`.
     pub version: Option<u32>,
     pub url: Option<String>,
 }
 
-/// What a dry run did: the hook's result as JSON or how the plugin failed, its log lines
-/// and the time (and fuel) used.
+/// What a dry run did: which version ran, and the trial call's result, log lines and
+/// what it used.
 pub struct DryRun {
-    pub hook: Hook,
     pub version: u32,
-    /// filter: `true`/`false`; transform: `{event_type, headers, body}` (body as JSON
-    /// when it parses, else as text); authenticate: `[{name, value}]`.
-    pub result: Result<Value, PluginError>,
-    pub logs: Value,
-    pub elapsed_us: u64,
-    pub instantiate_us: u64,
-    pub fuel_used: Option<u64>,
+    pub trial: Trial,
 }
 
 impl Registry<'_> {
@@ -309,105 +291,23 @@ impl Registry<'_> {
         let plugin = pipeline::load(self.runtime, self.components, tenant, &record)
             .await
             .map_err(RegistryError::Runtime)?;
-        let config = pipeline::config_string(&input.config);
         let secrets = pipeline::secrets_for(self.catalog, tenant, name).await?;
-        let context = || CallContext::new(secrets.clone());
-        let event = input.event;
-        let envelope = envelope::body(tenant, &event, None);
-        let runtime = self.runtime;
-        let (hook, result, report) = match input.hook {
-            DryRunHook::Filter => {
-                let event = pipeline::plugin_event(tenant, &event, envelope);
-                let report = runtime
-                    .call_filter(&plugin, &config, event, context())
-                    .await;
-                let parts = ReportParts::of(&report);
-                (Hook::Filter, report.result.map(Value::Bool), parts)
-            }
-            DryRunHook::Transform => {
-                let event = pipeline::plugin_event(tenant, &event, envelope);
-                let report = runtime
-                    .call_transform(&plugin, &config, event, context())
-                    .await;
-                let parts = ReportParts::of(&report);
-                let result = report.result.and_then(|out| {
-                    pipeline::check_transform_output(&out)?;
-                    Ok(json!({
-                        "event_type": out.event_type,
-                        "headers": headers_value(&out.headers),
-                        "body": body_value(&out.body),
-                    }))
-                });
-                (Hook::Transform, result, parts)
-            }
-            DryRunHook::Authenticate => {
-                let request = OutgoingRequest {
-                    method: "POST".into(),
-                    url: input
-                        .url
-                        .unwrap_or_else(|| "https://receiver.example/webhook".into()),
-                    headers: vec![
-                        Header {
-                            name: "content-type".into(),
-                            value: "application/json".into(),
-                        },
-                        Header {
-                            name: "webhook-id".into(),
-                            value: event.id.clone(),
-                        },
-                    ],
-                    body: envelope,
-                };
-                let report = runtime
-                    .call_authenticate(&plugin, &config, request, context())
-                    .await;
-                let parts = ReportParts::of(&report);
-                let result = report.result.and_then(|headers| {
-                    pipeline::check_plugin_headers(&headers)?;
-                    Ok(headers_value(&headers))
-                });
-                (Hook::Authenticate, result, parts)
-            }
-        };
+        let trial = plugin_trial::run(
+            self.runtime,
+            &plugin,
+            tenant,
+            TrialInput {
+                hook: input.hook,
+                event: input.event,
+                config: input.config,
+                secrets,
+                url: input.url,
+            },
+        )
+        .await;
         Ok(DryRun {
-            hook,
             version: record.version,
-            result,
-            logs: report.logs,
-            elapsed_us: report.elapsed_us,
-            instantiate_us: report.instantiate_us,
-            fuel_used: report.fuel_used,
+            trial,
         })
     }
-}
-
-/// The pieces of a call report a dry run shows, whatever the hook's result type.
-struct ReportParts {
-    logs: Value,
-    elapsed_us: u64,
-    instantiate_us: u64,
-    fuel_used: Option<u64>,
-}
-
-impl ReportParts {
-    fn of<T>(report: &CallReport<T>) -> ReportParts {
-        ReportParts {
-            logs: serde_json::to_value(&report.logs).unwrap_or(Value::Null),
-            elapsed_us: report.elapsed.as_micros() as u64,
-            instantiate_us: report.instantiate.as_micros() as u64,
-            fuel_used: report.fuel_used,
-        }
-    }
-}
-
-fn body_value(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
-}
-
-fn headers_value(headers: &[Header]) -> Value {
-    headers
-        .iter()
-        .map(|h| json!({"name": h.name, "value": h.value}))
-        .collect()
 }

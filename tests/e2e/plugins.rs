@@ -46,7 +46,7 @@ fn repo_root() -> PathBuf {
 /// Builds every crate of `plugins/` for wasm32-wasip2 (release, target dir
 /// `plugins/target`) once per test process and returns the directory of the `.wasm`
 /// files. The same approach as the plugin host's own tests, so both share one build.
-fn plugin_dir() -> &'static Path {
+pub(crate) fn plugin_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let root = repo_root();

@@ -37,6 +37,9 @@ pub struct CallReport<T> {
     pub instantiate: Duration,
     /// Fuel consumed, when fuel metering is configured.
     pub fuel_used: Option<u64>,
+    /// The most memory (linear memories and tables together) the call had at once, as
+    /// the memory limit counts it: how far from that limit the plugin ran.
+    pub peak_memory_bytes: u64,
 }
 
 impl<T> CallReport<T> {
@@ -47,6 +50,7 @@ impl<T> CallReport<T> {
             elapsed,
             instantiate: Duration::ZERO,
             fuel_used: None,
+            peak_memory_bytes: 0,
         }
     }
 }
@@ -227,6 +231,7 @@ where
             elapsed: start.elapsed(),
             instantiate: Duration::ZERO,
             fuel_used: None,
+            peak_memory_bytes: 0,
         };
     }
 
@@ -306,6 +311,7 @@ fn finish<T>(
         .config
         .fuel_per_call
         .map(|quota| quota.saturating_sub(store.get_fuel().unwrap_or(0)));
+    let peak_memory_bytes = store.data().limits.peak_bytes() as u64;
     let mut logs = store.into_data().logs.into_lines();
     let result = result.map_err(|err| with_panic_message(err, &logs));
     // Keep the reason of a trap next to the plugin's own lines in the log as well.
@@ -323,6 +329,7 @@ fn finish<T>(
         elapsed: start.elapsed(),
         instantiate,
         fuel_used,
+        peak_memory_bytes,
     }
 }
 

@@ -38,6 +38,11 @@ impl CallLimits {
         }
     }
 
+    /// The bytes granted so far: memories never shrink, so this is the call's peak.
+    pub(crate) fn peak_bytes(&self) -> usize {
+        self.granted_bytes
+    }
+
     /// Grants growing one memory or table from `current` to `desired` units of `unit`
     /// bytes if the call's total stays within the limit. wasmtime asks with `current` 0
     /// when it creates a memory or table, so instantiation is counted too.

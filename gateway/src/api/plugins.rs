@@ -26,7 +26,7 @@ use crate::{
     ids,
     iso::{format_millis, now_millis},
     model::{problems::FieldError, webhook::is_event_type_name},
-    plugin_registry::{DryRunHook, DryRunInput, Registry, RegistryError},
+    plugin_registry::{DryRunInput, Registry, RegistryError},
     storage::StoredEvent,
     storage::catalog::{PluginSecret, PluginVersion},
 };
@@ -448,6 +448,12 @@ struct TestResponse {
     instantiate_us: u64,
     /// Only when the runtime meters fuel.
     fuel_used: Option<u64>,
+    /// The most memory (linear memories and tables together) the call had at once; the
+    /// limit is `plugin_memory_limit_bytes`.
+    peak_memory_bytes: u64,
+    /// The size of what the hook returned (a transform's event type, headers and body;
+    /// an authenticate hook's headers; 0 for a filter).
+    output_bytes: u64,
     /// Set when the plugin failed (the dry run itself worked).
     error: Option<TestError>,
 }
@@ -505,15 +511,16 @@ async fn test_plugin(
         event: test_event(body.event)?,
         config: body.config,
         hook: match body.hook {
-            TestHook::Filter => DryRunHook::Filter,
-            TestHook::Transform => DryRunHook::Transform,
-            TestHook::Authenticate => DryRunHook::Authenticate,
+            TestHook::Filter => Hook::Filter,
+            TestHook::Transform => Hook::Transform,
+            TestHook::Authenticate => Hook::Authenticate,
         },
         version: body.version,
         url: body.url,
     };
     let run = registry(&state).dry_run(&auth.tenant, &name, input).await?;
-    let (result, error) = match run.result {
+    let trial = run.trial;
+    let (result, error) = match trial.result {
         Ok(value) => (value, None),
         Err(error) => (
             Value::Null,
@@ -524,13 +531,15 @@ async fn test_plugin(
         ),
     };
     Ok(Json(TestResponse {
-        hook: run.hook.name().to_string(),
+        hook: trial.hook.name().to_string(),
         version: run.version,
         result,
-        logs: run.logs,
-        elapsed_us: run.elapsed_us,
-        instantiate_us: run.instantiate_us,
-        fuel_used: run.fuel_used,
+        logs: trial.logs,
+        elapsed_us: trial.elapsed_us,
+        instantiate_us: trial.instantiate_us,
+        fuel_used: trial.fuel_used,
+        peak_memory_bytes: trial.peak_memory_bytes,
+        output_bytes: trial.output_bytes,
         error,
     }))
 }
