@@ -18,4 +18,5 @@ mod migrate;
 mod plugin_cli;
 mod plugin_isolation;
 mod plugins;
+mod plugins_ts;
 mod signing;

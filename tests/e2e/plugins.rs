@@ -139,6 +139,66 @@ fn python_filter_wasm() -> Option<&'static [u8]> {
         .as_deref()
 }
 
+/// The field filter's cases: an event payload, and configurations with the decision each
+/// must give. Every port of `field-filter` is checked against them.
+pub(crate) fn filter_cases() -> (Value, Vec<(Value, bool)>) {
+    let payload = json!({
+        "total": 250, "status": "paid", "email": "jane@example.com", "tags": ["vip", "eu"],
+        "flag": true, "customer": {"id": "C-77"}, "a/b": 1, "lines": [{"sku": "A-1"}],
+    });
+    let condition =
+        |path: &str, op: &str, value: Value| json!([{"path": path, "op": op, "value": value}]);
+    let cases: Vec<(Value, bool)> = vec![
+        (condition("/payload/total", "gte", json!(100)), true),
+        (condition("/payload/total", "gt", json!(250)), false),
+        (condition("/payload/total", "lte", json!(250.0)), true),
+        (condition("/payload/total", "lt", json!(100)), false),
+        (condition("/payload/total", "eq", json!(250.0)), true),
+        (condition("/payload/total", "gt", json!("100")), false),
+        (condition("/payload/status", "eq", json!("paid")), true),
+        (condition("/payload/status", "ne", json!("paid")), false),
+        (condition("/payload/status", "gt", json!("a")), true),
+        (
+            condition("/payload/status", "in", json!(["paid", "shipped"])),
+            true,
+        ),
+        (
+            condition("/payload/status", "not_in", json!(["paid"])),
+            false,
+        ),
+        (
+            condition("/payload/email", "contains", json!("@example")),
+            true,
+        ),
+        (condition("/payload/email", "prefix", json!("jane")), true),
+        (condition("/payload/tags", "contains", json!("vip")), true),
+        (condition("/payload/tags", "contains", json!("us")), false),
+        (condition("/payload/flag", "eq", json!(true)), true),
+        (condition("/payload/flag", "eq", json!(1)), false),
+        (condition("/payload/customer/id", "eq", json!("C-77")), true),
+        (condition("/payload/lines/0/sku", "eq", json!("A-1")), true),
+        (condition("/payload/a~1b", "eq", json!(1)), true),
+        (condition("/payload/nope", "exists", json!(null)), false),
+        (condition("/payload/nope", "missing", json!(null)), true),
+        (condition("/payload/nope", "ne", json!(1)), true),
+        (condition("/payload/nope", "not_in", json!([1])), true),
+        (condition("/payload/nope", "eq", json!(null)), false),
+        (
+            json!({"match": "any", "conditions": [
+                {"path": "/payload/total", "op": "lt", "value": 10},
+                {"path": "/payload/status", "op": "eq", "value": "paid"}]}),
+            true,
+        ),
+        (
+            json!({"match": "all", "conditions": [
+                {"path": "/payload/total", "op": "lt", "value": 10},
+                {"path": "/payload/status", "op": "eq", "value": "paid"}]}),
+            false,
+        ),
+    ];
+    (payload, cases)
+}
+
 /// `POST /{tenant}/v1/plugins/{name}` with raw bytes and this content type. The upload
 /// compiles the component: seconds for one that bundles an interpreter (more in a debug
 /// build on a busy machine), hence the long timeout.
@@ -1401,60 +1461,7 @@ async fn python_field_filter_decides_like_the_rust_one() {
         .await
         .expect(201);
 
-    let payload = json!({
-        "total": 250, "status": "paid", "email": "jane@example.com", "tags": ["vip", "eu"],
-        "flag": true, "customer": {"id": "C-77"}, "a/b": 1, "lines": [{"sku": "A-1"}],
-    });
-    let condition =
-        |path: &str, op: &str, value: Value| json!([{"path": path, "op": op, "value": value}]);
-    let cases: Vec<(Value, bool)> = vec![
-        (condition("/payload/total", "gte", json!(100)), true),
-        (condition("/payload/total", "gt", json!(250)), false),
-        (condition("/payload/total", "lte", json!(250.0)), true),
-        (condition("/payload/total", "lt", json!(100)), false),
-        (condition("/payload/total", "eq", json!(250.0)), true),
-        (condition("/payload/total", "gt", json!("100")), false),
-        (condition("/payload/status", "eq", json!("paid")), true),
-        (condition("/payload/status", "ne", json!("paid")), false),
-        (condition("/payload/status", "gt", json!("a")), true),
-        (
-            condition("/payload/status", "in", json!(["paid", "shipped"])),
-            true,
-        ),
-        (
-            condition("/payload/status", "not_in", json!(["paid"])),
-            false,
-        ),
-        (
-            condition("/payload/email", "contains", json!("@example")),
-            true,
-        ),
-        (condition("/payload/email", "prefix", json!("jane")), true),
-        (condition("/payload/tags", "contains", json!("vip")), true),
-        (condition("/payload/tags", "contains", json!("us")), false),
-        (condition("/payload/flag", "eq", json!(true)), true),
-        (condition("/payload/flag", "eq", json!(1)), false),
-        (condition("/payload/customer/id", "eq", json!("C-77")), true),
-        (condition("/payload/lines/0/sku", "eq", json!("A-1")), true),
-        (condition("/payload/a~1b", "eq", json!(1)), true),
-        (condition("/payload/nope", "exists", json!(null)), false),
-        (condition("/payload/nope", "missing", json!(null)), true),
-        (condition("/payload/nope", "ne", json!(1)), true),
-        (condition("/payload/nope", "not_in", json!([1])), true),
-        (condition("/payload/nope", "eq", json!(null)), false),
-        (
-            json!({"match": "any", "conditions": [
-                {"path": "/payload/total", "op": "lt", "value": 10},
-                {"path": "/payload/status", "op": "eq", "value": "paid"}]}),
-            true,
-        ),
-        (
-            json!({"match": "all", "conditions": [
-                {"path": "/payload/total", "op": "lt", "value": 10},
-                {"path": "/payload/status", "op": "eq", "value": "paid"}]}),
-            false,
-        ),
-    ];
+    let (payload, cases) = filter_cases();
     for (config, expected) in &cases {
         let request = json!({"hook": "filter", "config": config,
                              "event": {"event_type": "order.created", "payload": payload}});

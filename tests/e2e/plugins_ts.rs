@@ -1,0 +1,240 @@
+//! The TypeScript plugins (`plugins/ts`, built with plain npm: jco / componentize-js)
+//! against the Rust ones: the same decisions and output on the same cases in dry runs,
+//! and on real deliveries.
+
+use std::{process::Command, sync::OnceLock, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::{
+    harness::{Client, Gateway},
+    plugins::{dry_run, filter_cases, order, upload, upload_ok},
+    receiver::{Receiver, create_webhook, ingest, wait_status},
+};
+
+/// A component of StarlingMonkey (the JS engine) and the plugin: over the default cap.
+const COMPONENT_CAP: &str = "33554432";
+
+struct Components {
+    field_filter: Vec<u8>,
+    erp_transform: Vec<u8>,
+}
+
+/// `npm ci && npm run build` in `plugins/ts`, once per test process. `None` when npm is
+/// not installed and this is not CI (`.ci/run` installs Node); in CI its absence fails.
+fn typescript_components() -> Option<&'static Components> {
+    static BUILT: OnceLock<Option<Components>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/ts");
+            let npm = std::env::var("NPM").unwrap_or_else(|_| "npm".into());
+            if Command::new(&npm).arg("--version").output().is_err() {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "npm is not installed: install Node.js (`apt-get install nodejs npm`)"
+                );
+                eprintln!("skipped: npm is not installed");
+                return None;
+            }
+            for args in [&["ci", "--no-audit", "--no-fund"][..], &["run", "build"]] {
+                let output = Command::new(&npm)
+                    .args(args)
+                    .current_dir(&dir)
+                    .output()
+                    .expect("run npm");
+                assert!(
+                    output.status.success(),
+                    "npm {args:?} in plugins/ts failed:\n{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            let read = |name: &str| {
+                std::fs::read(dir.join("dist").join(name))
+                    .unwrap_or_else(|e| panic!("read plugins/ts/dist/{name}: {e}"))
+            };
+            Some(Components {
+                field_filter: read("ts_field_filter.wasm"),
+                erp_transform: read("ts_erp_transform.wasm"),
+            })
+        })
+        .as_ref()
+}
+
+/// JSON with every number as a float: Rust writes `2.0` where JavaScript writes `2`.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64().expect("finite")),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test]
+async fn typescript_field_filter_decides_like_the_rust_one() {
+    let Some(ts) = typescript_components() else {
+        return;
+    };
+    let gw = Gateway::start_with(&[("HOOKGATE_PLUGIN_MAX_COMPONENT_BYTES", COMPONENT_CAP)]).await;
+    let t = Client::new(&gw, "acme").await;
+    upload_ok(&t, "large-orders", "field-filter").await;
+    let uploaded = upload(&t, "ts-large-orders", ts.field_filter.clone())
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(
+        uploaded["exports"],
+        json!(["filter", "transform", "authenticate"])
+    );
+
+    let (payload, cases) = filter_cases();
+    for (config, expected) in &cases {
+        let request = json!({"hook": "filter", "config": config,
+                             "event": {"event_type": "order.created", "payload": payload}});
+        let rust = dry_run(&t, "large-orders", request.clone()).await;
+        let typescript = dry_run(&t, "ts-large-orders", request).await;
+        assert_eq!(rust["result"], *expected, "Rust, {config}: {rust}");
+        assert_eq!(
+            typescript["result"], *expected,
+            "TypeScript, {config}: {typescript}"
+        );
+    }
+    let bad = json!({"hook": "filter", "config": [{"path": "/payload/total", "op": "between"}],
+                     "event": {"event_type": "order.created", "payload": payload}});
+    for plugin in ["large-orders", "ts-large-orders"] {
+        let refused = dry_run(&t, plugin, bad.clone()).await;
+        assert_eq!(
+            refused["error"]["code"], "plugin_error",
+            "{plugin}: {refused}"
+        );
+    }
+    // The host interface from TypeScript: the drop is logged, as by the Rust plugin.
+    let drop = json!({"hook": "filter", "config": [{"path": "/payload/total", "op": "gte", "value": 100}],
+                      "event": {"event_type": "order.created", "id": "o-9", "payload": {"total": 50}}});
+    assert_eq!(
+        dry_run(&t, "ts-large-orders", drop.clone()).await["logs"],
+        dry_run(&t, "large-orders", drop).await["logs"]
+    );
+    // Its unwritten hooks say so, and the gateway skips them.
+    let neutral = dry_run(
+        &t,
+        "ts-large-orders",
+        json!({"hook": "transform", "event": {"event_type": "order.created", "payload": {}}}),
+    )
+    .await;
+    assert!(neutral["error"].is_null(), "{neutral}");
+
+    // On real deliveries.
+    let rx = Receiver::start().await;
+    create_webhook(
+        &t,
+        "ts-orders",
+        &rx.url("/orders"),
+        json!({"plugins": [{"plugin": "ts-large-orders",
+                            "config": [{"path": "/payload/total", "op": "gte", "value": 100}]}]}),
+    )
+    .await;
+    ingest(&t, "small-1", order(50.0)).await;
+    ingest(&t, "large-1", order(250.0)).await;
+    wait_status(&t, "ts-orders", "large-1", "delivered", secs(30)).await;
+    let filtered = wait_status(&t, "ts-orders", "small-1", "filtered", secs(10)).await;
+    assert!(
+        filtered["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ts-large-orders"),
+        "{filtered}"
+    );
+    assert_eq!(rx.webhook_ids(), ["large-1"]);
+}
+
+#[tokio::test]
+async fn typescript_erp_transform_writes_what_the_rust_one_writes() {
+    let Some(ts) = typescript_components() else {
+        return;
+    };
+    let gw = Gateway::start_with(&[("HOOKGATE_PLUGIN_MAX_COMPONENT_BYTES", COMPONENT_CAP)]).await;
+    let t = Client::new(&gw, "acme").await;
+    upload_ok(&t, "erp", "erp-transform").await;
+    upload(&t, "ts-erp", ts.erp_transform.clone())
+        .await
+        .expect(201);
+
+    let orders = [
+        order(250.0),
+        json!({"order_id": 1001, "currency": "USD",
+               "lines": [{"sku": "A-1", "quantity": 3, "unit_price": 0.1}, {"sku": "B-2"}]}),
+        json!({"order_id": "SO-2", "customer": {"id": 77}}),
+        json!({}),
+    ];
+    let configs = [
+        json!({}),
+        json!({"event_types": {"order.created": "ERP_ORDER_IMPORT"}, "header": "X-Record"}),
+        json!({"include_payload": true}),
+        json!({"event_types": {"order.updated": "ERP_ORDER_CHANGE"}}),
+    ];
+    for payload in &orders {
+        for config in &configs {
+            let request = json!({"hook": "transform", "config": config,
+                                 "event": {"event_type": "order.created", "id": "so-1", "payload": payload}});
+            let rust = dry_run(&t, "erp", request.clone()).await;
+            let typescript = dry_run(&t, "ts-erp", request).await;
+            assert!(rust["error"].is_null(), "Rust, {config}, {payload}: {rust}");
+            // `ordered_at` is the time of each dry run's own event.
+            let strip = |result: &Value| {
+                let mut result = numbers_as_floats(result);
+                if let Some(records) = result["body"]["records"].as_array_mut() {
+                    for record in records {
+                        record.as_object_mut().unwrap().remove("ordered_at");
+                    }
+                }
+                result
+            };
+            assert_eq!(
+                strip(&typescript["result"]),
+                strip(&rust["result"]),
+                "{config}, {payload}: TypeScript {typescript}\nRust {rust}"
+            );
+        }
+    }
+    let bad_line = json!({"hook": "transform",
+        "event": {"event_type": "order.created", "payload": {"lines": [{"quantity": 1}]}}});
+    for plugin in ["erp", "ts-erp"] {
+        let refused = dry_run(&t, plugin, bad_line.clone()).await;
+        assert_eq!(
+            refused["error"]["code"], "plugin_error",
+            "{plugin}: {refused}"
+        );
+    }
+
+    // On real deliveries: the same event through each plugin, the same document arrives.
+    let rx = Receiver::start().await;
+    for (webhook, plugin) in [("rust-erp", "erp"), ("ts-erp", "ts-erp")] {
+        create_webhook(
+            &t,
+            webhook,
+            &rx.url(&format!("/{webhook}")),
+            json!({"plugins": [{"plugin": plugin}]}),
+        )
+        .await;
+    }
+    ingest(&t, "large-1", order(250.0)).await;
+    let got = rx
+        .wait_for(&gw, secs(30), "large-1 at both webhooks", |r| r.len() >= 2)
+        .await;
+    let body_at = |path: &str| {
+        let request = got.iter().find(|r| r.path() == path).expect("delivered");
+        assert_eq!(request.header("x-erp-record-type"), Some("ERP_ORDER_NEW"));
+        numbers_as_floats(&request.json())
+    };
+    assert_eq!(body_at("/ts-erp"), body_at("/rust-erp"));
+}
