@@ -12,7 +12,8 @@
 # PLUGIN (e.g. erp-transform; PLUGIN_CONFIG) also measures the gateway with that plugin
 # attached; ROUNDS (3) repeats the peak runs with and without it, alternating which goes
 # first, and reports each round's ratio and the median (the machine's noise moves a single
-# ratio by +-15%).
+# ratio by +-15%). PLUGIN_WASM (a component file, e.g. plugins/ts/dist/ts_erp_transform.wasm,
+# with PLUGIN naming it) attaches that file instead of building PLUGIN from plugins/.
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -26,7 +27,7 @@ PEAK_DRAIN=${PEAK_DRAIN:-20s}
 DRAIN=${DRAIN:-30s}
 TARGETS=${TARGETS:-forwarder gateway}
 PLUGIN=${PLUGIN:-}
-if [[ $PLUGIN == erp-transform ]]; then
+if [[ $PLUGIN == *erp-transform ]]; then
     PLUGIN_CONFIG=${PLUGIN_CONFIG:-'{"event_types": {"{event_type}": "ERP_ORDER_NEW"}, "include_payload": true}'}
 fi
 PLUGIN_CONFIG=${PLUGIN_CONFIG:-null}
@@ -35,8 +36,8 @@ ROUNDS=${ROUNDS:-3}
 packages=(hookgate-bench)
 [[ " $TARGETS " == *" gateway "* ]] && packages+=(hookgate)
 build_release "${packages[@]}"
-PLUGIN_WASM=""
-if [[ -n $PLUGIN && " $TARGETS " == *" gateway "* ]]; then
+PLUGIN_WASM=${PLUGIN_WASM:-}
+if [[ -z $PLUGIN_WASM && -n $PLUGIN && " $TARGETS " == *" gateway "* ]]; then
     echo "== cargo build --release --target wasm32-wasip2 -p $PLUGIN (plugins/)" >&2
     (cd "$BENCH_ROOT/plugins" && cargo build --release --target wasm32-wasip2 -p "$PLUGIN")
     PLUGIN_WASM="$BENCH_ROOT/plugins/target/wasm32-wasip2/release/${PLUGIN//-/_}.wasm"

@@ -64,6 +64,10 @@ enum PluginCommand {
         /// For authenticate: the URL of the request the plugin signs.
         #[arg(long)]
         url: Option<String>,
+        /// Calls to make: the report adds their median and slowest time (a loop that
+        /// shows a plugin's steady cost, not only its first call's).
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
     },
 }
 
@@ -142,6 +146,7 @@ fn main() -> anyhow::Result<()> {
                     config: plugin_config,
                     secrets,
                     url,
+                    repeat,
                 } => {
                     let hook = match hook {
                         HookArg::Filter => hookgate_plugin_host::Hook::Filter,
@@ -154,6 +159,7 @@ fn main() -> anyhow::Result<()> {
                         plugin_config: plugin_config.as_deref(),
                         secrets: &secrets,
                         url,
+                        repeat,
                     };
                     let (report, succeeded) =
                         runtime.block_on(hookgate::plugin_cli::run(&file, &config, args))?;

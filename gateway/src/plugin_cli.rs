@@ -40,6 +40,9 @@ pub struct RunArgs<'a> {
     /// `key=value` pairs.
     pub secrets: &'a [String],
     pub url: Option<String>,
+    /// Calls to make (at least 1): the report is the last call's, with the median and
+    /// the slowest time over all of them.
+    pub repeat: u32,
 }
 
 /// A runtime for one command, its cache in a temporary directory.
@@ -148,7 +151,19 @@ pub async fn run(file: &Path, config: &Config, args: RunArgs<'_>) -> anyhow::Res
         secrets: Arc::new(secrets),
         url: args.url,
     };
-    let trial = plugin_trial::run(&runtime, &plugin, LOCAL_TENANT, input).await;
+    let repeat = args.repeat.max(1);
+    let mut elapsed = Vec::with_capacity(repeat as usize);
+    let mut instantiate = Vec::with_capacity(repeat as usize);
+    let mut trial = None;
+    for _ in 0..repeat {
+        let run = plugin_trial::run(&runtime, &plugin, LOCAL_TENANT, input.clone()).await;
+        elapsed.push(run.elapsed_us);
+        instantiate.push(run.instantiate_us);
+        trial = Some(run);
+    }
+    let trial = trial.expect("at least one call");
+    elapsed.sort_unstable();
+    instantiate.sort_unstable();
     let succeeded = trial.result.is_ok();
     let (result, error) = match trial.result {
         Ok(value) => (value, Value::Null),
@@ -157,7 +172,7 @@ pub async fn run(file: &Path, config: &Config, args: RunArgs<'_>) -> anyhow::Res
             json!({"code": error.code(), "message": error.to_string()}),
         ),
     };
-    let report = json!({
+    let mut report = json!({
         "hook": trial.hook.name(),
         "result": result,
         "error": error,
@@ -173,6 +188,15 @@ pub async fn run(file: &Path, config: &Config, args: RunArgs<'_>) -> anyhow::Res
             "max_output_bytes": runtime.config().max_output_bytes,
         },
     });
+    if repeat > 1 {
+        let median = |sorted: &[u64]| sorted[sorted.len() / 2];
+        report["calls"] = json!({
+            "count": repeat,
+            "median_elapsed_us": median(&elapsed),
+            "max_elapsed_us": elapsed.last(),
+            "median_instantiate_us": median(&instantiate),
+        });
+    }
     Ok((report, succeeded))
 }
 

@@ -35,6 +35,7 @@ pub struct Trial {
 
 /// The inputs of a trial besides the plugin: the event, the attachment's config (any
 /// JSON), the plugin's secrets, and for authenticate the URL of the request it signs.
+#[derive(Clone)]
 pub struct TrialInput {
     pub hook: Hook,
     pub event: StoredEvent,
