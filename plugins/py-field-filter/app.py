@@ -13,7 +13,7 @@ a list), `prefix`, `exists`, `missing`. A condition on a missing field is false,
 `missing` and `ne`/`not_in`.
 
 Only `filter` does anything; a componentize-py component must implement every export of
-the world, so `transform` and `authenticate` return the neutral result.
+the world, so `transform` and `authenticate` return the neutral result and say so.
 """
 
 import json
@@ -23,6 +23,9 @@ from wit_world import exports
 from wit_world.imports import host, types
 
 MISSING = object()
+# Logged at debug level with the neutral result: "this hook does nothing" (wit/). The
+# gateway then skips the hook instead of starting the interpreter for it.
+NOT_IMPLEMENTED = "hookgate:hook-not-implemented"
 
 
 def pointer(document, path):
@@ -138,7 +141,9 @@ class Hooks(exports.Hooks):
         return keep
 
     def transform(self, config: str, e: types.Event) -> types.Event:
+        host.log(host.Level.DEBUG, NOT_IMPLEMENTED)
         return e
 
     def authenticate(self, config: str, req: types.OutgoingRequest):
+        host.log(host.Level.DEBUG, NOT_IMPLEMENTED)
         return []

@@ -18,5 +18,6 @@ mod migrate;
 mod plugin_cli;
 mod plugin_isolation;
 mod plugins;
+mod plugins_py;
 mod plugins_ts;
 mod signing;

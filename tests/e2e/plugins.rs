@@ -36,7 +36,7 @@ const fn secs(n: u64) -> Duration {
 // ---------------------------------------------------------------------------------------
 
 /// The repository root (the tests belong to the `gateway/` crate).
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .canonicalize()
@@ -86,57 +86,6 @@ pub(crate) fn plugin_dir() -> &'static Path {
 pub(crate) fn wasm(crate_name: &str) -> Vec<u8> {
     let path = plugin_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
     std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// The Python port of `field-filter` (`plugins/py-field-filter`), built with
-/// componentize-py once per test process. `None` when componentize-py is not installed
-/// and this is not CI (`tests/run` installs it from `tests/requirements.txt`); in CI its
-/// absence fails the test.
-fn python_filter_wasm() -> Option<&'static [u8]> {
-    static BUILT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = repo_root();
-            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-            let installed = Command::new(&python)
-                .args(["-c", "import componentize_py"])
-                .output()
-                .is_ok_and(|out| out.status.success());
-            if !installed {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "componentize-py is not installed: run tests/run (pip install -r tests/requirements.txt)"
-                );
-                eprintln!("skipped: componentize-py is not installed (tests/run installs it)");
-                return None;
-            }
-            let out_dir = root.join("plugins/target/python");
-            std::fs::create_dir_all(&out_dir).expect("create plugins/target/python");
-            let component = out_dir.join("py_field_filter.wasm");
-            // The console script's entry point, called through the interpreter so that
-            // the script's install location need not be on PATH.
-            let output = Command::new(&python)
-                .args([
-                    "-c",
-                    "import sys, componentize_py; sys.argv[0] = 'componentize-py'; componentize_py.script()",
-                    "-d",
-                ])
-                .arg(root.join("wit"))
-                .args(["-w", "plugin", "componentize", "--stub-wasi", "-p"])
-                .arg(root.join("plugins/py-field-filter"))
-                .arg("app")
-                .arg("-o")
-                .arg(&component)
-                .output()
-                .expect("run componentize-py");
-            assert!(
-                output.status.success(),
-                "componentize-py failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            Some(std::fs::read(&component).expect("read the Python component"))
-        })
-        .as_deref()
 }
 
 /// The field filter's cases: an event payload, and configurations with the decision each
@@ -1440,81 +1389,99 @@ async fn hostile_plugins_fail_only_their_own_webhook() {
     assert!(value("hookgate_plugin_runs_abandoned_total") >= 1);
 }
 
-/// The contract is language-neutral: the Python port of `field-filter`, built with
-/// componentize-py (CPython inside the component), uploads next to the Rust plugin, makes
-/// the same decision on every operator (each also checked against the expected one), logs
-/// through the host interface, and filters real deliveries.
-#[tokio::test]
-async fn python_field_filter_decides_like_the_rust_one() {
-    let Some(python_filter) = python_filter_wasm() else {
-        return;
-    };
-    assert!(
-        python_filter.len() > 10 << 20,
-        "an interpreter in the component: over the default upload cap"
-    );
-    let gw = Gateway::start_with(&[("HOOKGATE_PLUGIN_MAX_COMPONENT_BYTES", "33554432")]).await;
-    let t = Client::new(&gw, "acme").await;
-    let rx = Receiver::start().await;
-    upload_ok(&t, "large-orders", "field-filter").await;
-    upload(&t, "py-large-orders", python_filter.to_vec())
-        .await
-        .expect(201);
-
-    let (payload, cases) = filter_cases();
-    for (config, expected) in &cases {
-        let request = json!({"hook": "filter", "config": config,
-                             "event": {"event_type": "order.created", "payload": payload}});
-        let rust = dry_run(&t, "large-orders", request.clone()).await;
-        let python = dry_run(&t, "py-large-orders", request).await;
-        assert_eq!(rust["result"], *expected, "Rust, {config}: {rust}");
-        assert_eq!(python["result"], *expected, "Python, {config}: {python}");
+/// Checks a port of `erp-transform`, uploaded as `plugin` next to the Rust one as `erp`:
+/// the same document on every case in dry runs (numbers compared as numbers), the same
+/// refusal of a bad line, and the same body on a real delivery.
+pub(crate) async fn assert_transforms_like_the_rust_erp(
+    gw: &Gateway,
+    t: &Client<'_>,
+    plugin: &str,
+) {
+    let orders = [
+        order(250.0),
+        json!({"order_id": 1001, "currency": "USD",
+               "lines": [{"sku": "A-1", "quantity": 3, "unit_price": 0.1}, {"sku": "B-2"},
+                         {"sku": "C-3", "unit_price": 0.125}]}),
+        json!({"order_id": "SO-2", "customer": {"id": 77}}),
+        json!({}),
+    ];
+    let configs = [
+        json!({}),
+        json!({"event_types": {"order.created": "ERP_ORDER_IMPORT"}, "header": "X-Record"}),
+        json!({"include_payload": true}),
+        json!({"event_types": {"order.updated": "ERP_ORDER_CHANGE"}}),
+    ];
+    for payload in &orders {
+        for config in &configs {
+            let request = json!({"hook": "transform", "config": config,
+                                 "event": {"event_type": "order.created", "id": "so-1", "payload": payload}});
+            let rust = dry_run(t, "erp", request.clone()).await;
+            let other = dry_run(t, plugin, request).await;
+            assert!(rust["error"].is_null(), "Rust, {config}, {payload}: {rust}");
+            // `ordered_at` (and an unchanged envelope's `published_at`) is the time of
+            // each dry run's own event.
+            let strip = |result: &Value| {
+                let mut result = numbers_as_floats(result);
+                if let Some(body) = result["body"].as_object_mut() {
+                    body.remove("published_at");
+                }
+                if let Some(records) = result["body"]["records"].as_array_mut() {
+                    for record in records {
+                        record.as_object_mut().unwrap().remove("ordered_at");
+                    }
+                }
+                result
+            };
+            assert_eq!(
+                strip(&other["result"]),
+                strip(&rust["result"]),
+                "{config}, {payload}: {plugin} {other}\nRust {rust}"
+            );
+        }
     }
-    // A bad configuration is the plugin's error in both languages.
-    let bad = json!({"hook": "filter", "config": [{"path": "/payload/total", "op": "between"}],
-                     "event": {"event_type": "order.created", "payload": payload}});
-    for plugin in ["large-orders", "py-large-orders"] {
-        let refused = dry_run(&t, plugin, bad.clone()).await;
-        assert_eq!(refused["result"], Value::Null, "{plugin}: {refused}");
+    let bad_line = json!({"hook": "transform",
+        "event": {"event_type": "order.created", "payload": {"lines": [{"quantity": 1}]}}});
+    for plugin in ["erp", plugin] {
+        let refused = dry_run(t, plugin, bad_line.clone()).await;
         assert_eq!(
             refused["error"]["code"], "plugin_error",
             "{plugin}: {refused}"
         );
     }
-    // The host interface works from Python too: the drop is logged.
-    let dropped = dry_run(
-        &t,
-        "py-large-orders",
-        json!({"hook": "filter", "config": [{"path": "/payload/total", "op": "gte", "value": 100}],
-               "event": {"event_type": "order.created", "id": "o-9", "payload": {"total": 50}}}),
-    )
-    .await;
-    assert_eq!(dropped["result"], false, "{dropped}");
-    assert_eq!(
-        dropped["logs"],
-        json!([{"level": "debug", "message": "event o-9 dropped by py-field-filter"}])
-    );
 
-    create_webhook(
-        &t,
-        "py-orders",
-        &rx.url("/orders"),
-        json!({"plugins": [{"plugin": "py-large-orders",
-                            "config": [{"path": "/payload/total", "op": "gte", "value": 100}]}]}),
-    )
-    .await;
-    ingest(&t, "small-1", order(50.0)).await;
-    ingest(&t, "large-1", order(250.0)).await;
-    wait_status(&t, "py-orders", "large-1", "delivered", secs(20)).await;
-    let filtered = wait_status(&t, "py-orders", "small-1", "filtered", secs(10)).await;
-    assert!(
-        filtered["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("py-large-orders"),
-        "{filtered}"
-    );
-    let received = rx.webhook_ids();
-    assert!(received.contains(&"large-1".to_string()), "{received:?}");
-    assert!(!received.contains(&"small-1".to_string()), "{received:?}");
+    // On real deliveries: the same event through each plugin, the same document arrives.
+    let rx = Receiver::start().await;
+    for (webhook, plugin) in [("rust-erp", "erp"), ("other-erp", plugin)] {
+        create_webhook(
+            t,
+            webhook,
+            &rx.url(&format!("/{webhook}")),
+            json!({"plugins": [{"plugin": plugin}]}),
+        )
+        .await;
+    }
+    ingest(t, "large-1", order(250.0)).await;
+    let got = rx
+        .wait_for(gw, secs(30), "large-1 at both webhooks", |r| r.len() >= 2)
+        .await;
+    let body_at = |path: &str| {
+        let request = got.iter().find(|r| r.path() == path).expect("delivered");
+        assert_eq!(request.header("x-erp-record-type"), Some("ERP_ORDER_NEW"));
+        numbers_as_floats(&request.json())
+    };
+    assert_eq!(body_at("/other-erp"), body_at("/rust-erp"));
+}
+
+/// JSON with every number as a float: Rust writes `2.0` where JavaScript writes `2`.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64().expect("finite")),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }

@@ -4,11 +4,13 @@
 
 use std::{process::Command, sync::OnceLock, time::Duration};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     harness::{Client, Gateway},
-    plugins::{dry_run, filter_cases, order, upload, upload_ok},
+    plugins::{
+        assert_transforms_like_the_rust_erp, dry_run, filter_cases, order, upload, upload_ok,
+    },
     receiver::{Receiver, create_webhook, ingest, wait_status},
 };
 
@@ -59,20 +61,6 @@ fn typescript_components() -> Option<&'static Components> {
             })
         })
         .as_ref()
-}
-
-/// JSON with every number as a float: Rust writes `2.0` where JavaScript writes `2`.
-fn numbers_as_floats(value: &Value) -> Value {
-    match value {
-        Value::Number(n) => json!(n.as_f64().expect("finite")),
-        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
 }
 
 const fn secs(n: u64) -> Duration {
@@ -169,76 +157,5 @@ async fn typescript_erp_transform_writes_what_the_rust_one_writes() {
         .await
         .expect(201);
 
-    let orders = [
-        order(250.0),
-        json!({"order_id": 1001, "currency": "USD",
-               "lines": [{"sku": "A-1", "quantity": 3, "unit_price": 0.1}, {"sku": "B-2"}]}),
-        json!({"order_id": "SO-2", "customer": {"id": 77}}),
-        json!({}),
-    ];
-    let configs = [
-        json!({}),
-        json!({"event_types": {"order.created": "ERP_ORDER_IMPORT"}, "header": "X-Record"}),
-        json!({"include_payload": true}),
-        json!({"event_types": {"order.updated": "ERP_ORDER_CHANGE"}}),
-    ];
-    for payload in &orders {
-        for config in &configs {
-            let request = json!({"hook": "transform", "config": config,
-                                 "event": {"event_type": "order.created", "id": "so-1", "payload": payload}});
-            let rust = dry_run(&t, "erp", request.clone()).await;
-            let typescript = dry_run(&t, "ts-erp", request).await;
-            assert!(rust["error"].is_null(), "Rust, {config}, {payload}: {rust}");
-            // `ordered_at` (and an unchanged envelope's `published_at`) is the time of
-            // each dry run's own event.
-            let strip = |result: &Value| {
-                let mut result = numbers_as_floats(result);
-                if let Some(body) = result["body"].as_object_mut() {
-                    body.remove("published_at");
-                }
-                if let Some(records) = result["body"]["records"].as_array_mut() {
-                    for record in records {
-                        record.as_object_mut().unwrap().remove("ordered_at");
-                    }
-                }
-                result
-            };
-            assert_eq!(
-                strip(&typescript["result"]),
-                strip(&rust["result"]),
-                "{config}, {payload}: TypeScript {typescript}\nRust {rust}"
-            );
-        }
-    }
-    let bad_line = json!({"hook": "transform",
-        "event": {"event_type": "order.created", "payload": {"lines": [{"quantity": 1}]}}});
-    for plugin in ["erp", "ts-erp"] {
-        let refused = dry_run(&t, plugin, bad_line.clone()).await;
-        assert_eq!(
-            refused["error"]["code"], "plugin_error",
-            "{plugin}: {refused}"
-        );
-    }
-
-    // On real deliveries: the same event through each plugin, the same document arrives.
-    let rx = Receiver::start().await;
-    for (webhook, plugin) in [("rust-erp", "erp"), ("ts-erp", "ts-erp")] {
-        create_webhook(
-            &t,
-            webhook,
-            &rx.url(&format!("/{webhook}")),
-            json!({"plugins": [{"plugin": plugin}]}),
-        )
-        .await;
-    }
-    ingest(&t, "large-1", order(250.0)).await;
-    let got = rx
-        .wait_for(&gw, secs(30), "large-1 at both webhooks", |r| r.len() >= 2)
-        .await;
-    let body_at = |path: &str| {
-        let request = got.iter().find(|r| r.path() == path).expect("delivered");
-        assert_eq!(request.header("x-erp-record-type"), Some("ERP_ORDER_NEW"));
-        numbers_as_floats(&request.json())
-    };
-    assert_eq!(body_at("/ts-erp"), body_at("/rust-erp"));
+    assert_transforms_like_the_rust_erp(&gw, &t, "ts-erp").await;
 }

@@ -34,6 +34,8 @@ pub fn routes() -> Routes {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct TimeRangeQuery {
     /// RFC 3339 or epoch millis; default: the beginning.
     start_date: Option<String>,
@@ -172,6 +174,8 @@ async fn messages_of_type(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct FailedToSendQuery {
     /// true: failed or rejected messages; false: delivered ones; absent: all.
     failed_to_send: Option<bool>,

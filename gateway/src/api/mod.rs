@@ -12,6 +12,7 @@ mod events;
 mod messages;
 mod ops;
 mod plugins;
+mod query_names;
 mod state;
 #[cfg(test)]
 mod stored_payload_reads;
@@ -56,9 +57,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The whole HTTP surface.
-pub fn router(state: Arc<ApiState>) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every route with its OpenAPI operation, and the document they make.
+fn parts(plugin_upload_limit: usize) -> (Router<Arc<ApiState>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(tenants::routes())
         .merge(event_types::routes())
         .merge(webhooks::routes())
@@ -66,12 +67,22 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(subscriptions::routes())
         .merge(events::routes())
         .merge(messages::routes())
-        .merge(plugins::routes(state.config.plugin_max_component_bytes))
+        .merge(plugins::routes(plugin_upload_limit))
         .merge(ops::routes())
-        .split_for_parts();
+        .split_for_parts()
+}
+
+/// The whole HTTP surface.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let (router, openapi) = parts(state.config.plugin_max_component_bytes);
+    let query_names = Arc::new(query_names::QueryNames::from_document(&openapi));
     let document = openapi.to_json().expect("the OpenAPI document serializes");
     let _ = state.openapi.set(document);
     router
+        .route_layer(middleware::from_fn_with_state(
+            query_names,
+            query_names::refuse_unknown,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn(error::envelope))
         .with_state(state)

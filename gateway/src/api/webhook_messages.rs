@@ -62,6 +62,8 @@ async fn seq_of(state: &ApiState, tenant: &str, event_id: &str) -> ApiResult<u64
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct MessageQuery {
     /// RFC 3339 or epoch millis: messages created at or after.
     from: Option<String>,

@@ -16,7 +16,10 @@
 
 use std::{
     collections::{BinaryHeap, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use async_nats::{
@@ -27,7 +30,10 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::{Nats, direct, lease::EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, subjects, unavailable};
+use super::{
+    Nats, direct, lease::EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, read_cache::ReadCache, subjects,
+    unavailable,
+};
 use crate::{
     ids,
     iso::EpochMillis,
@@ -40,6 +46,11 @@ pub struct NatsEventLog {
     /// Per tenant (by subject token), the wake-up of its readers: 10,000 workers must not
     /// all look at the log when one tenant's event arrives.
     wake_ups: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// The events this node read last, shared by the tenant's workers.
+    cache: ReadCache,
+    /// Worker reads answered from `cache` alone, and reads that went to the stream.
+    reads_cached: AtomicU64,
+    reads_fetched: AtomicU64,
 }
 
 impl NatsEventLog {
@@ -64,6 +75,9 @@ impl NatsEventLog {
             nats,
             stream,
             wake_ups: Mutex::default(),
+            cache: ReadCache::default(),
+            reads_cached: AtomicU64::new(0),
+            reads_fetched: AtomicU64::new(0),
         });
         let mut wake_ups = log
             .nats
@@ -85,11 +99,24 @@ impl NatsEventLog {
         Ok(log)
     }
 
-    /// Wakes the readers of the tenant with subject token `tenant`, if it has any.
+    /// Wakes the readers of the tenant with subject token `tenant`.
+    /// The count moves even with no reader yet: it is also the generation a cached short
+    /// read is judged by (`read_cache`).
     fn wake(&self, tenant: &str) {
-        if let Some(wake_up) = self.wake_ups.lock().expect("wake-ups").get(tenant) {
-            wake_up.send_modify(|n| *n += 1);
-        }
+        self.wake_ups
+            .lock()
+            .expect("wake-ups")
+            .entry(tenant.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .send_modify(|n| *n += 1);
+    }
+
+    /// How many wake-ups of the tenant this node has seen (its readers' watch value).
+    fn generation(&self, tenant: &str) -> u64 {
+        let wake_ups = self.wake_ups.lock().expect("wake-ups");
+        wake_ups
+            .get(&subjects::token(tenant))
+            .map_or(0, |wake_up| *wake_up.borrow())
     }
 
     fn decode(message: &jetstream::message::StreamMessage) -> StorageResult<StoredEvent> {
@@ -241,20 +268,49 @@ impl EventLog for NatsEventLog {
             .subscribe()
     }
 
+    /// From the node's cache where it has the events, else from the stream, one fetch of
+    /// a tenant at a time (see `read_cache`).
     async fn read_after(
         &self,
         tenant: &str,
         after: u64,
         limit: usize,
     ) -> StorageResult<Vec<(u64, StoredEvent)>> {
+        let woken_at = self.generation(tenant);
+        let answered = |cached: &Option<(Vec<(u64, StoredEvent)>, u64)>| {
+            cached.as_ref().is_some_and(|(events, _)| {
+                events.len() == limit || self.cache.fresh(tenant, woken_at)
+            })
+        };
+        let cached = self.cache.get(tenant, after, limit);
+        if answered(&cached) {
+            self.reads_cached.fetch_add(1, Ordering::Relaxed);
+            return Ok(cached.map(|(events, _)| events).unwrap_or_default());
+        }
+        let fetching = self.cache.fetch_lock(tenant);
+        let _fetching = fetching.lock().await;
+        // The reader before us may have fetched what we need.
+        let cached = self.cache.get(tenant, after, limit);
+        if answered(&cached) {
+            self.reads_cached.fetch_add(1, Ordering::Relaxed);
+            return Ok(cached.map(|(events, _)| events).unwrap_or_default());
+        }
+        let (mut events, through) = cached.unwrap_or((Vec::new(), after));
+        self.reads_fetched.fetch_add(1, Ordering::Relaxed);
+        let wanted = limit - events.len();
+        let generation = self.generation(tenant);
         let messages = self
-            .batch(subjects::tenant_events(tenant), after + 1, limit)
+            .batch(subjects::tenant_events(tenant), through + 1, wanted)
             .await?;
-        messages
+        let fetched = messages
             .iter()
-            .take(limit)
+            .take(wanted)
             .map(|m| Ok((m.sequence, Self::decode(m)?)))
-            .collect()
+            .collect::<StorageResult<Vec<_>>>()?;
+        let short = (fetched.len() < wanted).then_some(generation);
+        self.cache.put(tenant, through, &fetched, short);
+        events.extend(fetched);
+        Ok(events)
     }
 
     async fn event_by_seq(&self, tenant: &str, seq: u64) -> StorageResult<Option<StoredEvent>> {
@@ -355,6 +411,7 @@ impl EventLog for NatsEventLog {
         let Some(last) = events.iter().map(|(seq, _)| *seq).max() else {
             return Ok(());
         };
+        self.cache.forget(tenant);
         // Everything of the tenant below `last + 1`: what `oldest_before` returned, oldest
         // first, is a prefix of the tenant's events.
         self.stream
@@ -372,6 +429,7 @@ impl EventLog for NatsEventLog {
     }
 
     async fn forget_tenant(&self, tenant: &str) -> StorageResult<()> {
+        self.cache.forget(tenant);
         self.stream
             .purge()
             .filter(subjects::tenant_events(tenant))
@@ -380,7 +438,19 @@ impl EventLog for NatsEventLog {
         Ok(())
     }
 
-    fn render_metrics(&self, _out: &mut String) {}
+    fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "# HELP hookgate_event_reads_total Delivery workers' reads of the event log, by where \
+             they were answered: this node's cache of recent events, or the stream.\n\
+             # TYPE hookgate_event_reads_total counter\n\
+             hookgate_event_reads_total{{from=\"cache\"}} {}\n\
+             hookgate_event_reads_total{{from=\"stream\"}} {}\n",
+            self.reads_cached.load(Ordering::Relaxed),
+            self.reads_fetched.load(Ordering::Relaxed),
+        );
+    }
 
     fn close(&self) {}
 }

@@ -8,6 +8,7 @@
 //! - `delivery_state`: [`NatsDeliveryState`], every webhook's delivery state in the
 //!   `HG_STATE` stream, an outcome set per atomic batch;
 //! - `direct`: batched direct gets, shared by the readers;
+//! - `read_cache`: the events a node read last, so a tenant's workers fetch each once;
 //! - `lease`: leases as compare-and-set on a subject, and the [`lease::Fence`] a holder's
 //!   outcome sets carry;
 //! - `ownership`: [`NatsOwnership`], shards of webhooks leased to nodes, heartbeats,
@@ -27,6 +28,7 @@ mod direct;
 pub mod event_log;
 pub mod lease;
 pub mod ownership;
+mod read_cache;
 pub mod subjects;
 
 use std::{sync::Arc, time::Duration};
