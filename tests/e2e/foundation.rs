@@ -819,3 +819,54 @@ async fn graceful_shutdown_keeps_everything() {
     };
     assert_eq!(t.all_messages_of_type("e").await.len(), 20);
 }
+
+/// No query parameter is silently ignored: one a route does not take is a 400 naming it
+/// (with what the route takes), on routes with and without parameters, before anything
+/// happens; the ones a route declares keep working, and percent-encoded names count.
+#[tokio::test]
+async fn unknown_query_parameters_are_refused_by_name() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    t.post(
+        "/webhooks",
+        json!({"id": "erp", "url": "https://erp.example.com/hook"}),
+    )
+    .await
+    .expect(201);
+    let refused = t
+        .get("/webhooks?limit=5&colour=red")
+        .await
+        .expect_error(400, "validation_error")
+        .body;
+    assert_eq!(refused["errors"][0]["field"], "colour", "{refused}");
+    assert!(refused.to_string().contains("iterator, limit"), "{refused}");
+    // A route that takes none, on a write: refused, and nothing was stored.
+    let refused = t
+        .post(
+            "/events?dry_run=true",
+            json!({"event_type": "order.created", "payload": {}}),
+        )
+        .await
+        .expect_error(400, "validation_error")
+        .body;
+    assert_eq!(refused["errors"][0]["field"], "dry_run", "{refused}");
+    assert!(refused.to_string().contains("takes none"), "{refused}");
+    assert_eq!(
+        t.get("/webhooks/erp/messages").await.expect(200).body["data"],
+        json!([])
+    );
+    // A platform's spelling is not Hookgate's (yet): refused, not ignored.
+    t.get("/webhooks/erp/messages?failedToSend=false")
+        .await
+        .expect_error(400, "validation_error");
+    gw.admin(Method::GET, "/admin/v1/tenants?lim%69t=1&sort=id", None)
+        .await
+        .expect_error(400, "validation_error");
+    // Declared ones still work.
+    t.get("/webhooks/erp/messages?include_payload=true&include_runs=true&success=false&limit=5")
+        .await
+        .expect(200);
+    gw.admin(Method::GET, "/admin/v1/tenants?lim%69t=1", None)
+        .await
+        .expect(200);
+}
