@@ -1485,3 +1485,51 @@ fn numbers_as_floats(value: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// Checks a port of `field-filter`, uploaded as `plugin` next to the Rust one as
+/// `large-orders`: both make the expected decision on every case, both refuse a bad
+/// configuration as the plugin's error, and the port filters real deliveries.
+pub(crate) async fn assert_filters_like_the_rust_one(t: &Client<'_>, plugin: &str) {
+    let (payload, cases) = filter_cases();
+    for (config, expected) in &cases {
+        let request = json!({"hook": "filter", "config": config,
+                             "event": {"event_type": "order.created", "payload": payload}});
+        let rust = dry_run(t, "large-orders", request.clone()).await;
+        let other = dry_run(t, plugin, request).await;
+        assert_eq!(rust["result"], *expected, "Rust, {config}: {rust}");
+        assert_eq!(other["result"], *expected, "{plugin}, {config}: {other}");
+    }
+    let bad = json!({"hook": "filter", "config": [{"path": "/payload/total", "op": "between"}],
+                     "event": {"event_type": "order.created", "payload": payload}});
+    for name in ["large-orders", plugin] {
+        let refused = dry_run(t, name, bad.clone()).await;
+        assert_eq!(refused["result"], Value::Null, "{name}: {refused}");
+        assert_eq!(
+            refused["error"]["code"], "plugin_error",
+            "{name}: {refused}"
+        );
+    }
+
+    let rx = Receiver::start().await;
+    let webhook = format!("{plugin}-orders");
+    create_webhook(
+        t,
+        &webhook,
+        &rx.url("/orders"),
+        json!({"plugins": [{"plugin": plugin,
+                            "config": [{"path": "/payload/total", "op": "gte", "value": 100}]}]}),
+    )
+    .await;
+    ingest(t, "small-1", order(50.0)).await;
+    ingest(t, "large-1", order(250.0)).await;
+    wait_status(t, &webhook, "large-1", "delivered", secs(30)).await;
+    let filtered = wait_status(t, &webhook, "small-1", "filtered", secs(10)).await;
+    assert!(
+        filtered["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(plugin),
+        "{filtered}"
+    );
+    assert_eq!(rx.webhook_ids(), ["large-1"]);
+}
