@@ -99,14 +99,44 @@ pub fn parse_rfc3339(text: &str) -> Result<EpochMillis, String> {
         .map_err(|_| format!("`{text}` is not an RFC 3339 timestamp like 2026-11-22T10:00:00Z"))
 }
 
-/// Parses a time query parameter: RFC 3339, or epoch millis as Sterling sends them.
-pub fn parse_time_param(text: &str) -> Result<EpochMillis, String> {
+/// Which end of a time range a query parameter gives: a coarse value (a date, whole
+/// seconds) covers its whole span, so an upper bound takes the span's last millisecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    Start,
+    End,
+}
+
+/// Epoch values below this are seconds, not millis: as millis they would fall before
+/// March 1973, as seconds after it lies the year 5138. Sterling documents epoch millis
+/// and shows 10-digit samples (`1630510372`), which are seconds.
+const EPOCH_SECONDS_BELOW: i64 = 100_000_000_000;
+
+/// Parses a time query parameter: RFC 3339, a date (`2021-12-01`, Front Systems, UTC),
+/// or an epoch value in millis or seconds (Sterling).
+pub fn parse_time_param(text: &str, bound: Bound) -> Result<EpochMillis, String> {
+    let last_ms = |span: i64| if bound == Bound::End { span - 1 } else { 0 };
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
+        let value = text
             .parse::<i64>()
-            .map_err(|_| format!("`{text}` is out of range for epoch milliseconds"));
+            .map_err(|_| format!("`{text}` is out of range for an epoch time"))?;
+        return Ok(if value < EPOCH_SECONDS_BELOW {
+            value * 1000 + last_ms(1000)
+        } else {
+            value
+        });
     }
-    parse_rfc3339(text).map_err(|e| format!("{e} (or epoch milliseconds)"))
+    if text.len() == 10
+        && let Ok(date) = text.parse::<jiff::civil::Date>()
+    {
+        let start = date
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .map_err(|e| format!("`{text}`: {e}"))?
+            .timestamp()
+            .as_millisecond();
+        return Ok(start + last_ms(86_400_000));
+    }
+    parse_rfc3339(text).map_err(|e| format!("{e} (or a date like 2021-12-01, or epoch millis)"))
 }
 
 /// Serde helper for store records: millis in, RFC 3339 out in API views.
@@ -121,6 +151,31 @@ pub mod rfc3339_millis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_parameters_take_rfc3339_dates_and_epoch_seconds_or_millis() {
+        use Bound::{End, Start};
+        let day = parse_rfc3339("2021-12-01T00:00:00Z").unwrap();
+        assert_eq!(parse_time_param("2021-12-01", Start), Ok(day));
+        assert_eq!(
+            parse_time_param("2021-12-01", End),
+            Ok(day + 86_400_000 - 1)
+        );
+        // Sterling's sample is seconds; a 13-digit value is millis.
+        assert_eq!(parse_time_param("1630510372", Start), Ok(1_630_510_372_000));
+        assert_eq!(parse_time_param("1630510372", End), Ok(1_630_510_372_999));
+        assert_eq!(
+            parse_time_param("1630510372123", End),
+            Ok(1_630_510_372_123)
+        );
+        assert_eq!(
+            parse_time_param("2021-12-01T10:00:00.5Z", End),
+            Ok(day + 36_000_500)
+        );
+        for bad in ["2021-13-01", "yesterday", "", "99999999999999999999"] {
+            assert!(parse_time_param(bad, Start).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_parse_to_elapsed_time() {
@@ -152,12 +207,11 @@ mod tests {
 
     #[test]
     fn time_params_accept_rfc3339_and_millis() {
-        assert_eq!(parse_time_param("0").unwrap(), 0);
+        assert_eq!(parse_time_param("0", Bound::Start).unwrap(), 0);
         assert_eq!(
-            parse_time_param("2026-11-22T10:00:00Z").unwrap(),
-            parse_time_param("1795341600000").unwrap()
+            parse_time_param("2026-11-22T10:00:00Z", Bound::End).unwrap(),
+            parse_time_param("1795341600000", Bound::End).unwrap()
         );
-        assert!(parse_time_param("yesterday").is_err());
         assert_eq!(format_millis(1_795_341_600_000), "2026-11-22T10:00:00.000Z");
     }
 }

@@ -257,9 +257,16 @@ async fn log_records_lifecycle_newest_first() {
             .position(|a| *a == action)
             .unwrap_or_else(|| panic!("no `{action}` entry in {log}"))
     };
-    assert_eq!(actions[0], "started", "newest first: {log}");
-    assert!(position("started") < position("stopped"), "{log}");
-    assert!(position("stopped") < position("created"), "{log}");
+    assert_eq!(actions[0], "integration_started", "newest first: {log}");
+    assert!(
+        position("integration_started") < position("integration_stopped"),
+        "{log}"
+    );
+    assert!(
+        position("integration_stopped") < position("created"),
+        "{log}"
+    );
+    assert_eq!(entries[0]["reason"], "Started via API.", "{log}");
     for entry in entries {
         let created_at = entry["created_at"].as_str().expect("created_at");
         created_at.parse::<jiff::Timestamp>().unwrap();

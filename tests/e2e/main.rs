@@ -20,4 +20,5 @@ mod plugin_isolation;
 mod plugins;
 mod plugins_py;
 mod plugins_ts;
+mod reference_platforms;
 mod signing;

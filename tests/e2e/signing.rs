@@ -14,7 +14,7 @@ use crate::{
 
 /// Runs a Python snippet with `request.json` (headers and body of a captured request)
 /// beside it; returns its stdout, failing loudly when a verifier package is missing.
-fn python(script: &str, request: &Value) -> Result<String, String> {
+pub(crate) fn python(script: &str, request: &Value) -> Result<String, String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("request.json");
     std::fs::write(&path, request.to_string()).unwrap();
@@ -36,7 +36,7 @@ fn python(script: &str, request: &Value) -> Result<String, String> {
     }
 }
 
-fn captured(request: &crate::receiver::Recorded) -> Value {
+pub(crate) fn captured(request: &crate::receiver::Recorded) -> Value {
     let headers: serde_json::Map<String, Value> = request
         .headers
         .iter()

@@ -10,16 +10,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json, value::RawValue};
 use utoipa_axum::routes;
 
-use super::delivery_views;
 use super::{
     Routes,
     error::{ApiError, ApiResult},
     extract::{Page, TenantAuth},
 };
+use super::{delivery_views, dialects};
 use crate::{
     api::ApiState,
     delivery::records::{Delivery, MessageStatus},
-    iso::{EpochMillis, format_millis, parse_time_param},
+    iso::{Bound, EpochMillis, format_millis, parse_time_param},
     model::{problems::FieldError, webhook::is_event_type_name},
     storage::StoredEvent,
     storage::WebhookRef,
@@ -37,24 +37,36 @@ pub fn routes() -> Routes {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct TimeRangeQuery {
-    /// RFC 3339 or epoch millis; default: the beginning.
+    /// RFC 3339, a date, or epoch millis (or seconds); default: the beginning.
     start_date: Option<String>,
-    /// RFC 3339 or epoch millis; default: now and later.
+    /// RFC 3339, a date, or epoch millis (or seconds), inclusive; default: now and later.
     end_date: Option<String>,
+    /// Sterling's spelling of `start_date`.
+    #[serde(rename = "startDate")]
+    start_date_sterling: Option<String>,
+    /// Sterling's spelling of `end_date`.
+    #[serde(rename = "endDate")]
+    end_date_sterling: Option<String>,
     /// Page size, default 50, at most 1000.
     limit: Option<usize>,
     iterator: Option<String>,
 }
 
+/// One end of the range, in Hookgate's spelling or Sterling's (`theirs`).
 fn time_bound(
-    value: Option<&str>,
-    field: &str,
-    default: EpochMillis,
+    (field, value): (&str, Option<&str>),
+    theirs: (&str, Option<&str>),
+    bound: Bound,
 ) -> Result<EpochMillis, FieldError> {
-    match value {
+    let default = match bound {
+        Bound::Start => EpochMillis::MIN,
+        Bound::End => EpochMillis::MAX,
+    };
+    let given = dialects::either((field, value), theirs)?;
+    match given {
         None => Ok(default),
-        Some(text) => parse_time_param(text).map_err(|message| FieldError {
-            field: field.into(),
+        Some(text) => parse_time_param(text, bound).map_err(|message| FieldError {
+            field: if value.is_some() { field } else { theirs.0 }.into(),
             message,
         }),
     }
@@ -142,12 +154,20 @@ async fn messages_of_type(
             message: "must be between 1 and 1000".into(),
         });
     }
-    let from = time_bound(query.start_date.as_deref(), "start_date", EpochMillis::MIN)
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
-    let to = time_bound(query.end_date.as_deref(), "end_date", EpochMillis::MAX)
-        .map_err(|e| errors.push(e))
-        .unwrap_or_default();
+    let from = time_bound(
+        ("start_date", query.start_date.as_deref()),
+        ("startDate", query.start_date_sterling.as_deref()),
+        Bound::Start,
+    )
+    .map_err(|e| errors.push(e))
+    .unwrap_or_default();
+    let to = time_bound(
+        ("end_date", query.end_date.as_deref()),
+        ("endDate", query.end_date_sterling.as_deref()),
+        Bound::End,
+    )
+    .map_err(|e| errors.push(e))
+    .unwrap_or_default();
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -179,6 +199,9 @@ async fn messages_of_type(
 struct FailedToSendQuery {
     /// true: failed or rejected messages; false: delivered ones; absent: all.
     failed_to_send: Option<bool>,
+    /// Sterling's spelling of `failed_to_send`.
+    #[serde(rename = "failedToSend")]
+    failed_to_send_sterling: Option<bool>,
     limit: Option<usize>,
     iterator: Option<String>,
 }
@@ -204,7 +227,11 @@ async fn messages_of_type_and_webhook(
             }]));
         }
     };
-    let failed_to_send = query.failed_to_send;
+    let failed_to_send = dialects::either(
+        ("failed_to_send", query.failed_to_send),
+        ("failedToSend", query.failed_to_send_sterling),
+    )
+    .map_err(|e| ApiError::validation(vec![e]))?;
     let page = super::webhook_messages::scan_deliveries(
         &state,
         (&auth.tenant, &webhook_id),

@@ -7,6 +7,7 @@ pub mod extract;
 pub use state::ApiState;
 
 mod delivery_views;
+mod dialects;
 mod event_types;
 mod events;
 mod messages;

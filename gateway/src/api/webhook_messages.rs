@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use utoipa_axum::routes;
 
 use super::{
-    Routes, delivery_views,
+    Routes, delivery_views, dialects,
     error::{ApiError, ApiResult},
     extract::{ApiJson, ListQuery, Page, TenantAuth},
     webhooks::existing,
@@ -21,7 +21,7 @@ use super::{
 use crate::{
     api::ApiState,
     delivery::{SendError, ledger, records::MessageStatus},
-    iso::{EpochMillis, format_millis, parse_rfc3339, parse_time_param},
+    iso::{Bound, EpochMillis, format_millis, parse_rfc3339, parse_time_param},
     model::{problems::FieldError, webhook::Webhook},
     storage::WebhookRef,
 };
@@ -65,17 +65,23 @@ async fn seq_of(state: &ApiState, tenant: &str, event_id: &str) -> ApiResult<u64
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct MessageQuery {
-    /// RFC 3339 or epoch millis: messages created at or after.
+    /// RFC 3339, a date (its start, UTC) or epoch millis: messages created at or after.
     from: Option<String>,
-    /// RFC 3339 or epoch millis: messages created at or before.
+    /// RFC 3339, a date (its end, UTC) or epoch millis: messages created at or before.
     to: Option<String>,
-    /// true: delivered only; false: everything not delivered.
+    /// true: delivered only; false: not delivered (pending, failed, rejected); filtered
+    /// messages are listed only without `success`.
     success: Option<bool>,
-    #[serde(default)]
-    include_payload: bool,
+    /// Include each message's payload.
+    include_payload: Option<bool>,
     /// Include the attempts as `runs`.
-    #[serde(default)]
-    include_runs: bool,
+    include_runs: Option<bool>,
+    /// Front Systems' spelling of `include_payload`.
+    #[serde(rename = "includePayload")]
+    include_payload_front: Option<bool>,
+    /// Front Systems' spelling of `include_runs`.
+    #[serde(rename = "includeRuns")]
+    include_runs_front: Option<bool>,
     limit: Option<usize>,
     iterator: Option<String>,
 }
@@ -150,8 +156,13 @@ pub async fn scan_deliveries(
     })
 }
 
-fn bound(value: Option<&str>, field: &str, errors: &mut Vec<FieldError>) -> Option<EpochMillis> {
-    value.and_then(|text| match parse_time_param(text) {
+fn bound(
+    value: Option<&str>,
+    field: &str,
+    side: Bound,
+    errors: &mut Vec<FieldError>,
+) -> Option<EpochMillis> {
+    value.and_then(|text| match parse_time_param(text, side) {
         Ok(ms) => Some(ms),
         Err(message) => {
             errors.push(FieldError {
@@ -183,8 +194,25 @@ async fn webhook_messages(
 ) -> ApiResult<Json<Page<delivery_views::MessageView>>> {
     existing(&state, &auth.tenant, &id).await?;
     let mut errors = Vec::new();
-    let from = bound(query.from.as_deref(), "from", &mut errors).unwrap_or(EpochMillis::MIN);
-    let to = bound(query.to.as_deref(), "to", &mut errors).unwrap_or(EpochMillis::MAX);
+    let from =
+        bound(query.from.as_deref(), "from", Bound::Start, &mut errors).unwrap_or(EpochMillis::MIN);
+    let to = bound(query.to.as_deref(), "to", Bound::End, &mut errors).unwrap_or(EpochMillis::MAX);
+    let mut detail = |ours, theirs| {
+        dialects::either(ours, theirs)
+            .map_err(|e| errors.push(e))
+            .unwrap_or_default()
+            .unwrap_or(false)
+    };
+    let detail = Detail {
+        payload: detail(
+            ("include_payload", query.include_payload),
+            ("includePayload", query.include_payload_front),
+        ),
+        runs: detail(
+            ("include_runs", query.include_runs),
+            ("includeRuns", query.include_runs_front),
+        ),
+    };
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
@@ -196,12 +224,15 @@ async fn webhook_messages(
         page_limit(query.limit)?,
         |d| {
             (from..=to).contains(&d.created_at)
-                && success.is_none_or(|s| s == (d.status == MessageStatus::Delivered))
+                && success.is_none_or(|s| match d.status {
+                    MessageStatus::Delivered => s,
+                    // Never meant for this receiver: neither a success nor a failure to
+                    // look into (Front Systems' `success=false` lists what to resend).
+                    MessageStatus::Filtered => false,
+                    _ => !s,
+                })
         },
-        Detail {
-            payload: query.include_payload,
-            runs: query.include_runs,
-        },
+        detail,
     )
     .await?;
     Ok(Json(page))

@@ -72,6 +72,7 @@ async fn validate(state: &ApiState, tenant: &str, spec: &WebhookSpec) -> ApiResu
     spec.validate(&ValidationContext {
         known_plugin: &known_plugin,
         policy,
+        now: now_millis(),
     })
     .map_err(ApiError::validation)?;
     if policy.allow_private {
@@ -103,10 +104,12 @@ async fn validate(state: &ApiState, tenant: &str, spec: &WebhookSpec) -> ApiResu
     Ok(())
 }
 
-/// Create, PUT and PATCH take the destination's settings flat (the contract) or inside
-/// `destination` (the nested form); this makes every body flat before anything else reads
-/// it (masked secrets restored, a patch merged, the spec parsed). Responses stay flat.
+/// Create, PUT and PATCH take the reference platforms' spellings (`dialects`) and the
+/// destination's settings flat (the contract) or inside `destination` (the nested form);
+/// this makes every body Hookgate's flat form before anything else reads it (masked
+/// secrets restored, a patch merged, the spec parsed). Responses stay flat.
 fn accept_nested(body: &mut Value) -> ApiResult<()> {
+    super::dialects::webhook_body(body).map_err(ApiError::validation)?;
     flatten_nested(body).map_err(ApiError::validation)
 }
 
@@ -228,6 +231,10 @@ async fn update(
         }]));
     }
     spec.id = Some(current.id.clone());
+    current
+        .spec
+        .check_update(&spec)
+        .map_err(|e| ApiError::validation(vec![e]))?;
     validate(state, tenant, &spec).await?;
     let status = match (current.status, spec.enabled) {
         (WebhookStatus::Completed | WebhookStatus::Disabled, _) => current.status,
@@ -338,8 +345,13 @@ async fn set_running(
     };
     webhook.updated_at = now_millis();
     state.catalog.put_webhook(tenant, &webhook).await?;
-    let action = if running { "started" } else { "stopped" };
-    log_action(state, tenant, id, action, None).await;
+    // NewStore's actions and reasons.
+    let (action, reason) = if running {
+        ("integration_started", "Started via API.")
+    } else {
+        ("integration_stopped", "Stopped via API.")
+    };
+    log_action(state, tenant, id, action, Some(reason.into())).await;
     state.deliveries.sync().await?;
     state.delivery.webhook_changed(tenant, id).await;
     Ok(Json(view(&webhook)))

@@ -20,8 +20,11 @@ pub async fn start_position(
     tenant: &str,
     webhook: &Webhook,
 ) -> StorageResult<u64> {
+    // A replay window or a back-fill reads the log from its start (`selection::takes`
+    // skips what is outside); otherwise the webhook takes what arrives from now on.
     match webhook.spec.integration_type {
         IntegrationType::Temporary => Ok(0),
+        IntegrationType::Permanent if webhook.spec.starts_at.is_some() => Ok(0),
         IntegrationType::Permanent => log.durable_seq(tenant).await,
     }
 }

@@ -176,6 +176,10 @@ pub struct LogEntry {
 
 pub const LOG_ENTRIES_KEPT: usize = 50;
 
+/// NewStore keeps "up to 30 rejected events": past that, the oldest leaves the list (its
+/// message stays, `rejected`, and can be resent).
+pub const REJECTED_KEPT: usize = 30;
+
 // Written on every delivery, so stored compact; their fields keep to what that allows.
 impl CompactRecord for Delivery {}
 impl CompactRecord for Attempt {}

@@ -32,6 +32,13 @@ pub fn takes(spec: &WebhookSpec, event: &StoredEvent, horizon: EpochMillis) -> T
                 .is_some_and(|(from, to)| (from..=to).contains(&event.published_at));
             if inside { Take::Yes } else { Take::No }
         }
+        IntegrationType::Permanent
+            if spec
+                .backfill_from()
+                .is_some_and(|from| event.published_at < from) =>
+        {
+            Take::No
+        }
         IntegrationType::Permanent if event.received_at < horizon => Take::TooOld,
         IntegrationType::Permanent => Take::Yes,
     }

@@ -3,12 +3,24 @@
 //! `{"payload.status": "paid", "payload.total": {"gte": 100}, "payload.note": {"exists": false}}`:
 //! every key is a dotted path into the outgoing envelope (`event_type`, `payload.lines.0.sku`),
 //! every value either a literal (equality) or an object of operators
-//! (`eq ne in nin gt gte lt lte exists contains`; an empty object is refused). All keys must hold (AND).
+//! (`eq ne in nin gt gte lt lte exists contains prefix`; an empty object is refused). All
+//! keys must hold (AND). A path must start at a field of the envelope: any other could
+//! never be found, and a filter that silently drops every event is a typo nobody sees.
 
 use serde_json::{Map, Value};
 
 const OPERATORS: &[&str] = &[
-    "eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "exists", "contains",
+    "eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "exists", "contains", "prefix",
+];
+
+/// The top-level fields of the outgoing envelope (`delivery/envelope.rs`).
+const ENVELOPE_FIELDS: &[&str] = &[
+    "id",
+    "tenant",
+    "event_type",
+    "published_at",
+    "payload",
+    "data",
 ];
 
 /// Checks the shape of a filter; returns a message naming the first problem.
@@ -19,6 +31,13 @@ pub fn validate(conditions: &Value) -> Result<(), String> {
     for (path, condition) in map {
         if path.is_empty() || path.split('.').any(str::is_empty) {
             return Err(format!("`{path}` is not a dotted path like payload.status"));
+        }
+        let root = path.split('.').next().unwrap_or_default();
+        if !ENVELOPE_FIELDS.contains(&root) {
+            return Err(format!(
+                "`{path}` does not start at a field of the envelope ({})",
+                ENVELOPE_FIELDS.join(", ")
+            ));
         }
         if let Some(ops) = operator_object(condition) {
             if ops.is_empty() {
@@ -35,6 +54,11 @@ pub fn validate(conditions: &Value) -> Result<(), String> {
                     "in" | "nin" if !operand.is_array() => {
                         return Err(format!("`{path}`: `{op}` takes an array"));
                     }
+                    "prefix" if !is_text_or_texts(operand) => {
+                        return Err(format!(
+                            "`{path}`: `prefix` takes a string or an array of strings"
+                        ));
+                    }
                     "exists" if !operand.is_boolean() => {
                         return Err(format!("`{path}`: `exists` takes true or false"));
                     }
@@ -49,6 +73,14 @@ pub fn validate(conditions: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn is_text_or_texts(operand: &Value) -> bool {
+    match operand {
+        Value::String(_) => true,
+        Value::Array(items) => !items.is_empty() && items.iter().all(Value::is_string),
+        _ => false,
+    }
 }
 
 /// An object is always an operator object (compare with an object literal through
@@ -95,6 +127,15 @@ fn apply(op: &str, operand: &Value, actual: Option<&Value>) -> bool {
             Some(Value::String(s)) => operand.as_str().is_some_and(|needle| s.contains(needle)),
             _ => false,
         },
+        // Starts with the prefix, or with one of several (NewStore's entity filter).
+        "prefix" => match (actual, operand) {
+            (Some(Value::String(s)), Value::String(prefix)) => s.starts_with(prefix.as_str()),
+            (Some(Value::String(s)), Value::Array(prefixes)) => prefixes
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|prefix| s.starts_with(prefix)),
+            _ => false,
+        },
         "gt" | "gte" | "lt" | "lte" => {
             let Some(ordering) = actual.and_then(|a| compare(a, operand)) else {
                 return false;
@@ -138,6 +179,8 @@ mod tests {
             json!({"payload.tags": {"contains": "vip"}}),
             json!({"payload.note": {"exists": false}}),
             json!({"event_type": {"ne": "order.deleted"}}),
+            json!({"event_type": {"prefix": "order."}}),
+            json!({"event_type": {"prefix": ["invoice.", "order."]}}),
             json!({}),
         ];
         for c in yes {
@@ -149,8 +192,11 @@ mod tests {
             json!({"payload.total": {"gt": 150}}),
             json!({"payload.missing": 1}),
             json!({"payload.status": "paid", "payload.total": {"lt": 10}}),
+            json!({"event_type": {"prefix": ["invoice.", "order.c."]}}),
+            json!({"payload.total": {"prefix": "1"}}),
         ];
         for c in no {
+            assert!(validate(&c).is_ok(), "{c}");
             assert!(!matches(&c, &e), "{c} should not match");
         }
     }
@@ -161,9 +207,13 @@ mod tests {
             json!([1]),
             json!({"": 1}),
             json!({"a..b": 1}),
-            json!({"p": {"between": [1, 2]}}),
-            json!({"p": {"in": 3}}),
-            json!({"p": {"exists": "yes"}}),
+            json!({"payload.p": {"between": [1, 2]}}),
+            json!({"payload.p": {"in": 3}}),
+            json!({"payload.p": {"exists": "yes"}}),
+            json!({"payload.p": {"prefix": 1}}),
+            json!({"payload.p": {"prefix": []}}),
+            json!({"events": ["order.created"]}),
+            json!({"status": "paid"}),
         ] {
             assert!(validate(&c).is_err(), "{c} should be refused");
         }

@@ -342,6 +342,8 @@ pub struct ValidationContext<'a> {
     pub known_plugin: &'a dyn Fn(&str) -> bool,
     /// Which destinations are allowed (the SSRF guard).
     pub policy: DestinationPolicy,
+    /// The time of the request: `starts_at` may not be later.
+    pub now: EpochMillis,
 }
 
 impl WebhookSpec {
@@ -375,7 +377,7 @@ impl WebhookSpec {
         {
             problems.add("additional_data", "must be a JSON object");
         }
-        self.validate_window(&mut problems);
+        self.validate_window(&mut problems, ctx.now);
         self.validate_retry(&mut problems);
         if let Some(rate) = self.rate_limit_per_second
             && !(rate > 0.0 && rate <= 100_000.0)
@@ -402,7 +404,9 @@ impl WebhookSpec {
         problems.into_result()
     }
 
-    fn validate_window(&self, problems: &mut Problems) {
+    /// NewStore's rules: a temporary webhook replays `starts_at..=ends_at`; a permanent
+    /// one may back-fill from `starts_at` and has no end; neither starts in the future.
+    fn validate_window(&self, problems: &mut Problems, now: EpochMillis) {
         let starts = self
             .starts_at
             .as_deref()
@@ -415,6 +419,15 @@ impl WebhookSpec {
             if let Err(message) = parsed {
                 problems.add(*field, message.clone());
             }
+        }
+        if let Some((_, Ok(s))) = &starts
+            && *s > now
+        {
+            problems.add(
+                "starts_at",
+                "must not be in the future (events are taken as they arrive from now on \
+                 without it)",
+            );
         }
         match self.integration_type {
             IntegrationType::Temporary => {
@@ -431,10 +444,51 @@ impl WebhookSpec {
                 }
             }
             IntegrationType::Permanent => {
-                for (field, _) in [&starts, &ends].into_iter().flatten() {
-                    problems.add(*field, "only applies to temporary webhooks");
+                if ends.is_some() {
+                    problems.add(
+                        "ends_at",
+                        "only applies to temporary webhooks (a permanent one has no end)",
+                    );
                 }
             }
+        }
+    }
+
+    /// What NewStore says cannot change after creation: the type and the dates; and a
+    /// temporary webhook, a replay of a fixed window, cannot change at all. `Err` names
+    /// the first field that differs.
+    pub fn check_update(&self, updated: &WebhookSpec) -> Result<(), FieldError> {
+        let fixed = |field: &str| FieldError {
+            field: field.into(),
+            message: "cannot be changed after the webhook is created; create a new webhook \
+                      for another window"
+                .into(),
+        };
+        if self.integration_type != updated.integration_type {
+            return Err(fixed("integration_type"));
+        }
+        if self.starts_at != updated.starts_at {
+            return Err(fixed("starts_at"));
+        }
+        if self.ends_at != updated.ends_at {
+            return Err(fixed("ends_at"));
+        }
+        if self.integration_type == IntegrationType::Temporary && self != updated {
+            return Err(FieldError {
+                field: "integration_type".into(),
+                message: "a temporary webhook cannot be updated (only started, stopped or \
+                          deleted); create a new one"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A permanent webhook's back-fill start, in millis; only meaningful after validation.
+    pub fn backfill_from(&self) -> Option<EpochMillis> {
+        match self.integration_type {
+            IntegrationType::Permanent => parse_rfc3339(self.starts_at.as_deref()?).ok(),
+            IntegrationType::Temporary => None,
         }
     }
 
@@ -522,6 +576,7 @@ mod tests {
             policy: DestinationPolicy {
                 allow_private: false,
             },
+            now: 1_800_000_000_000,
         }
     }
 
@@ -547,6 +602,46 @@ mod tests {
     const VIEW_HTTP: &str = r#"{"additional_data":null,"authentication":{"header":"X-Sig","secret":"****0002","type":"hmac"},"created_at":"2026-01-01T00:00:00.000Z","description":null,"destination":{"type":"http"},"enabled":true,"ends_at":null,"event_types":["order.created"],"filter_conditions":null,"headers":{"X-Env":"prod"},"id":"erp-1","integration_type":"permanent","max_in_flight":16,"method":"POST","name":"ERP","ordering":"unordered","plugins":[],"query_key":"****0001","rate_limit_per_second":null,"retry":{"mode":"auto","schedule":["PT0S","PT5S"]},"starts_at":null,"status":"running","timeout":"PT10S","tls":{"ca_pem":"-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n","client_cert_pem":"-----BEGIN CERTIFICATE-----\nCERT\n-----END CERTIFICATE-----\n","client_key_pem":"(PEM private key, sha256:d4d1cff8)"},"updated_at":"2026-01-01T00:00:00.000Z","url":"https://erp.example.com/hook?x=1"}"#;
     const STORED_S3: &str = r#"{"id":"lake","status":"running","created_at":1767225600000,"updated_at":1767225600000,"spec":{"id":"lake","name":null,"description":null,"url":null,"method":"POST","enabled":true,"event_types":[],"filter_conditions":null,"headers":{},"additional_data":null,"query_key":null,"timeout":"PT30S","integration_type":"permanent","starts_at":null,"ends_at":null,"authentication":{"type":"none"},"tls":null,"retry":{"mode":"auto","schedule":["PT0S","PT5S","PT5M","PT30M","PT2H","PT5H","PT10H","PT10H"]},"ordering":"unordered","rate_limit_per_second":null,"max_in_flight":16,"plugins":[],"destination":{"type":"s3","bucket":"exports","key_prefix":"hg/raw","region":"eu-west-1","endpoint":"https://minio.example.com","path_style":true,"access_key_id":"AKIA","secret_access_key":"s3-secret-value-0003","flush_interval":"PT5M","max_file_bytes":52428800}}}"#;
     const VIEW_S3: &str = r#"{"additional_data":null,"authentication":{"type":"none"},"created_at":"2026-01-01T00:00:00.000Z","description":null,"destination":{"access_key_id":"AKIA","bucket":"exports","endpoint":"https://minio.example.com","flush_interval":"PT5M","key_prefix":"hg/raw","max_file_bytes":52428800,"path_style":true,"region":"eu-west-1","secret_access_key":"****0003","type":"s3"},"enabled":true,"ends_at":null,"event_types":[],"filter_conditions":null,"headers":{},"id":"lake","integration_type":"permanent","max_in_flight":16,"method":"POST","name":null,"ordering":"unordered","plugins":[],"query_key":null,"rate_limit_per_second":null,"retry":{"mode":"auto","schedule":["PT0S","PT5S","PT5M","PT30M","PT2H","PT5H","PT10H","PT10H"]},"starts_at":null,"status":"running","timeout":"PT30S","tls":null,"updated_at":"2026-01-01T00:00:00.000Z","url":null}"#;
+
+    #[test]
+    fn newstore_dates_and_type_are_fixed_and_temporary_webhooks_do_not_change() {
+        let permanent = json!({"url": "https://x.io", "starts_at": "2026-01-01T00:00:00Z"});
+        let spec = parse_spec(permanent.clone()).unwrap();
+        assert_eq!(
+            errors(permanent.clone()),
+            Vec::<String>::new(),
+            "a back-fill is fine"
+        );
+        assert_eq!(spec.backfill_from(), Some(1_767_225_600_000));
+        let mut renamed = permanent.clone();
+        renamed["name"] = json!("ERP");
+        assert!(spec.check_update(&parse_spec(renamed).unwrap()).is_ok());
+        let mut moved = permanent;
+        moved["starts_at"] = json!("2026-02-01T00:00:00Z");
+        let error = spec.check_update(&parse_spec(moved).unwrap()).unwrap_err();
+        assert_eq!(error.field, "starts_at");
+
+        let temporary = json!({"url": "https://x.io", "integration_type": "temporary",
+            "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2026-01-02T00:00:00Z"});
+        let spec = parse_spec(temporary.clone()).unwrap();
+        assert!(
+            spec.check_update(&parse_spec(temporary.clone()).unwrap())
+                .is_ok()
+        );
+        let mut renamed = temporary.clone();
+        renamed["name"] = json!("ERP");
+        let error = spec
+            .check_update(&parse_spec(renamed).unwrap())
+            .unwrap_err();
+        assert!(error.message.contains("temporary"), "{error:?}");
+        let mut permanent = temporary;
+        permanent["integration_type"] = json!("permanent");
+        permanent["ends_at"] = Value::Null;
+        let error = spec
+            .check_update(&parse_spec(permanent).unwrap())
+            .unwrap_err();
+        assert_eq!(error.field, "integration_type");
+    }
 
     #[test]
     fn records_written_before_the_typed_destination_read_back_identically() {
@@ -681,7 +776,11 @@ mod tests {
                 "ends_at",
             ),
             (
-                json!({"url": "https://x.io", "starts_at": "2026-01-01T00:00:00Z"}),
+                json!({"url": "https://x.io", "ends_at": "2026-01-01T00:00:00Z"}),
+                "ends_at",
+            ),
+            (
+                json!({"url": "https://x.io", "starts_at": "2030-01-01T00:00:00Z"}),
                 "starts_at",
             ),
             (

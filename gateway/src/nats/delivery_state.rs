@@ -30,7 +30,9 @@ use serde::de::DeserializeOwned;
 
 use super::{Nats, direct, lease::Fence, ownership, subjects::token, unavailable};
 use crate::{
-    delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
+    delivery::records::{
+        Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, REJECTED_KEPT, Stats,
+    },
     ids,
     iso::EpochMillis,
     storage::{DeliveryState, OutcomeSet, RejectedPage, StorageError, StorageResult, WebhookRef},
@@ -239,6 +241,16 @@ impl NatsDeliveryState {
             messages.push(message(format!("{p}.cur"), cursor.to_string().into()));
         }
         self.publish(messages, fence).await?;
+        // A removed entry is a tombstone on its subject, and counts among the kept ones:
+        // the list holds at most `REJECTED_KEPT`, sometimes fewer.
+        if outcomes.rejected.iter().any(|(_, listed)| *listed) {
+            self.stream
+                .purge()
+                .filter(format!("{p}.rej.*"))
+                .keep(REJECTED_KEPT as u64)
+                .await
+                .map_err(unavailable)?;
+        }
         if !outcomes.log.is_empty() {
             self.stream
                 .purge()

@@ -29,7 +29,9 @@ use async_trait::async_trait;
 
 use super::{StoreError, Writes, codec};
 use crate::{
-    delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
+    delivery::records::{
+        Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, REJECTED_KEPT, Stats,
+    },
     iso::EpochMillis,
     log::GroupCommit,
     storage::{DeliveryState, OutcomeSet, RejectedPage, StorageError, StorageResult, WebhookRef},
@@ -214,17 +216,13 @@ impl EmbeddedDeliveryState {
         Ok(writes)
     }
 
-    /// Keeps only the newest `LOG_ENTRIES_KEPT` entries of the integration log.
-    fn trim_log(&self, keys: &WebhookKeys) -> Result<(), StoreError> {
-        let prefix = keys.tagged(LOG);
+    /// Keeps only the newest `kept` entries under `tag` (the integration log, the
+    /// rejected list: both keyed oldest first).
+    fn trim(&self, keys: &WebhookKeys, tag: u8, kept: usize) -> Result<(), StoreError> {
+        let prefix = keys.tagged(tag);
         let count = self.tree.scan_prefix(&prefix).count();
-        if count > LOG_ENTRIES_KEPT {
-            for key in self
-                .tree
-                .scan_prefix(&prefix)
-                .keys()
-                .take(count - LOG_ENTRIES_KEPT)
-            {
+        if count > kept {
+            for key in self.tree.scan_prefix(&prefix).keys().take(count - kept) {
                 self.tree.remove(key?)?;
             }
         }
@@ -270,9 +268,13 @@ impl DeliveryState for EmbeddedDeliveryState {
         }
         let keys = WebhookKeys::new(webhook);
         let logged = !outcomes.log.is_empty();
+        let listed = outcomes.rejected.iter().any(|(_, listed)| *listed);
         self.encode_set(&keys, outcomes)?.apply(&self.tree)?;
         if logged {
-            self.trim_log(&keys)?;
+            self.trim(&keys, LOG, LOG_ENTRIES_KEPT)?;
+        }
+        if listed {
+            self.trim(&keys, REJECTED, REJECTED_KEPT)?;
         }
         self.dirty.store(true, Ordering::Release);
         Ok(())

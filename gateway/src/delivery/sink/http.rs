@@ -160,7 +160,19 @@ impl HttpSink {
         };
         let failure = match (status_code, &error) {
             (Some(200..=299), None) => None,
-            (Some(code), _) => Some(format!("HTTP {code} from the receiver")),
+            // NewStore's wording; the URL without its query, which may carry `query_key`.
+            (Some(code), _) => {
+                let reason = reqwest::StatusCode::from_u16(code)
+                    .ok()
+                    .and_then(|status| status.canonical_reason())
+                    .unwrap_or("unknown status")
+                    .to_ascii_lowercase();
+                let mut shown = self.url.clone();
+                shown.set_query(None);
+                Some(format!(
+                    "Request to URL {shown} failed. Reason: {reason} (HTTP status code {code})."
+                ))
+            }
             (None, Some(error)) => Some(error.clone()),
             (None, None) => Some("no response".into()),
         };

@@ -505,8 +505,8 @@ impl Core {
         self.stats_dirty = true;
     }
 
-    /// Counts one attempt in the statistics and metrics; logs `retry_triggered` when the
-    /// webhook starts failing. Returns whether the destination took it.
+    /// Counts one attempt in the statistics and metrics; logs every failed one as
+    /// `retry_triggered` (NewStore's integration log; the log keeps its last entries).
     fn count_attempt(&mut self, sent: &Sent, delivered: bool) {
         let attempt = &sent.attempt;
         self.ctx.metrics.attempt_latency(attempt.duration_ms);
@@ -527,9 +527,10 @@ impl Core {
         self.stats.failures_since_last_success += 1;
         if self.stats.failing_since.is_none() {
             self.stats.failing_since = Some(now_millis());
-            let reason = sent.failure.clone().unwrap_or_else(|| "no response".into());
-            self.log("retry_triggered", Some(reason));
         }
+        let failure = sent.failure.as_deref().unwrap_or("no response");
+        let reason = format!("{failure} Event: {}", attempt.event_id);
+        self.log("retry_triggered", Some(reason));
         self.stats.last_failure = Some(mark);
     }
 

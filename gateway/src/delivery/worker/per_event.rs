@@ -596,7 +596,16 @@ impl PerEvent {
         };
         core.refresh_resolution().await;
         match core.ctx.log.event_by_seq(&core.tenant, seq).await {
-            Ok(Some(event)) => self.launch(core, delivery, &event, false, Some(reply)),
+            // A resend follows the webhook's current filter: what it excludes is not sent
+            // by hand either (change the filter first to send it).
+            Ok(Some(event)) => match core.filtered(&event) {
+                Some(reason) => {
+                    let _ = reply.send(Err(format!(
+                        "not sent: the webhook's filter_conditions exclude this event ({reason})"
+                    )));
+                }
+                None => self.launch(core, delivery, &event, false, Some(reply)),
+            },
             _ => {
                 let _ = reply.send(Err("the event is no longer stored (retention)".into()));
             }

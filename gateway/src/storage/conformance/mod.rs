@@ -11,7 +11,9 @@ use std::{collections::HashSet, future::Future, sync::Arc};
 
 use super::{Catalog, DeliveryState, EventLog, OutcomeSet, Ownership, RejectedPage, WebhookRef};
 use crate::{
-    delivery::records::{Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, Stats},
+    delivery::records::{
+        Attempt, Delivery, LOG_ENTRIES_KEPT, LogEntry, MessageStatus, REJECTED_KEPT, Stats,
+    },
     iso::EpochMillis,
 };
 
@@ -106,6 +108,7 @@ where
         due_never_returns_a_record_that_is_not_pending_then,
         due_is_ordered_limited_and_excludes,
         the_rejected_list_pages_in_order,
+        the_rejected_list_keeps_the_newest,
         listings_page_in_seq_order,
         the_integration_log_is_newest_first_and_bounded,
         purge_removes_only_the_given_events,
@@ -342,6 +345,30 @@ async fn due_is_ordered_limited_and_excludes(state: &dyn DeliveryState) {
     let by_now = state.due(&w, T0 + 25, 10, &HashSet::new()).await.unwrap();
     assert_eq!(seqs(&by_now), [2, 3]);
     assert_eq!(state.earliest_due(&w).await.unwrap(), Some(T0 + 10));
+}
+
+/// NewStore's "up to 30": past that the oldest leave the list, their records stay.
+async fn the_rejected_list_keeps_the_newest(state: &dyn DeliveryState) {
+    let w = webhook("acme", "w1");
+    let total = REJECTED_KEPT as u64 + 5;
+    state
+        .apply(
+            &w,
+            set(|s| {
+                for seq in 1..=total {
+                    s.record(record(seq, MessageStatus::Rejected, None), None);
+                    s.reject(seq);
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    state.apply(&w, set(|s| s.reject(total + 1))).await.unwrap();
+    let all = state.rejected(&w, None, 1000).await.unwrap();
+    assert_eq!(all.seqs.len(), REJECTED_KEPT, "{:?}", all.seqs);
+    assert_eq!(all.seqs.last(), Some(&(total + 1)));
+    assert!(!state.is_rejected(&w, 1).await.unwrap());
+    assert!(state.delivery(&w, 1).await.unwrap().is_some());
 }
 
 async fn the_rejected_list_pages_in_order(state: &dyn DeliveryState) {
