@@ -154,7 +154,7 @@ async fn webhook_validation_errors_name_the_field() {
         (json!({"url": url, "id": "UPPER"}), "id"),
         (json!({"url": url, "id": "a".repeat(51)}), "id"),
         (json!({"url": url, "timeout": "30s"}), "timeout"),
-        (json!({"url": url, "timeout": "PT10M"}), "timeout"),
+        (json!({"url": url, "timeout": "PT11M"}), "timeout"),
         (
             json!({"url": url, "retry": {"schedule": ["PT5S", "later"]}}),
             "retry.schedule[1]",
@@ -606,6 +606,14 @@ async fn schemas_reject_bad_payloads() {
     t.post("/event-types", json!({"name": "order.created"}))
         .await
         .expect_error(409, "conflict");
+    // A boolean schema takes everything or nothing: not what the catalog declares.
+    for boolean in [false, true] {
+        let refused = t
+            .post("/event-types", json!({"name": "flag", "schema": boolean}))
+            .await
+            .expect_error(400, "validation_error");
+        assert_eq!(refused.body["errors"][0]["field"], "schema");
+    }
     t.post(
         "/event-types",
         json!({"name": "broken", "schema": {"type": 12}}),

@@ -638,3 +638,65 @@ print("verified")
         .expect_error(400, "validation_error");
     assert_eq!(refused.body["errors"][0]["field"], "webHook.useSslTrustAll");
 }
+
+// ---- CloudBlue Connect ----
+
+/// "Repeated when a response is not returned during the 10 min time-out": a 10-minute
+/// timeout is a valid setting; and "Last failure … contains a link to that response":
+/// the statistics name the attempt and its event, which lead to the response.
+#[tokio::test]
+async fn cloudblue_timeout_and_statistics_links_as_documented() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::with(Behaviour::Always(503)).await;
+    let created = t
+        .post(
+            "/webhooks",
+            json!({"id": "tutorial", "name": "Tutorial Webhook", "url": rx.url("/"),
+                   "method": "POST", "timeout": "PT10M", "headers": {"X-Env": "demo"},
+                   "additional_data": {"purpose": "demo", "audience": "partners"},
+                   "retry": {"mode": "manual", "schedule": ["PT0S"]}}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(created["timeout"], "PT10M");
+    t.post("/webhooks", json!({"url": rx.url("/"), "timeout": "PT11M"}))
+        .await
+        .expect_error(400, "validation_error");
+    ingest(&t, "fr-1", json!({})).await;
+    wait_status(&t, "tutorial", "fr-1", "failed", secs(20)).await;
+    let stats = eventually(
+        &gw,
+        secs(10),
+        "the failure is in the statistics",
+        async || {
+            let stats = t.get("/webhooks/tutorial/stats").await.expect(200).body;
+            if stats["last_failure"].is_object() {
+                Ok(stats)
+            } else {
+                Err(stats.to_string())
+            }
+        },
+    )
+    .await;
+    let mark = &stats["last_failure"];
+    assert_eq!(mark["event_id"], "fr-1", "{stats}");
+    let path = format!(
+        "/messages/{}/attempts/{}",
+        mark["event_id"].as_str().unwrap(),
+        mark["attempt_id"].as_str().unwrap()
+    );
+    let attempt = t.get(&path).await.expect(200).body;
+    assert_eq!(attempt["status_code"], 503, "{attempt}");
+    assert_eq!(attempt["id"], mark["attempt_id"]);
+    t.get("/messages/fr-1/attempts/att_unknown")
+        .await
+        .expect_error(404, "not_found");
+    let sent = rx.requests()[0].json();
+    assert_eq!(
+        sent["data"],
+        json!({"purpose": "demo", "audience": "partners"})
+    );
+    assert_eq!(rx.requests()[0].header("x-env"), Some("demo"));
+}

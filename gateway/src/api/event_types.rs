@@ -80,13 +80,20 @@ fn check(name: &str, schema: Option<&Value>) -> ApiResult<()> {
             message: "must match ^[A-Za-z0-9_.:-]{1,128}$".into(),
         });
     }
-    if let Some(schema) = schema
-        && let Err(message) = schemas::compile(schema)
-    {
-        errors.push(FieldError {
-            field: "schema".into(),
-            message,
-        });
+    // The document declares an object (or null): a boolean schema would take every
+    // payload (`true`, the same as none) or refuse every one (`false`), never what a
+    // catalog entry means.
+    if let Some(schema) = schema.filter(|s| !s.is_null()) {
+        let checked = match schema {
+            Value::Object(_) => schemas::compile(schema),
+            _ => Err("must be a JSON Schema object, or null for none".into()),
+        };
+        if let Err(message) = checked {
+            errors.push(FieldError {
+                field: "schema".into(),
+                message,
+            });
+        }
     }
     if errors.is_empty() {
         Ok(())

@@ -31,6 +31,7 @@ pub fn routes() -> Routes {
         .routes(routes!(messages_of_type_and_webhook))
         .routes(routes!(message))
         .routes(routes!(message_attempts))
+        .routes(routes!(message_attempt))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -279,17 +280,46 @@ async fn message_attempts(
     auth: TenantAuth,
     Path((_, event_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    let attempts = attempts_of(&state, &auth.tenant, &event_id).await?;
+    let data: Vec<Value> = attempts.iter().map(|a| a.view()).collect();
+    Ok(Json(json!({"data": data})))
+}
+
+/// Every attempt at one event, across the tenant's webhooks, oldest first.
+async fn attempts_of(
+    state: &ApiState,
+    tenant: &str,
+    event_id: &str,
+) -> ApiResult<Vec<crate::delivery::records::Attempt>> {
     let (seq, _) = state
         .log
-        .event_by_id(&auth.tenant, &event_id)
+        .event_by_id(tenant, event_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
     let mut attempts = Vec::new();
-    for webhook in state.catalog.all_webhooks_of(&auth.tenant).await? {
-        let webhook_ref = WebhookRef::new(&auth.tenant, &webhook.id);
+    for webhook in state.catalog.all_webhooks_of(tenant).await? {
+        let webhook_ref = WebhookRef::new(tenant, &webhook.id);
         attempts.extend(state.deliveries.attempts(&webhook_ref, seq).await?);
     }
     attempts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
-    let data: Vec<Value> = attempts.iter().map(|a| a.view()).collect();
-    Ok(Json(json!({"data": data})))
+    Ok(attempts)
+}
+
+/// One attempt, as the statistics' `last_success`/`last_failure` name it (CloudBlue's
+/// link from the statistics to the response).
+#[utoipa::path(get, path = "/{tenant}/v1/messages/{event_id}/attempts/{attempt_id}", tag = "events",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path), ("event_id" = String, Path), ("attempt_id" = String, Path)),
+    responses((status = 200, description = "The attempt: request outcome, response headers and body"), (status = 404)))]
+async fn message_attempt(
+    State(state): State<Arc<ApiState>>,
+    auth: TenantAuth,
+    Path((_, event_id, attempt_id)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    attempts_of(&state, &auth.tenant, &event_id)
+        .await?
+        .into_iter()
+        .find(|a| a.id == attempt_id)
+        .map(|a| Json(a.view()))
+        .ok_or_else(|| ApiError::not_found(format!("no attempt `{attempt_id}` at `{event_id}`")))
 }

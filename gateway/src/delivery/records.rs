@@ -126,6 +126,10 @@ impl Attempt {
 pub struct Mark {
     pub at: EpochMillis,
     pub attempt_id: String,
+    /// The attempt's event, so the mark leads to the response
+    /// (`GET /messages/{event_id}/attempts/{attempt_id}`). Empty in marks stored before it.
+    #[serde(default)]
+    pub event_id: String,
 }
 
 /// CloudBlue's webhook statistics.
@@ -149,8 +153,10 @@ pub struct Stats {
 impl Stats {
     pub fn view(&self) -> serde_json::Value {
         let mark = |m: &Option<Mark>| {
-            m.as_ref()
-                .map(|m| serde_json::json!({"at": format_millis(m.at), "attempt_id": m.attempt_id}))
+            m.as_ref().map(|m| {
+                serde_json::json!({"at": format_millis(m.at), "attempt_id": m.attempt_id,
+                                            "event_id": m.event_id})
+            })
         };
         serde_json::json!({
             "events": self.events,

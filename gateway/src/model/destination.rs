@@ -22,7 +22,7 @@ use super::problems::{FieldError, Problems};
 use crate::iso::IsoDuration;
 
 pub const DEFAULT_TIMEOUT: &str = "PT30S";
-const MAX_TIMEOUT_SECS: u64 = 300;
+const MAX_TIMEOUT_SECS: u64 = 600;
 const MAX_HEADERS: usize = 50;
 /// Headers the gateway owns on the wire; letting a tenant (or a plugin) set them would
 /// corrupt framing or forge the gateway's own headers.
@@ -118,7 +118,7 @@ impl Destination {
 fn check_timeout(problems: &mut Problems, timeout: &IsoDuration) {
     let timeout = timeout.duration();
     if timeout.is_zero() || timeout.as_secs() > MAX_TIMEOUT_SECS {
-        problems.add("timeout", "must be more than PT0S and at most PT5M");
+        problems.add("timeout", "must be more than PT0S and at most PT10M");
     }
 }
 

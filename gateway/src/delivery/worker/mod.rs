@@ -514,6 +514,7 @@ impl Core {
         let mark = Mark {
             at: attempt.at,
             attempt_id: attempt.id.clone(),
+            event_id: attempt.event_id.clone(),
         };
         if delivered {
             self.stats.success_responses += 1;
