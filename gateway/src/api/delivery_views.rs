@@ -19,7 +19,7 @@ use crate::{
 
 /// `{id, event_type, webhook_id, status, status_code, success, runs_counter, created_at,
 /// updated_at, next_attempt_at, reason}`, plus `payload` and `runs` when asked.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     id: String,
     event_type: String,
@@ -35,8 +35,11 @@ pub struct MessageView {
     /// Absent unless asked for; then the stored payload, or `null` when the event is no
     /// longer stored (purged by retention).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     payload: Option<Option<Box<RawValue>>>,
+    /// The attempts (`include_runs`), oldest first.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
     runs: Option<Vec<Value>>,
 }
 

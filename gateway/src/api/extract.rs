@@ -107,7 +107,7 @@ impl ListQuery {
 }
 
 /// `{"data": [...], "iterator": "...", "done": bool}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub iterator: Option<String>,

@@ -210,7 +210,8 @@ struct FailedToSendQuery {
 #[utoipa::path(get, path = "/{tenant}/v1/events/{event_type}/webhook/{webhook_id}/messages", tag = "events",
     security(("bearer" = [])),
     params(("tenant" = String, Path), ("event_type" = String, Path), ("webhook_id" = String, Path), FailedToSendQuery),
-    responses((status = 200, description = "`{data: [message], iterator, done}`"), (status = 404)))]
+    responses((status = 200, description = "`{data: [message], iterator, done}`",
+        body = Page<delivery_views::MessageView>), (status = 400), (status = 404)))]
 async fn messages_of_type_and_webhook(
     State(state): State<Arc<ApiState>>,
     auth: TenantAuth,

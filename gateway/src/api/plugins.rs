@@ -267,7 +267,7 @@ async fn upload_plugin(
 #[utoipa::path(get, path = "/{tenant}/v1/plugins", tag = "plugins", security(("bearer" = [])),
     params(("tenant" = String, Path), ListQuery),
     responses((status = 200, description = "`{data: [plugin summary (latest version)], iterator, done}`",
-        body = Vec<PluginSummary>)))]
+        body = Page<PluginSummary>)))]
 async fn list_plugins(
     State(state): State<Arc<ApiState>>,
     auth: TenantAuth,

@@ -185,7 +185,8 @@ fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
 #[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/messages", tag = "events",
     security(("bearer" = [])),
     params(("tenant" = String, Path), ("id" = String, Path), MessageQuery),
-    responses((status = 200, description = "`{data: [message], iterator, done}` in ingest order"), (status = 404)))]
+    responses((status = 200, description = "`{data: [message], iterator, done}` in ingest order",
+        body = Page<delivery_views::MessageView>), (status = 400), (status = 404)))]
 async fn webhook_messages(
     State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
