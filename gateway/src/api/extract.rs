@@ -13,7 +13,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::{api::ApiState, model::problems::FieldError};
+use crate::{
+    api::ApiState,
+    iso::{Bound, EpochMillis, parse_time_param},
+    model::problems::FieldError,
+};
 
 /// A JSON body. Wrong content type: 415; malformed JSON: 400 `invalid_json`; a value of
 /// the wrong shape: 400 `validation_error` naming the field.
@@ -95,14 +99,38 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub fn limit(&self) -> Result<usize, ApiError> {
-        match self.limit {
-            None => Ok(50),
-            Some(n) if (1..=1000).contains(&n) => Ok(n),
-            Some(_) => Err(ApiError::validation(vec![FieldError {
-                field: "limit".into(),
-                message: "must be between 1 and 1000".into(),
-            }])),
-        }
+        page_limit(self.limit).map_err(|e| ApiError::validation(vec![e]))
+    }
+}
+
+/// A page size: default 50, at most 1000.
+pub fn page_limit(limit: Option<usize>) -> Result<usize, FieldError> {
+    match limit {
+        None => Ok(50),
+        Some(n) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(FieldError {
+            field: "limit".into(),
+            message: "must be between 1 and 1000".into(),
+        }),
+    }
+}
+
+/// One end of a time range given as the query parameter `field` (`iso::parse_time_param`);
+/// absent, the range is open on that side.
+pub fn time_bound(
+    value: Option<&str>,
+    field: &str,
+    bound: Bound,
+) -> Result<EpochMillis, FieldError> {
+    match value {
+        None => Ok(match bound {
+            Bound::Start => EpochMillis::MIN,
+            Bound::End => EpochMillis::MAX,
+        }),
+        Some(text) => parse_time_param(text, bound).map_err(|message| FieldError {
+            field: field.into(),
+            message,
+        }),
     }
 }
 

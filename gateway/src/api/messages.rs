@@ -13,13 +13,13 @@ use utoipa_axum::routes;
 use super::{
     Routes,
     error::{ApiError, ApiResult},
-    extract::{Page, TenantAuth},
+    extract::{Page, TenantAuth, page_limit, time_bound},
 };
 use super::{delivery_views, dialects};
 use crate::{
     api::ApiState,
     delivery::records::{Delivery, MessageStatus},
-    iso::{Bound, EpochMillis, format_millis, parse_time_param},
+    iso::{Bound, EpochMillis, format_millis},
     model::{problems::FieldError, webhook::is_event_type_name},
     storage::StoredEvent,
     storage::WebhookRef,
@@ -53,24 +53,15 @@ struct TimeRangeQuery {
     iterator: Option<String>,
 }
 
-/// One end of the range, in Hookgate's spelling or Sterling's (`theirs`).
-fn time_bound(
-    (field, value): (&str, Option<&str>),
+/// One end of the range, in Hookgate's spelling or Sterling's (`theirs`), never both.
+fn either_bound(
+    ours: (&str, Option<&str>),
     theirs: (&str, Option<&str>),
     bound: Bound,
 ) -> Result<EpochMillis, FieldError> {
-    let default = match bound {
-        Bound::Start => EpochMillis::MIN,
-        Bound::End => EpochMillis::MAX,
-    };
-    let given = dialects::either((field, value), theirs)?;
-    match given {
-        None => Ok(default),
-        Some(text) => parse_time_param(text, bound).map_err(|message| FieldError {
-            field: if value.is_some() { field } else { theirs.0 }.into(),
-            message,
-        }),
-    }
+    let (field, _) = if ours.1.is_some() { ours } else { theirs };
+    let value = dialects::either(ours, theirs)?;
+    time_bound(value, field, bound)
 }
 
 /// The deliveries of one event to every webhook of the tenant that took it.
@@ -147,22 +138,18 @@ async fn messages_of_type(
             "`{event_type}` is not a valid event type name"
         )));
     }
-    let limit = query.limit.unwrap_or(50);
     let mut errors = Vec::new();
-    if !(1..=1000).contains(&limit) {
-        errors.push(FieldError {
-            field: "limit".into(),
-            message: "must be between 1 and 1000".into(),
-        });
-    }
-    let from = time_bound(
+    let limit = page_limit(query.limit)
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
+    let from = either_bound(
         ("start_date", query.start_date.as_deref()),
         ("startDate", query.start_date_sterling.as_deref()),
         Bound::Start,
     )
     .map_err(|e| errors.push(e))
     .unwrap_or_default();
-    let to = time_bound(
+    let to = either_bound(
         ("end_date", query.end_date.as_deref()),
         ("endDate", query.end_date_sterling.as_deref()),
         Bound::End,
@@ -219,16 +206,7 @@ async fn messages_of_type_and_webhook(
     Query(query): Query<FailedToSendQuery>,
 ) -> ApiResult<Json<Page<delivery_views::MessageView>>> {
     super::webhooks::existing(&state, &auth.tenant, &webhook_id).await?;
-    let limit = match query.limit {
-        None => 50,
-        Some(n) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            return Err(ApiError::validation(vec![FieldError {
-                field: "limit".into(),
-                message: "must be between 1 and 1000".into(),
-            }]));
-        }
-    };
+    let limit = page_limit(query.limit).map_err(|e| ApiError::validation(vec![e]))?;
     let failed_to_send = dialects::either(
         ("failed_to_send", query.failed_to_send),
         ("failedToSend", query.failed_to_send_sterling),

@@ -15,13 +15,13 @@ use utoipa_axum::routes;
 use super::{
     Routes, delivery_views, dialects,
     error::{ApiError, ApiResult},
-    extract::{ApiJson, ListQuery, Page, TenantAuth},
+    extract::{ApiJson, ListQuery, Page, TenantAuth, page_limit, time_bound},
     webhooks::existing,
 };
 use crate::{
     api::ApiState,
     delivery::{SendError, ledger, records::MessageStatus},
-    iso::{Bound, EpochMillis, format_millis, parse_rfc3339, parse_time_param},
+    iso::{Bound, EpochMillis, format_millis, parse_rfc3339},
     model::{problems::FieldError, webhook::Webhook},
     storage::WebhookRef,
 };
@@ -156,32 +156,6 @@ pub async fn scan_deliveries(
     })
 }
 
-fn bound(
-    value: Option<&str>,
-    field: &str,
-    side: Bound,
-    errors: &mut Vec<FieldError>,
-) -> Option<EpochMillis> {
-    value.and_then(|text| match parse_time_param(text, side) {
-        Ok(ms) => Some(ms),
-        Err(message) => {
-            errors.push(FieldError {
-                field: field.into(),
-                message,
-            });
-            None
-        }
-    })
-}
-
-fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
-    ListQuery {
-        limit,
-        iterator: None,
-    }
-    .limit()
-}
-
 #[utoipa::path(get, path = "/{tenant}/v1/webhooks/{id}/messages", tag = "events",
     security(("bearer" = [])),
     params(("tenant" = String, Path), ("id" = String, Path), MessageQuery),
@@ -195,9 +169,13 @@ async fn webhook_messages(
 ) -> ApiResult<Json<Page<delivery_views::MessageView>>> {
     existing(&state, &auth.tenant, &id).await?;
     let mut errors = Vec::new();
-    let from =
-        bound(query.from.as_deref(), "from", Bound::Start, &mut errors).unwrap_or(EpochMillis::MIN);
-    let to = bound(query.to.as_deref(), "to", Bound::End, &mut errors).unwrap_or(EpochMillis::MAX);
+    let mut bound = |value: Option<&String>, field, side| {
+        time_bound(value.map(String::as_str), field, side)
+            .map_err(|e| errors.push(e))
+            .unwrap_or_default()
+    };
+    let from = bound(query.from.as_ref(), "from", Bound::Start);
+    let to = bound(query.to.as_ref(), "to", Bound::End);
     let mut detail = |ours, theirs| {
         dialects::either(ours, theirs)
             .map_err(|e| errors.push(e))
@@ -222,7 +200,7 @@ async fn webhook_messages(
         &state,
         (&auth.tenant, &id),
         query.iterator.as_deref(),
-        page_limit(query.limit)?,
+        page_limit(query.limit).map_err(|e| ApiError::validation(vec![e]))?,
         |d| {
             (from..=to).contains(&d.created_at)
                 && success.is_none_or(|s| match d.status {
