@@ -5,14 +5,10 @@
 //! cursor back; retries do not (their record is already durable state).
 //!
 //! Filter and transform plugins run ahead of the sends: new events are prepared in batches
-//! (`pipeline::prepare_batch`), up to `max_in_flight` events ahead, and wait in `ready`
-//! for a send slot. `max_in_flight` bounds calls to the destination; plugin work neither
-//! takes those slots nor adds to each call's time in them, and the calls of a batch run
-//! back to back, which makes each cheaper (warm caches). Up to [`prepare_tasks`] batches
-//! run at once, on different cores: a transform that costs a millisecond (an interpreter
-//! in the component) would otherwise cap a webhook at about 1,000 events/s on one core.
-//! Their results are filed in the order the batches were taken, so events still go out in
-//! log order.
+//! by one task at a time (`pipeline::prepare_batch`), up to `max_in_flight` events ahead,
+//! and wait in `ready` for a send slot. `max_in_flight` bounds calls to the destination;
+//! plugin work neither takes those slots nor adds to each call's time in them, and the
+//! calls of a batch run back to back, which makes each cheaper (warm caches).
 
 use std::{
     collections::{BTreeSet, HashSet, VecDeque},
@@ -41,20 +37,6 @@ use crate::{
 /// up, so each event is read once however few slots `max_in_flight` leaves per pass.
 const READ_BATCH: usize = 64;
 
-/// Most prepare batches of one webhook running at once (at most one per core).
-fn prepare_tasks() -> usize {
-    static TASKS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *TASKS.get_or_init(|| {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 4)
-    })
-}
-
-/// Fewest events a batch is split down to: below that the calls gain more from running
-/// back to back than from another core.
-const MIN_PREPARE_BATCH: usize = 4;
-
 type Reply = oneshot::Sender<Result<Attempt, String>>;
 
 /// A new event prepared by the plugins, waiting for a send slot.
@@ -66,15 +48,11 @@ struct Ready {
     resolution: Resolution,
 }
 
-/// Each delivery of a prepare batch with its default envelope and what the plugins decided.
-type PreparedBatch = Vec<(Delivery, Bytes, Prepared)>;
-
 /// What the tasks of this flow hand back.
 pub(super) enum Report {
-    /// A `prepare_batch` task (its number, in the order batches were taken): each
-    /// delivery with its default envelope and what the plugins decided, and the
-    /// resolution they ran with.
-    Prepared(u64, PreparedBatch, Resolution),
+    /// A `prepare_batch` task: each delivery with its default envelope and what the
+    /// plugins decided, and the resolution they ran with.
+    Prepared(Vec<(Delivery, Bytes, Prepared)>, Resolution),
     /// A launched delivery ended.
     Done(Box<Done>),
 }
@@ -112,14 +90,8 @@ pub(super) struct PerEvent {
     in_flight: HashSet<u64>,
     /// New events prepared by the plugins, in log order, waiting for a send slot.
     ready: VecDeque<Ready>,
-    /// Events in the `prepare_batch` tasks running now, and how many tasks.
-    preparing_events: usize,
-    preparing_tasks: usize,
-    /// The number the next prepare task gets, and the one whose results are filed next;
-    /// results that came back before an earlier batch's wait in `prepared_early`.
-    next_batch: u64,
-    next_to_file: u64,
-    prepared_early: std::collections::BTreeMap<u64, (PreparedBatch, Resolution)>,
+    /// A `prepare_batch` task is running (one at a time, so batches finish in order).
+    preparing: bool,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports_rx: mpsc::UnboundedReceiver<Report>,
 }
@@ -135,11 +107,7 @@ impl PerEvent {
             holding_cursor: BTreeSet::new(),
             in_flight: HashSet::new(),
             ready: VecDeque::new(),
-            preparing_events: 0,
-            preparing_tasks: 0,
-            next_batch: 0,
-            next_to_file: 0,
-            prepared_early: Default::default(),
+            preparing: false,
             reports_tx,
             reports_rx,
         }
@@ -156,7 +124,7 @@ impl PerEvent {
     }
 
     pub(super) fn idle(&self) -> bool {
-        self.in_flight.is_empty() && self.preparing_tasks == 0
+        self.in_flight.is_empty() && !self.preparing
     }
 
     pub(super) async fn drained(&mut self, core: &mut Core) -> bool {
@@ -197,9 +165,7 @@ impl PerEvent {
     pub(super) async fn accept(&mut self, core: &mut Core, report: Report) {
         match report {
             Report::Done(done) => self.record(core, *done).await,
-            Report::Prepared(number, batch, resolution) => {
-                self.accept_prepared(core, number, batch, resolution)
-            }
+            Report::Prepared(batch, resolution) => self.accept_prepared(core, batch, resolution),
         }
     }
 
@@ -319,10 +285,9 @@ impl PerEvent {
             .map(|d| d.duration())
             .unwrap_or_default();
         loop {
-            let capacity = if prepares && self.preparing_tasks < prepare_tasks() {
-                Self::max_in_flight(core)
-                    .saturating_sub(self.ready.len() + self.preparing_events + taken.len())
-            } else if !prepares && self.preparing_tasks == 0 && self.ready.is_empty() {
+            let capacity = if prepares && !self.preparing {
+                Self::max_in_flight(core).saturating_sub(self.ready.len() + taken.len())
+            } else if !prepares && !self.preparing && self.ready.is_empty() {
                 self.room(core)
             } else {
                 0
@@ -397,37 +362,15 @@ impl PerEvent {
         Ok(())
     }
 
-    /// Runs the filters and transforms of `taken` in tasks of their own, split over the
-    /// free [`prepare_tasks`]; the outcomes come back as [`Report::Prepared`].
+    /// Runs the filters and transforms of `taken` in a task of its own; the outcome comes
+    /// back as a [`Report::Prepared`].
     fn start_prepare(
-        &mut self,
-        core: &Core,
-        mut taken: Vec<(Delivery, StoredEvent)>,
-        resolution: Resolution,
-    ) {
-        let free = prepare_tasks().saturating_sub(self.preparing_tasks).max(1);
-        let tasks = taken.len().div_ceil(MIN_PREPARE_BATCH).clamp(1, free);
-        let per_task = taken.len().div_ceil(tasks);
-        let mut batches = Vec::with_capacity(tasks);
-        while taken.len() > per_task {
-            batches.push(taken.split_off(taken.len() - per_task));
-        }
-        batches.push(taken);
-        for batch in batches.into_iter().rev() {
-            self.start_prepare_task(core, batch, resolution.clone());
-        }
-    }
-
-    fn start_prepare_task(
         &mut self,
         core: &Core,
         taken: Vec<(Delivery, StoredEvent)>,
         resolution: Resolution,
     ) {
-        let number = self.next_batch;
-        self.next_batch += 1;
-        self.preparing_tasks += 1;
-        self.preparing_events += taken.len();
+        self.preparing = true;
         let ctx = core.ctx.clone();
         let tenant = core.tenant.clone();
         let webhook = core.webhook.clone();
@@ -456,31 +399,19 @@ impl PerEvent {
                 .zip(outcomes)
                 .map(|(((delivery, _), envelope), outcome)| (delivery, envelope, outcome))
                 .collect();
-            let _ = reports.send(Report::Prepared(number, batch, resolution));
+            let _ = reports.send(Report::Prepared(batch, resolution));
         });
     }
 
-    /// Takes back what prepare task `number` decided, and files it and any later batches
-    /// that were waiting for it, in the order they were taken.
+    /// Files what a prepare task decided: filtered and failed events are resolved, the
+    /// others wait in `ready`.
     fn accept_prepared(
         &mut self,
         core: &mut Core,
-        number: u64,
-        batch: PreparedBatch,
+        batch: Vec<(Delivery, Bytes, Prepared)>,
         resolution: Resolution,
     ) {
-        self.preparing_tasks -= 1;
-        self.preparing_events -= batch.len();
-        self.prepared_early.insert(number, (batch, resolution));
-        while let Some((batch, resolution)) = self.prepared_early.remove(&self.next_to_file) {
-            self.next_to_file += 1;
-            self.file_prepared(core, batch, resolution);
-        }
-    }
-
-    /// Files one prepared batch: filtered and failed events are resolved, the others wait
-    /// in `ready`.
-    fn file_prepared(&mut self, core: &mut Core, batch: PreparedBatch, resolution: Resolution) {
+        self.preparing = false;
         for (mut delivery, envelope, prepared) in batch {
             match prepared {
                 Prepared::Send { body, headers } => {
