@@ -693,7 +693,7 @@ mod tests {
 
     async fn prepare_for(ctx: &EngineContext, plugins: Value, total: f64) -> Prepared {
         let event = event(total);
-        let body = crate::delivery::envelope::body("acme", &event, None);
+        let body = crate::delivery::envelope::body("acme", &event, None, None);
         // As the worker does: resolve, then prepare with that resolution.
         match resolve(ctx, "acme", &webhook(plugins)).await {
             Ok(resolution) => prepare(ctx, "acme", &resolution, &event, body).await,

@@ -54,7 +54,7 @@ pub async fn run(
     let config = pipeline::config_string(&input.config);
     let context = CallContext::new(input.secrets);
     let event = input.event;
-    let body = envelope::body(tenant, &event, None);
+    let body = envelope::body(tenant, &event, None, None);
     match input.hook {
         Hook::Filter => {
             let event = pipeline::plugin_event(tenant, &event, body);

@@ -333,6 +333,25 @@ async fn any_node_acts_on_webhooks_another_node_runs() {
             2
         );
     }
+    // Trigger Now through either node runs on the owner (a stopped webhook too), and its
+    // attempt is in the statistics whichever node reads them.
+    for (i, w) in webhooks.iter().enumerate() {
+        let attempt = nodes[(i + 1) % 2]
+            .post(&format!("/webhooks/{w}/test"), json!({}))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(attempt["status_code"], 200, "{attempt}");
+        let stats = nodes[i % 2]
+            .get(&format!("/webhooks/{w}/stats"))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(
+            stats["last_success"]["attempt_id"], attempt["id"],
+            "{stats}"
+        );
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(moved.count("e-4"), 0, "stopped webhooks sent nothing");
 

@@ -198,6 +198,21 @@ async fn rejected_event_is_listed_retried_and_deleted() {
     assert!(one["published_at"].is_string(), "{one}");
     assert_eq!(one["payload"], json!({"total": 1}));
 
+    // Still refused: NewStore's 502, in the error format, naming the attempt; the event
+    // stays in the list.
+    let refused = t
+        .post("/webhooks/w1/rejected/e-1/retry", json!({}))
+        .await
+        .expect_error(502, "bad_gateway");
+    let message = refused.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("stays in the rejected list") && message.contains("att_"),
+        "{message}"
+    );
+    assert_eq!(rx.count("e-1"), 2);
+    let list = t.get("/webhooks/w1/rejected").await.expect(200).body;
+    assert_eq!(ids_of(list["data"].as_array().unwrap()).len(), 2, "{list}");
+
     // Fixed receiver: a retry from the list delivers and removes it from the list.
     rx.set(Behaviour::OK);
     let attempt = t
@@ -207,12 +222,12 @@ async fn rejected_event_is_listed_retried_and_deleted() {
         .body;
     assert_attempt_shape(&attempt, "e-1", "w1");
     assert_eq!(attempt["status_code"], 200, "{attempt}");
-    assert_eq!(rx.count("e-1"), 2);
+    assert_eq!(rx.count("e-1"), 3);
     assert_eq!(rx.requests().last().unwrap().answered, Some(200));
     let list = t.get("/webhooks/w1/rejected").await.expect(200).body;
     assert_eq!(ids_of(list["data"].as_array().unwrap()), ["e-2"], "{list}");
     let delivered = wait_status(&t, "w1", "e-1", "delivered", secs(5)).await;
-    assert_eq!(delivered["runs_counter"], 2, "{delivered}");
+    assert_eq!(delivered["runs_counter"], 3, "{delivered}");
 
     // Delete: gone from the list, and no longer readable.
     t.call(Method::DELETE, "/webhooks/w1/rejected/e-2", None)

@@ -19,8 +19,9 @@ const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// The envelope, custom headers, `query_key`, `user-agent` and `webhook-id` arrive as the
-/// contract says; `data` appears only when `additional_data` is set.
+/// The envelope (with the webhook's facts, docs/API.md "What a delivery sends"), custom
+/// headers, `query_key`, `user-agent` and `webhook-id` arrive as the contract says; `data`
+/// appears only when `additional_data` is set.
 #[tokio::test]
 async fn request_carries_envelope_headers_and_query_key() {
     let gw = Gateway::start().await;
@@ -67,11 +68,21 @@ async fn request_carries_envelope_headers_and_query_key() {
             "data",
             "event_type",
             "id",
+            "last_failure_at",
+            "last_success_at",
+            "object_class",
             "payload",
+            "processing_timeout",
             "published_at",
-            "tenant"
+            "tenant",
+            "triggered_at",
+            "webhook_id",
+            "webhook_name"
         ]
     );
+    assert_eq!(body["webhook_id"], "erp");
+    assert_eq!(body["object_class"], "order");
+    assert_eq!(body["processing_timeout"], 1, "create_webhook sets PT1S");
     assert_eq!(body["id"], "e-1");
     assert_eq!(body["tenant"], "acme");
     assert_eq!(body["event_type"], "order.created");

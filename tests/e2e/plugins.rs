@@ -1025,6 +1025,46 @@ async fn filter_transform_and_sign_shape_what_the_receiver_gets() {
     }
 }
 
+/// Trigger Now (`POST …/test`) sends through the webhook as configured: its transform
+/// rewrites the test event and its authenticate plugin signs it, like any delivery.
+#[tokio::test]
+async fn trigger_now_runs_the_transform_and_authenticate_plugins() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::start().await;
+    upload_ok(&t, "erp", "erp-transform").await;
+    upload_ok(&t, "signer", "custom-signer").await;
+    put_secret(&t, "signer", "acme-signing-key", "s3cret")
+        .await
+        .expect(201);
+    create_webhook(
+        &t,
+        "erp-1",
+        &rx.url("/erp"),
+        json!({"plugins": [
+            {"plugin": "erp", "config": {"event_types": {"hookgate.test": "ERP_TEST"}}},
+            {"plugin": "signer", "config": {"secret": "acme-signing-key"}},
+        ]}),
+    )
+    .await;
+    let attempt = t
+        .post("/webhooks/erp-1/test", json!({}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(attempt["status_code"], 200, "{attempt}");
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 1);
+    let body = requests[0].json();
+    assert_eq!(body["record_type"], "ERP_TEST", "transformed: {body}");
+    assert_eq!(body["source_event_id"], attempt["event_id"]);
+    assert_eq!(requests[0].header("x-erp-record-type"), Some("ERP_TEST"));
+    let signature = requests[0]
+        .header("x-acme-signature")
+        .expect("signed by the plugin");
+    assert_acme_signature(signature, "s3cret", &requests[0].body);
+}
+
 /// The filter and transform plugins run once per delivery wherever its first attempt
 /// comes from: a schedule whose first step waits (the attempt then starts from the retry
 /// index), and a resend of a delivered message (whose stored output is not kept once it

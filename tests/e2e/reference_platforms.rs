@@ -700,3 +700,135 @@ async fn cloudblue_timeout_and_statistics_links_as_documented() {
     );
     assert_eq!(rx.requests()[0].header("x-env"), Some("demo"));
 }
+
+/// "Your external handler should receive a request as presented below" and "The JWT
+/// carries signed trustworthy data": the body and the token carry `webhook_id`,
+/// `webhook_name`, `object_class`, `triggered_at`, `last_success_at`, `last_failure_at`,
+/// `processing_timeout` and `data`, with only a JWT secret configured; the token is
+/// checked with PyJWT.
+#[tokio::test]
+async fn cloudblue_calls_and_their_jwt_carry_the_webhook_as_documented() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::with(Behaviour::FailFirst {
+        n: 1,
+        status: 500,
+        retry_after: None,
+    })
+    .await;
+    let secret = "cloudblue-jwt-secret-for-the-e2e-test";
+    t.post(
+        "/webhooks",
+        json!({"id": "wh-623-978-334", "name": "Tutorial Webhook", "url": rx.url("/"),
+               "timeout": "PT10M", "additional_data": {"purpose": "demo", "audience": "partners"},
+               "authentication": {"type": "jwt", "algorithm": "HS256", "secret": secret},
+               "retry": {"schedule": ["PT0S", "PT1S"]}}),
+    )
+    .await
+    .expect(201);
+    ingest_typed(&t, "fulfillment_requests.updated", "pr-1", json!({})).await;
+    wait_status(&t, "wh-623-978-334", "pr-1", "delivered", secs(20)).await;
+    let requests = rx.requests();
+    assert_eq!(requests.len(), 2, "a failed call and its retry");
+    let (first, retry) = (requests[0].json(), requests[1].json());
+    for body in [&first, &retry] {
+        assert_eq!(body["webhook_id"], "wh-623-978-334", "{body}");
+        assert_eq!(body["webhook_name"], "Tutorial Webhook");
+        assert_eq!(body["object_class"], "fulfillment_requests");
+        assert_eq!(body["processing_timeout"], 600);
+        assert_eq!(body["last_success_at"], Value::Null);
+        assert_eq!(body["data"]["purpose"], "demo");
+        assert_eq!(body["payload"]["n"], "pr-1");
+        assert!(
+            body["triggered_at"]
+                .as_str()
+                .is_some_and(|at| at.ends_with('Z'))
+        );
+    }
+    assert_eq!(first["last_failure_at"], Value::Null, "{first}");
+    assert!(
+        retry["last_failure_at"].as_str().is_some(),
+        "the retry knows the failure: {retry}"
+    );
+    assert!(retry["triggered_at"].as_str() > first["triggered_at"].as_str());
+
+    // The token carries the same facts, signed; no registered claim was configured.
+    let mut request = captured(&requests[1]);
+    request["secret"] = json!(secret);
+    let verify = r#"
+import hashlib, json, sys, jwt
+r = json.load(open(sys.argv[1]))
+token = r["headers"]["authorization"].removeprefix("Bearer ")
+assert jwt.get_unverified_header(token)["alg"] == "HS256"
+claims = jwt.decode(token, r["secret"], algorithms=["HS256"])
+body = json.loads(r["body"])
+for name in ["webhook_id", "webhook_name", "object_class", "triggered_at", "last_success_at",
+             "last_failure_at", "processing_timeout", "data"]:
+    assert claims[name] == body[name], (name, claims, body)
+assert "payload" not in claims and "iss" not in claims and "sub" not in claims, claims
+assert claims["body_sha256"] == hashlib.sha256(r["body"].encode()).hexdigest()
+print("verified")
+"#;
+    assert_eq!(python(verify, &request).unwrap(), "verified");
+}
+
+/// "Click the Trigger Now button and verify: the number of events, triggers, and responses
+/// are increased within the Statistics tab; your webhook handler received an API request
+/// according to your specified webhook configuration." The statistics' mark leads to the
+/// test's response.
+#[tokio::test]
+async fn cloudblue_trigger_now_counts_in_the_statistics() {
+    let gw = Gateway::start().await;
+    let t = Client::new(&gw, "acme").await;
+    let rx = Receiver::start().await;
+    let secret = "cloudblue-jwt-secret-for-the-e2e-test";
+    t.post(
+        "/webhooks",
+        json!({"id": "tutorial", "name": "Tutorial Webhook", "url": rx.url("/"),
+               "headers": {"X-Env": "demo"},
+               "authentication": {"type": "jwt", "algorithm": "HS256", "secret": secret}}),
+    )
+    .await
+    .expect(201);
+    let before = t.get("/webhooks/tutorial/stats").await.expect(200).body;
+    let attempt = t
+        .post("/webhooks/tutorial/test", json!({}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(attempt["status_code"], 200, "{attempt}");
+    let after = t.get("/webhooks/tutorial/stats").await.expect(200).body;
+    for counter in ["events", "triggers", "success_responses"] {
+        assert_eq!(
+            after[counter].as_u64().unwrap(),
+            before[counter].as_u64().unwrap() + 1,
+            "{counter}: {before} → {after}"
+        );
+    }
+    assert_eq!(
+        after["last_success"]["attempt_id"], attempt["id"],
+        "{after}"
+    );
+    let path = format!(
+        "/messages/{}/attempts/{}",
+        after["last_success"]["event_id"].as_str().unwrap(),
+        after["last_success"]["attempt_id"].as_str().unwrap()
+    );
+    let followed = t.get(&path).await.expect(200).body;
+    assert_eq!(followed["status_code"], 200, "{followed}");
+    // Sent as configured: its header, its JWT and the webhook's facts.
+    let request = &rx.requests()[0];
+    assert_eq!(request.header("x-env"), Some("demo"));
+    assert!(
+        request
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer "))
+    );
+    let body = request.json();
+    assert_eq!(body["event_type"], "hookgate.test");
+    assert_eq!(body["webhook_id"], "tutorial");
+    assert_eq!(body["object_class"], "hookgate");
+    // A test is no message: the message list stays empty.
+    let messages = webhook_messages(&t, "tutorial", "").await;
+    assert!(messages.is_empty(), "{messages:?}");
+}

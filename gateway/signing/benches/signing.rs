@@ -60,7 +60,7 @@ fn bench_signing(c: &mut Criterion) {
         url: &url,
         body: &body,
         now: jiff::Timestamp::now(),
-        get_claims: None,
+        claims: None,
     };
     let rsa_pem = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
         .unwrap()

@@ -48,7 +48,7 @@
 //!     url: &url,
 //!     body: payload,
 //!     now: jiff::Timestamp::now(),
-//!     get_claims: None,
+//!     claims: None,
 //! };
 //! let mut headers = signer.sign(&request).await?;
 //! let mut response = send(&transport, &request, &headers).await?;

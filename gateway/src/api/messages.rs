@@ -18,7 +18,7 @@ use super::{
 use super::{delivery_views, dialects};
 use crate::{
     api::ApiState,
-    delivery::records::{Delivery, MessageStatus},
+    delivery::records::{Delivery, MessageStatus, TEST_SEQ},
     iso::{Bound, EpochMillis, format_millis},
     model::{problems::FieldError, webhook::is_event_type_name},
     storage::StoredEvent,
@@ -264,21 +264,25 @@ async fn message_attempts(
     Ok(Json(json!({"data": data})))
 }
 
-/// Every attempt at one event, across the tenant's webhooks, oldest first.
+/// Every attempt at one event, across the tenant's webhooks, oldest first. An event in
+/// no log may be one of Trigger Now's, whose attempts are kept under `TEST_SEQ`.
 async fn attempts_of(
     state: &ApiState,
     tenant: &str,
     event_id: &str,
 ) -> ApiResult<Vec<crate::delivery::records::Attempt>> {
-    let (seq, _) = state
-        .log
-        .event_by_id(tenant, event_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no event `{event_id}`")))?;
+    let logged = state.log.event_by_id(tenant, event_id).await?;
+    let seq = logged.as_ref().map_or(TEST_SEQ, |(seq, _)| *seq);
     let mut attempts = Vec::new();
     for webhook in state.catalog.all_webhooks_of(tenant).await? {
         let webhook_ref = WebhookRef::new(tenant, &webhook.id);
         attempts.extend(state.deliveries.attempts(&webhook_ref, seq).await?);
+    }
+    if logged.is_none() {
+        attempts.retain(|a| a.event_id == event_id);
+    }
+    if logged.is_none() && attempts.is_empty() {
+        return Err(ApiError::not_found(format!("no event `{event_id}`")));
     }
     attempts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
     Ok(attempts)

@@ -385,7 +385,8 @@ async fn rejected_delete(
 #[utoipa::path(post, path = "/{tenant}/v1/webhooks/{id}/rejected/{event_id}/retry", tag = "webhooks",
     security(("bearer" = [])),
     params(("tenant" = String, Path), ("id" = String, Path), ("event_id" = String, Path)),
-    responses((status = 200, description = "The attempt; on 2xx the event leaves the list"), (status = 404)))]
+    responses((status = 200, description = "The attempt: the endpoint took it and the event left the list"),
+        (status = 404), (status = 502, description = "The endpoint did not take it (NewStore): the event stays in the list; the message names the attempt")))]
 async fn rejected_retry(
     State(state): State<Arc<ApiState>>,
     auth: TenantAuth,
@@ -397,6 +398,17 @@ async fn rejected_retry(
         .send_now(&auth.tenant, &webhook, seq)
         .await
         .map_err(send_error)?;
+    if !matches!(attempt.status_code, Some(200..=299)) {
+        let answer = match (attempt.status_code, &attempt.error) {
+            (Some(code), _) => format!("answered {code}"),
+            (None, Some(error)) => format!("failed: {error}"),
+            (None, None) => "gave no answer".into(),
+        };
+        return Err(ApiError::bad_gateway(format!(
+            "the endpoint {answer}; `{event_id}` stays in the rejected list (attempt `{}`)",
+            attempt.id
+        )));
+    }
     Ok(Json(attempt.view()))
 }
 
@@ -444,8 +456,9 @@ async fn trigger_test(
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let webhook = existing(&state, &auth.tenant, &id).await?;
-    let private = state.config.allow_private_destinations;
-    let attempt = crate::delivery::send_test(private, &auth.tenant, &webhook)
+    let attempt = state
+        .delivery
+        .trigger(&auth.tenant, &webhook)
         .await
         .map_err(send_error)?;
     Ok(Json(attempt.view()))

@@ -46,10 +46,7 @@ pub use worker::Control;
 
 use crate::{
     context::EngineContext,
-    ids,
-    iso::now_millis,
     model::webhook::{Webhook, WebhookStatus},
-    storage::StoredEvent,
     storage::{Ownership, StorageResult, WebhookRef},
 };
 use records::Attempt;
@@ -87,6 +84,9 @@ pub trait DeliveryControl: Send + Sync + 'static {
         webhook: &Webhook,
         seq: u64,
     ) -> Result<Attempt, SendError>;
+    /// Trigger Now (CloudBlue): sends a `hookgate.test` event through the webhook as it
+    /// is configured (plugins, signature, statistics); returns the recorded attempt.
+    async fn trigger(&self, tenant: &str, webhook: &Webhook) -> Result<Attempt, SendError>;
     /// How many webhooks have a live worker on this node.
     fn workers_here(&self) -> usize;
 }
@@ -411,8 +411,6 @@ impl DeliveryControl for Dispatcher {
         workers.values().filter(|r| !r.task.is_finished()).count()
     }
 
-    /// A stopped webhook gets a short-lived worker for the message (under a lease like any
-    /// worker), so one code path records outcomes.
     async fn send_now(
         &self,
         tenant: &str,
@@ -434,77 +432,59 @@ impl DeliveryControl for Dispatcher {
             )));
         }
         let (reply, answer) = oneshot::channel();
-        let send = Control::SendNow { seq, reply };
-        match self.control(tenant, &webhook.id) {
-            Some(control) => control
-                .send(send)
-                .map_err(|_| SendError::Failed("the webhook is stopping".into()))?,
-            None => {
-                let worker = worker::Worker::new(
-                    self.ctx.clone(),
-                    tenant.to_string(),
-                    Arc::new(webhook.clone()),
-                )
-                .map_err(SendError::Failed)?;
-                let lease = self
-                    .ownership
-                    .claim(&webhook_ref)
-                    .await
-                    .map_err(|e| SendError::Failed(e.to_string()))?
-                    .ok_or_else(|| SendError::Failed("another node runs this webhook".into()))?;
-                let (control, receiver) = mpsc::unbounded_channel();
-                control.send(send).expect("receiver alive");
-                control.send(Control::Stop).expect("receiver alive");
-                self.runtime.spawn(worker.run_once(receiver, lease));
-            }
-        }
-        answer
-            .await
-            .map_err(|_| SendError::Failed("the attempt was interrupted".into()))?
-            .map_err(SendError::Failed)
+        self.to_worker(tenant, webhook, Control::SendNow { seq, reply })
+            .await?;
+        answered(answer).await
+    }
+
+    async fn trigger(&self, tenant: &str, webhook: &Webhook) -> Result<Attempt, SendError> {
+        let (reply, answer) = oneshot::channel();
+        self.to_worker(tenant, webhook, Control::Trigger { reply })
+            .await?;
+        answered(answer).await
     }
 }
 
-/// CloudBlue "Trigger Now": sends a test event right away; nothing is stored.
-pub async fn send_test(
-    allow_private_destinations: bool,
-    tenant: &str,
-    webhook: &Webhook,
-) -> Result<Attempt, SendError> {
-    let policy = hookgate_signing::DestinationPolicy {
-        allow_private: allow_private_destinations,
-    };
-    let sink = match sink::Sink::build(tenant, webhook, policy) {
-        Ok(sink::Sink::PerEvent(sink)) => sink,
-        Ok(sink::Sink::Batched(_)) => {
-            return Err(SendError::Failed(
-                "not supported for this destination: its files are sent as a whole".into(),
-            ));
+impl Dispatcher {
+    /// Hands `message` to the webhook's worker. A stopped webhook gets a short-lived worker
+    /// for it (under a lease like any worker), so one code path records outcomes.
+    async fn to_worker(
+        &self,
+        tenant: &str,
+        webhook: &Webhook,
+        message: Control,
+    ) -> Result<(), SendError> {
+        if let Some(control) = self.control(tenant, &webhook.id) {
+            return control
+                .send(message)
+                .map_err(|_| SendError::Failed("the webhook is stopping".into()));
         }
-        Err(error) => return Err(SendError::Failed(error.to_string())),
-    };
-    let event = StoredEvent {
-        id: ids::generate("evt"),
-        event_type: "hookgate.test".into(),
-        published_at: now_millis(),
-        received_at: now_millis(),
-        payload: serde_json::value::RawValue::from_string(
-            r#"{"test":true,"message":"a test event sent by POST /webhooks/{id}/test"}"#.into(),
+        let worker = worker::Worker::new(
+            self.ctx.clone(),
+            tenant.to_string(),
+            Arc::new(webhook.clone()),
         )
-        .expect("valid JSON"),
-    };
-    let body = envelope::body(tenant, &event, webhook.spec.additional_data.as_ref());
-    let sent = sink
-        .send(
-            &webhook.id,
-            sink::Outgoing {
-                event_id: &event.id,
-                event_type: &event.event_type,
-                tenant,
-                body: body.into(),
-                extra_headers: Vec::new(),
-            },
-        )
-        .await;
-    Ok(sent.attempt)
+        .map_err(SendError::Failed)?;
+        let lease = self
+            .ownership
+            .claim(&WebhookRef::new(tenant, &webhook.id))
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?
+            .ok_or_else(|| SendError::Failed("another node runs this webhook".into()))?;
+        let (control, receiver) = mpsc::unbounded_channel();
+        control.send(message).expect("receiver alive");
+        control.send(Control::Stop).expect("receiver alive");
+        self.runtime.spawn(worker.run_once(receiver, lease));
+        Ok(())
+    }
+}
+
+/// The attempt a worker answered with.
+async fn answered(
+    answer: oneshot::Receiver<Result<Attempt, String>>,
+) -> Result<Attempt, SendError> {
+    answer
+        .await
+        .map_err(|_| SendError::Failed("the attempt was interrupted".into()))?
+        .map_err(SendError::Failed)
 }

@@ -182,6 +182,11 @@ pub struct LogEntry {
 
 pub const LOG_ENTRIES_KEPT: usize = 50;
 
+/// Trigger Now's test events are in no log: their attempts are kept under this seq, in
+/// [`TEST_ATTEMPTS_KEPT`] slots (each new test takes the next, over the oldest).
+pub const TEST_SEQ: u64 = u64::MAX;
+pub const TEST_ATTEMPTS_KEPT: u64 = 16;
+
 /// NewStore keeps "up to 30 rejected events": past that, the oldest leaves the list (its
 /// message stays, `rejected`, and can be resent).
 pub const REJECTED_KEPT: usize = 30;

@@ -106,6 +106,14 @@ impl Destination {
         }
     }
 
+    /// Per request or upload.
+    pub fn timeout(&self) -> &IsoDuration {
+        match self {
+            Destination::Http(http) => &http.timeout,
+            Destination::S3(s3) => &s3.timeout,
+        }
+    }
+
     /// Every problem of the destination, named by its wire path.
     pub fn validate(&self, problems: &mut Problems, policy: &DestinationPolicy) {
         match self {

@@ -67,6 +67,10 @@ enum Request {
         webhook: String,
         seq: u64,
     },
+    Trigger {
+        tenant: String,
+        webhook: String,
+    },
 }
 
 impl Request {
@@ -75,6 +79,7 @@ impl Request {
             Request::Changed { tenant, webhook }
             | Request::Stop { tenant, webhook }
             | Request::Wake { tenant, webhook }
+            | Request::Trigger { tenant, webhook }
             | Request::SendNow {
                 tenant, webhook, ..
             } => WebhookRef::new(tenant, webhook),
@@ -82,7 +87,10 @@ impl Request {
     }
 
     fn is_long(&self) -> bool {
-        matches!(self, Request::Stop { .. } | Request::SendNow { .. })
+        matches!(
+            self,
+            Request::Stop { .. } | Request::SendNow { .. } | Request::Trigger { .. }
+        )
     }
 }
 
@@ -176,13 +184,15 @@ impl NatsControl {
                     Ok(None) => return Reply::NotFound(format!("no webhook `{webhook}`")),
                     Err(error) => return Reply::Failed(error.to_string()),
                 };
-                match self.local.send_now(&tenant, &stored, seq).await {
-                    Ok(attempt) => Reply::Sent(attempt),
-                    Err(SendError::NotFound(message)) => Reply::NotFound(message),
-                    Err(SendError::Failed(message) | SendError::Unavailable(message)) => {
-                        Reply::Failed(message)
-                    }
-                }
+                sent(self.local.send_now(&tenant, &stored, seq).await)
+            }
+            Request::Trigger { tenant, webhook } => {
+                let stored = match self.catalog.webhook(&tenant, &webhook).await {
+                    Ok(Some(stored)) => stored,
+                    Ok(None) => return Reply::NotFound(format!("no webhook `{webhook}`")),
+                    Err(error) => return Reply::Failed(error.to_string()),
+                };
+                sent(self.local.trigger(&tenant, &stored).await)
             }
         }
     }
@@ -303,11 +313,30 @@ impl DeliveryControl for NatsControl {
         webhook: &Webhook,
         seq: u64,
     ) -> Result<Attempt, SendError> {
-        let request = Request::SendNow {
+        self.routed_send(Request::SendNow {
             tenant: tenant.into(),
             webhook: webhook.id.clone(),
             seq,
-        };
+        })
+        .await
+    }
+
+    async fn trigger(&self, tenant: &str, webhook: &Webhook) -> Result<Attempt, SendError> {
+        self.routed_send(Request::Trigger {
+            tenant: tenant.into(),
+            webhook: webhook.id.clone(),
+        })
+        .await
+    }
+
+    fn workers_here(&self) -> usize {
+        self.local.workers_here()
+    }
+}
+
+impl NatsControl {
+    /// Runs a request that sends (a resend, a test) on the webhook's holder.
+    async fn routed_send(&self, request: Request) -> Result<Attempt, SendError> {
         match self.route(request).await {
             Ok(Reply::Sent(attempt)) => Ok(attempt),
             Ok(Reply::NotFound(message)) => Err(SendError::NotFound(message)),
@@ -320,8 +349,13 @@ impl DeliveryControl for NatsControl {
             ))),
         }
     }
+}
 
-    fn workers_here(&self) -> usize {
-        self.local.workers_here()
+/// The reply to a request that sends.
+fn sent(result: Result<Attempt, SendError>) -> Reply {
+    match result {
+        Ok(attempt) => Reply::Sent(attempt),
+        Err(SendError::NotFound(message)) => Reply::NotFound(message),
+        Err(SendError::Failed(message) | SendError::Unavailable(message)) => Reply::Failed(message),
     }
 }

@@ -101,8 +101,12 @@ pub struct JwtAuth {
     /// Sent as the JWT header's `kid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key_id: Option<String>,
-    pub iss: String,
-    pub sub: String,
+    /// Sent as `iss` when set (Sterling requires it; CloudBlue sends none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Sent as `sub` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
     /// Sent as `aud` when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,

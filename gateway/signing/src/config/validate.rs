@@ -230,8 +230,11 @@ fn validate_jwt(auth: &JwtAuth, errors: &mut Vec<FieldError>) {
     if let Some(kid) = &auth.private_key_id {
         non_empty(&field("private_key_id"), kid, errors);
     }
-    non_empty(&field("iss"), &auth.iss, errors);
-    non_empty(&field("sub"), &auth.sub, errors);
+    for (name, value) in [("iss", &auth.iss), ("sub", &auth.sub)] {
+        if let Some(value) = value {
+            non_empty(&field(name), value, errors);
+        }
+    }
     if let Some(audience) = &auth.audience {
         non_empty(&field("audience"), audience, errors);
     }
@@ -332,6 +335,8 @@ mod tests {
             json!({"type": "standard_webhooks", "secret": key_material::generate_whsec()}),
             json!({"type": "jwt", "algorithm": "HMAC256", "secret": "s", "iss": "i", "sub": "s",
                    "audience": "a", "ttl": "PT30S", "private_key_id": "k1"}),
+            // CloudBlue's webhooks have a JWT secret and nothing else.
+            json!({"type": "jwt", "algorithm": "HS256", "secret": "s"}),
             json!({"type": "oauth2", "client_id": "c", "client_secret": "s",
                    "token_url": "https://idp.example.com/oauth/token", "scope": "events"}),
         ] {

@@ -1,11 +1,12 @@
 //! `jwt`: `Authorization: Bearer <JWT>`, HS256 or RS256 (CloudBlue, Sterling).
 //!
-//! Claims: `iss`, `sub`, `aud` (when configured), `iat` (the attempt's time), `exp`
+//! Claims: `iss`, `sub`, `aud` (each when configured), `iat` (the attempt's time), `exp`
 //! (`iat + ttl`), `jti` (the event id) and `body_sha256`, the lowercase hex SHA-256 of the
 //! exact body bytes, which binds the token to this payload: a receiver recomputes it and
-//! compares, so a token cannot be replayed with another body. For GET webhooks the event
-//! fields (`OutgoingRequest::get_claims`) are added as claims too, CloudBlue style; the
-//! claims above are written last, so event fields can never override them.
+//! compares, so a token cannot be replayed with another body. The fields of
+//! `OutgoingRequest::claims` are added too, CloudBlue style (the event for a GET, the
+//! webhook's facts for a POST); the claims above are written last, so those fields can
+//! never override them.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -21,8 +22,8 @@ pub(super) struct JwtSigner {
     /// Parsed once: for RS256, the PEM is decoded and checked when the signer is built.
     key: EncodingKey,
     header: Header,
-    iss: String,
-    sub: String,
+    iss: Option<String>,
+    sub: Option<String>,
     audience: Option<String>,
     ttl_seconds: i64,
 }
@@ -31,8 +32,8 @@ pub(super) struct JwtSettings {
     pub algorithm: Algorithm,
     pub key: EncodingKey,
     pub key_id: Option<String>,
-    pub iss: String,
-    pub sub: String,
+    pub iss: Option<String>,
+    pub sub: Option<String>,
     pub audience: Option<String>,
     pub ttl_seconds: i64,
 }
@@ -61,19 +62,25 @@ impl JwtSigner {
     }
 
     fn claims(&self, request: &OutgoingRequest<'_>) -> Map<String, Value> {
-        let mut claims = match request.get_claims {
+        let mut claims = match request.claims {
             Some(Value::Object(fields)) => fields.clone(),
             // A non-object event still rides along, under one claim.
             Some(other) => Map::from_iter([("event".to_owned(), other.clone())]),
             None => Map::new(),
         };
         let issued_at = request.now.as_second();
-        claims.insert("iss".into(), self.iss.clone().into());
-        claims.insert("sub".into(), self.sub.clone().into());
-        match &self.audience {
-            Some(audience) => claims.insert("aud".into(), audience.clone().into()),
-            None => claims.remove("aud"),
-        };
+        // Registered claims are the gateway's alone: an unset one is removed, never
+        // taken from the event.
+        for (name, value) in [
+            ("iss", &self.iss),
+            ("sub", &self.sub),
+            ("aud", &self.audience),
+        ] {
+            match value {
+                Some(value) => claims.insert(name.into(), value.clone().into()),
+                None => claims.remove(name),
+            };
+        }
         claims.insert("iat".into(), issued_at.into());
         claims.insert("exp".into(), (issued_at + self.ttl_seconds).into());
         claims.insert("jti".into(), request.event_id.into());
@@ -97,8 +104,8 @@ mod tests {
             algorithm: Algorithm::HS256,
             key: EncodingKey::from_secret(b"shared"),
             key_id: Some("k1".into()),
-            iss: "hookgate".into(),
-            sub: "acme".into(),
+            iss: Some("hookgate".into()),
+            sub: Some("acme".into()),
             audience: Some("erp".into()),
             ttl_seconds: 300,
         })
@@ -115,7 +122,7 @@ mod tests {
             url: &url,
             body: b"",
             now: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
-            get_claims: Some(&event),
+            claims: Some(&event),
         };
         let claims = hs256_signer().claims(&request);
         assert_eq!(claims["webhook_id"], "WH-1");
@@ -129,6 +136,34 @@ mod tests {
     }
 
     #[test]
+    fn unset_registered_claims_are_left_out_even_when_the_event_has_them() {
+        let url = url::Url::parse("https://example.com/").unwrap();
+        let signer = JwtSigner::new(JwtSettings {
+            algorithm: Algorithm::HS256,
+            key: EncodingKey::from_secret(b"shared"),
+            key_id: None,
+            iss: None,
+            sub: None,
+            audience: None,
+            ttl_seconds: 300,
+        });
+        let event = json!({"webhook_id": "WH-1", "iss": "attacker", "sub": "someone"});
+        let request = OutgoingRequest {
+            event_id: "evt_1",
+            method: &Method::POST,
+            url: &url,
+            body: b"{}",
+            now: jiff::Timestamp::from_second(1_800_000_000).unwrap(),
+            claims: Some(&event),
+        };
+        let claims = signer.claims(&request);
+        assert_eq!(claims["webhook_id"], "WH-1");
+        for name in ["iss", "sub", "aud"] {
+            assert!(!claims.contains_key(name), "{name} in {claims:?}");
+        }
+    }
+
+    #[test]
     fn token_round_trips_through_jsonwebtoken() {
         let url = url::Url::parse("https://example.com/").unwrap();
         let now = jiff::Timestamp::now();
@@ -138,7 +173,7 @@ mod tests {
             url: &url,
             body: b"{\"a\":1}",
             now,
-            get_claims: None,
+            claims: None,
         };
         let headers = hs256_signer().sign(&request).unwrap();
         let token = headers[0]

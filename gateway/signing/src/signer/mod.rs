@@ -40,9 +40,10 @@ pub struct OutgoingRequest<'a> {
     /// The attempt's time: `webhook-timestamp`, JWT `iat`/`exp`, OAuth2 token expiry,
     /// the rotation window. Pass the gateway clock's "now", so tests control time.
     pub now: Timestamp,
-    /// For GET webhooks, the event (usually the JSON envelope object): its fields become
-    /// JWT claims, since a GET carries no body (CloudBlue). Ignored by other schemes.
-    pub get_claims: Option<&'a serde_json::Value>,
+    /// Fields the JWT carries besides its own claims (CloudBlue): for a GET, which has no
+    /// body, the event (usually the JSON envelope object); for a POST, the webhook's facts
+    /// (`webhook_id`, `triggered_at`, …). Ignored by other schemes.
+    pub claims: Option<&'a serde_json::Value>,
 }
 
 /// Why a [`Signer`] could not be built: the same field errors `validate` reports, plus
@@ -160,8 +161,8 @@ impl Signer {
         }
     }
 
-    /// Whether this scheme puts `OutgoingRequest::get_claims` into what it signs (JWT):
-    /// only then does a GET request's event need to be parsed into claims.
+    /// Whether this scheme puts `OutgoingRequest::claims` into what it signs (JWT): only
+    /// then are they worth building.
     pub fn carries_claims(&self) -> bool {
         matches!(self.scheme, Scheme::Jwt(_))
     }

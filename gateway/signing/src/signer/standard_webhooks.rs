@@ -121,7 +121,7 @@ mod tests {
             url,
             body,
             now,
-            get_claims: None,
+            claims: None,
         }
     }
 

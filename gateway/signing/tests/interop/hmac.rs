@@ -20,7 +20,7 @@ async fn capture_signed(auth: &AuthConfig) -> crate::support::Captured {
         url: &receiver.url,
         body: &body,
         now: Timestamp::now(),
-        get_claims: None,
+        claims: None,
     };
     sign_and_send(&transport, &signer, &request).await;
     receiver.last()

@@ -15,7 +15,7 @@ async fn capture_signed(
     auth: &AuthConfig,
     method: Method,
     body: &[u8],
-    get_claims: Option<&Value>,
+    claims: Option<&Value>,
     now: Timestamp,
 ) -> Captured {
     let receiver = CaptureServer::accepting_all().await;
@@ -27,7 +27,7 @@ async fn capture_signed(
         url: &receiver.url,
         body,
         now,
-        get_claims,
+        claims,
     };
     let (_, response) = sign_and_send(&transport, &signer, &request).await;
     assert_eq!(response.status(), 200);

@@ -125,7 +125,7 @@ fn request_at<'a>(url: &'a Url, now: Timestamp) -> OutgoingRequest<'a> {
         url,
         body: b"{}",
         now,
-        get_claims: None,
+        claims: None,
     }
 }
 

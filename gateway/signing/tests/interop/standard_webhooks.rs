@@ -23,7 +23,7 @@ async fn deliver_and_verify(auth: &AuthConfig, now: Timestamp, secrets: &[&str])
         url: &receiver.url,
         body: &body,
         now,
-        get_claims: None,
+        claims: None,
     };
     let (_, response) = sign_and_send(&transport, &signer, &request).await;
     assert_eq!(response.status(), 200);
@@ -89,7 +89,7 @@ async fn tampered_body_and_foreign_secret_fail() {
         url: &url,
         body: &body,
         now: Timestamp::now(),
-        get_claims: None,
+        claims: None,
     };
     let headers: serde_json::Map<String, Value> = signer
         .sign(&request)

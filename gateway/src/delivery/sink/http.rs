@@ -90,15 +90,20 @@ impl HttpSink {
         url
     }
 
-    async fn attempt(&self, webhook_id: &str, out: Outgoing<'_>) -> Sent {
+    async fn attempt(&self, webhook_id: &str, mut out: Outgoing<'_>) -> Sent {
         let started = Instant::now();
         let at = now_millis();
         let url = self.url_for(&out);
         let is_get = self.method == Method::GET;
         // A GET carries no body; its JWT carries the event instead (CloudBlue). A body
         // that cannot become claims (a number beyond f64, say) fails the attempt: sending
-        // a token without the event would deliver nothing and call it delivered.
-        let (claims, unusable) = if is_get && self.signer.carries_claims() {
+        // a token without the event would deliver nothing and call it delivered. A POST's
+        // token carries the webhook's facts the worker gave.
+        let (claims, unusable) = if !self.signer.carries_claims() {
+            (None, None)
+        } else if !is_get {
+            (out.claims.take(), None)
+        } else {
             match serde_json::from_slice::<serde_json::Value>(&out.body) {
                 Ok(claims) => (Some(claims), None),
                 Err(error) => (
@@ -108,8 +113,6 @@ impl HttpSink {
                     )),
                 ),
             }
-        } else {
-            (None, None)
         };
         let signed_body: &[u8] = if is_get { &[] } else { &out.body };
         let request = OutgoingRequest {
@@ -118,7 +121,7 @@ impl HttpSink {
             url: &url,
             body: signed_body,
             now: jiff::Timestamp::now(),
-            get_claims: claims.as_ref(),
+            claims: claims.as_ref(),
         };
         let signed = match unusable {
             Some(error) => Err(error),

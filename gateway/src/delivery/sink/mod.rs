@@ -36,6 +36,9 @@ pub struct Outgoing<'a> {
     pub body: Bytes,
     /// Headers set for this event: by transforms, and by authenticate plugins.
     pub extra_headers: Vec<(String, String)>,
+    /// For a POST signed with a JWT: what the token carries besides its own claims (the
+    /// webhook's facts, `envelope::Trigger::claims`).
+    pub claims: Option<serde_json::Value>,
 }
 
 /// What one call of a sink produced.

@@ -32,6 +32,7 @@ use tokio::{
 };
 
 use super::{
+    envelope::Trigger,
     ledger, lifecycle,
     records::{Attempt, Mark, Stats},
     selection::{self, Take},
@@ -40,7 +41,10 @@ use super::{
 use crate::{
     context::EngineContext,
     iso::{EpochMillis, now_millis},
-    model::webhook::{IntegrationType, Webhook, WebhookStatus},
+    model::{
+        destination::HttpMethod,
+        webhook::{IntegrationType, Webhook, WebhookStatus},
+    },
     pipeline::{self, Resolution},
     storage::{Lease, OutcomeSet, StorageError, StoredEvent, WebhookRef},
 };
@@ -74,6 +78,10 @@ pub enum Control {
     /// Send this delivery now (resend, retry from the rejected list).
     SendNow {
         seq: u64,
+        reply: oneshot::Sender<Result<Attempt, String>>,
+    },
+    /// Trigger Now: send a `hookgate.test` event through the webhook now.
+    Trigger {
         reply: oneshot::Sender<Result<Attempt, String>>,
     },
     /// New due retries were written by someone else (recover): look again.
@@ -118,6 +126,9 @@ pub(super) struct Core {
     next_send_at: Option<Instant>,
     skipped_for_backlog: u64,
 }
+
+/// Why a destination that takes files sends no single event by hand.
+const SENT_AS_FILES: &str = "not supported for this destination: its files are sent as a whole";
 
 /// How events reach the sink (see the module's note).
 enum Flow {
@@ -228,6 +239,7 @@ impl Worker {
                         let _ = done.send(());
                     }
                     Some(Control::SendNow { seq, reply }) => flow.send_now(core, seq, reply).await,
+                    Some(Control::Trigger { reply }) => flow.trigger(core, reply).await,
                     Some(Control::Wake) => flow.wake(),
                 },
                 changed = log_changes.changed() => {
@@ -251,21 +263,21 @@ impl Worker {
         }
     }
 
-    /// Serves only control messages (a `send_now` for a stopped webhook), then exits; holds
-    /// `lease` meanwhile, as any worker of the webhook must.
+    /// Serves only control messages (a `send_now` or `trigger` for a stopped webhook),
+    /// then exits; holds `lease` meanwhile, as any worker of the webhook must.
     pub async fn run_once(mut self, mut control: mpsc::UnboundedReceiver<Control>, lease: Lease) {
         let Worker { core, flow } = &mut self;
         core.stopping = true;
         core.fence = Some(lease.fence());
         let loaded = core.load().await;
         while let Some(message) = control.recv().await {
-            if let Control::SendNow { seq, reply } = message {
-                match &loaded {
-                    Ok(()) => flow.send_now(core, seq, reply).await,
-                    Err(error) => {
-                        let _ = reply.send(Err(error.clone()));
-                    }
+            match (message, &loaded) {
+                (Control::SendNow { seq, reply }, Ok(())) => flow.send_now(core, seq, reply).await,
+                (Control::Trigger { reply }, Ok(())) => flow.trigger(core, reply).await,
+                (Control::SendNow { reply, .. } | Control::Trigger { reply }, Err(error)) => {
+                    let _ = reply.send(Err(error.clone()));
                 }
+                _ => {}
             }
         }
         while loaded.is_ok() && !flow.idle() {
@@ -323,9 +335,16 @@ impl Flow {
         match self {
             Flow::PerEvent(flow) => flow.send_now(core, seq, reply).await,
             Flow::Batched(_) => {
-                let _ = reply.send(Err(
-                    "not supported for this destination: its files are sent as a whole".into(),
-                ));
+                let _ = reply.send(Err(SENT_AS_FILES.into()));
+            }
+        }
+    }
+
+    async fn trigger(&mut self, core: &mut Core, reply: oneshot::Sender<Result<Attempt, String>>) {
+        match self {
+            Flow::PerEvent(flow) => flow.trigger(core, reply).await,
+            Flow::Batched(_) => {
+                let _ = reply.send(Err(SENT_AS_FILES.into()));
             }
         }
     }
@@ -483,13 +502,37 @@ impl Core {
         }
     }
 
+    /// When the webhook last succeeded and last failed.
+    fn last_outcomes(&self) -> (Option<EpochMillis>, Option<EpochMillis>) {
+        let at = |mark: &Option<Mark>| mark.as_ref().map(|m| m.at);
+        (at(&self.stats.last_success), at(&self.stats.last_failure))
+    }
+
+    /// What the receiver is told about the webhook at a call made now.
+    fn trigger(&self) -> Trigger<'_> {
+        let (last_success_at, last_failure_at) = self.last_outcomes();
+        Trigger::now(&self.webhook, last_success_at, last_failure_at)
+    }
+
     /// The default body of `event` for this webhook.
     fn envelope(&self, event: &StoredEvent) -> Vec<u8> {
         super::envelope::body(
             &self.tenant,
             event,
+            Some(&self.trigger()),
             self.webhook.spec.additional_data.as_ref(),
         )
+    }
+
+    /// The JWT's extra claims for a call made now, when the webhook POSTs with a JWT (a
+    /// GET's token carries its event instead).
+    fn jwt_claims(&self, event_type: &str) -> Option<serde_json::Value> {
+        let http = self.webhook.spec.destination.http()?;
+        let signs_jwt = matches!(http.authentication, hookgate_signing::AuthConfig::Jwt(_));
+        (signs_jwt && http.method == HttpMethod::Post).then(|| {
+            self.trigger()
+                .claims(event_type, self.webhook.spec.additional_data.as_ref())
+        })
     }
 
     /// `Some(reason)` when the built-in filter drops the event.

@@ -23,8 +23,9 @@ use super::Core;
 use crate::{
     context::EngineContext,
     delivery::{
+        envelope::Trigger,
         policy::{self, Outcome},
-        records::{Attempt, Delivery, MessageStatus},
+        records::{Attempt, Delivery, MessageStatus, TEST_ATTEMPTS_KEPT, TEST_SEQ},
         sink::{EventSink, Outgoing, Sent},
     },
     iso::{EpochMillis, now_millis},
@@ -375,14 +376,17 @@ impl PerEvent {
         let tenant = core.tenant.clone();
         let webhook = core.webhook.clone();
         let reports = self.reports_tx.clone();
+        let (last_success_at, last_failure_at) = core.last_outcomes();
         tokio::spawn(async move {
             let additional_data = webhook.spec.additional_data.as_ref();
+            let trigger = Trigger::now(&webhook, last_success_at, last_failure_at);
             let envelopes: Vec<Bytes> = taken
                 .iter()
                 .map(|(_, event)| {
                     Bytes::from(crate::delivery::envelope::body(
                         &tenant,
                         event,
+                        Some(&trigger),
                         additional_data,
                     ))
                 })
@@ -491,6 +495,7 @@ impl PerEvent {
         let task = Attempting {
             ctx: core.ctx.clone(),
             webhook_id: core.webhook.id.clone(),
+            jwt_claims: core.jwt_claims(&delivery.event_type),
             plugins,
             sink: self.sink.clone(),
             tenant: core.tenant.clone(),
@@ -543,6 +548,50 @@ impl PerEvent {
         }
     }
 
+    /// Trigger Now (CloudBlue): a `hookgate.test` event, in no log, sent as the webhook
+    /// sends any event (its filter, transform and authenticate plugins, its signature) and
+    /// counted in its statistics, but with no message record and no retry (see
+    /// [`Self::record_test`]).
+    pub(super) async fn trigger(&mut self, core: &mut Core, reply: Reply) {
+        if self.in_flight.contains(&TEST_SEQ) {
+            let _ = reply.send(Err("a test is being sent right now".into()));
+            return;
+        }
+        core.refresh_resolution().await;
+        let event = test_event();
+        let delivery = Delivery::new(TEST_SEQ, &event.id, &event.event_type, now_millis());
+        core.count_event();
+        self.launch(core, delivery, &event, false, Some(reply));
+    }
+
+    /// What a test's attempt leaves: the statistics and the attempt (so the statistics'
+    /// marks lead to it), written before the caller is answered.
+    fn record_test(core: &mut Core, finished: Finished, reply: Option<Reply>) {
+        let answer = |reply: Option<Reply>, result| {
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        };
+        let sent = match finished {
+            Finished::Sent(sent) => sent,
+            Finished::Filtered(reason) => {
+                return answer(reply, Err(format!("not sent: {reason}")));
+            }
+            Finished::PluginFailed(reason) => {
+                core.log("plugin_failed", Some(reason.clone()));
+                return answer(reply, Err(reason));
+            }
+        };
+        let delivered = policy::classify(sent.attempt.status_code) == Outcome::Delivered;
+        core.count_attempt(&sent, delivered);
+        let slot = (core.stats.triggers % TEST_ATTEMPTS_KEPT) as u32;
+        core.outcomes.attempt(TEST_SEQ, slot, sent.attempt.clone());
+        core.outcomes.stats(core.stats.clone());
+        if let Some(reply) = reply {
+            core.replies.push((reply, sent.attempt));
+        }
+    }
+
     /// Stores the outcome of an attempt: the delivery record, the attempt, the retry index
     /// and the rejected list change, written with the pass's other outcomes.
     async fn record(&mut self, core: &mut Core, done: Done) {
@@ -556,6 +605,9 @@ impl PerEvent {
         self.in_flight.remove(&seq);
         if first {
             self.holding_cursor.remove(&seq);
+        }
+        if seq == TEST_SEQ {
+            return Self::record_test(core, finished, reply);
         }
         let sent = match finished {
             Finished::Sent(sent) => sent,
@@ -630,6 +682,21 @@ impl PerEvent {
     }
 }
 
+/// Trigger Now's event.
+fn test_event() -> StoredEvent {
+    let now = now_millis();
+    StoredEvent {
+        id: crate::ids::generate("evt"),
+        event_type: "hookgate.test".into(),
+        published_at: now,
+        received_at: now,
+        payload: serde_json::value::RawValue::from_string(
+            r#"{"test":true,"message":"a test event sent by POST /webhooks/{id}/test"}"#.into(),
+        )
+        .expect("valid JSON"),
+    }
+}
+
 /// The webhook's plugins when a filter or transform of theirs runs: new events are then
 /// prepared ahead of their sends. `None` also when they cannot be resolved: each attempt
 /// then fails with the reason.
@@ -674,6 +741,8 @@ fn give_up(core: &mut Core, mut delivery: Delivery, reason: &str) {
 struct Attempting {
     ctx: Arc<EngineContext>,
     webhook_id: String,
+    /// What the JWT carries besides its own claims, when the webhook signs with one.
+    jwt_claims: Option<serde_json::Value>,
     /// The webhook's plugins, when it has any (`Err`: one cannot be loaded; the message
     /// fails with that reason).
     plugins: Option<Result<Resolution, String>>,
@@ -720,6 +789,7 @@ impl Attempting {
                     tenant: &self.tenant,
                     body: body.clone(),
                     extra_headers: extra.clone(),
+                    claims: None,
                 });
                 pipeline::OutgoingRequest {
                     method: preview.method,
@@ -747,6 +817,7 @@ impl Attempting {
                     tenant: &self.tenant,
                     body,
                     extra_headers: extra,
+                    claims: self.jwt_claims,
                 },
             )
             .await;
