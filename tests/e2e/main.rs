@@ -15,6 +15,7 @@ mod durability;
 mod export;
 mod foundation;
 mod migrate;
+mod openapi_fuzz;
 mod plugin_cli;
 mod plugin_isolation;
 mod plugins;

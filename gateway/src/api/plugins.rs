@@ -237,18 +237,27 @@ impl From<RegistryError> for ApiError {
 // Upload, read, delete
 // ---------------------------------------------------------------------------------------
 
+/// A component's bytes, as an upload's body (binary, not a JSON array).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // Only its schema is used: the handler reads the body as `Bytes`.
+struct ComponentBytes(Vec<u8>);
+
 /// Uploads a new version of a plugin (versions count 1, 2, 3… per name). The body is the
 /// `.wasm` component itself. It is validated (a component of the `hookgate:plugin@0.1.0`
 /// world, importing nothing else, instantiable within the sandbox limits), compiled once
 /// and cached; anything else is refused with a 400 `invalid_plugin` and the reason.
 #[utoipa::path(post, path = "/{tenant}/v1/plugins/{name}", tag = "plugins", security(("bearer" = [])),
     params(("tenant" = String, Path), ("name" = String, Path, description = "^[a-z0-9-]{1,50}$")),
-    request_body(content = Vec<u8>, content_type = "application/wasm",
+    request_body(content(
+            (ComponentBytes = "application/wasm"),
+            (ComponentBytes = "application/octet-stream"),
+        ),
         description = "The component (at most 10 MiB)"),
     responses((status = 201, body = VersionView),
         (status = 400, description = "Not a component of the hookgate:plugin world (reason in `message`), or a bad name"),
         (status = 413, description = "Larger than 10 MiB"),
-        (status = 415, description = "Not sent as application/wasm"),
+        (status = 415, description = "Not sent as application/wasm or application/octet-stream"),
         (status = 429, description = "The tenant stores `plugin_max_versions_per_tenant` versions already")))]
 async fn upload_plugin(
     State(state): State<Arc<ApiState>>,
