@@ -539,7 +539,8 @@ async fn newstore_rejected_list_holds_thirty() {
     );
 }
 
-/// Each retry is logged as `retry_triggered`, with NewStore's reason.
+/// Each retry is logged as `retry_triggered`, with NewStore's reason; a 400, which is not
+/// retried, as `event_rejected`.
 #[tokio::test]
 async fn newstore_logs_every_retry() {
     let gw = Gateway::start().await;
@@ -580,6 +581,31 @@ async fn newstore_logs_every_retry() {
             "Request to URL {} failed. Reason: too many requests (HTTP status code 429).",
             rx.url("/webhook")
         )),
+        "{reason}"
+    );
+
+    // A 400 is not retried (the event goes to the rejected list), so it is not logged as a
+    // retry but as what happened.
+    rx.set(Behaviour::Always(400));
+    ingest(&t, "o-2", json!({})).await;
+    wait_status(&t, "erp-1", "o-2", "rejected", secs(20)).await;
+    let log = eventually(&gw, secs(10), "the rejection logged", async || {
+        let log = t.get("/webhooks/erp-1/log").await.expect(200).body;
+        match log["entries"][0]["action"] == "event_rejected" {
+            true => Ok(log),
+            false => Err(log.to_string()),
+        }
+    })
+    .await;
+    let entries = log["entries"].as_array().unwrap();
+    let retries = entries
+        .iter()
+        .filter(|e| e["action"] == "retry_triggered")
+        .count();
+    assert_eq!(retries, 2, "{log}");
+    let reason = entries[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("(HTTP status code 400). Event: o-2"),
         "{reason}"
     );
 }

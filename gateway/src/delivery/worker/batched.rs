@@ -19,7 +19,7 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use tokio::{task::JoinHandle, time::Instant};
 
-use super::Core;
+use super::{Core, Next};
 use crate::{
     delivery::{
         batcher::{Batcher, FirstEvent, Sealed},
@@ -318,8 +318,10 @@ impl Batched {
                     waiting.retry_at = Some(Instant::now() + delay);
                     delivery.next_attempt_at = Some(policy::after(now, delay));
                     core.ctx.metrics.delivery_outcome("retry_scheduled");
+                    core.log_failed_attempt(&sent, Next::Retry);
                 }
                 None => {
+                    core.log_failed_attempt(&sent, Next::GivenUp);
                     waiting.held = true;
                     delivery.reason =
                         Some("manual retry mode: waiting for recover or a restart".into());

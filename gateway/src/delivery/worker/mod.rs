@@ -127,6 +127,13 @@ pub(super) struct Core {
     skipped_for_backlog: u64,
 }
 
+/// What follows a failed attempt.
+enum Next {
+    Retry,
+    Rejected,
+    GivenUp,
+}
+
 /// Why a destination that takes files sends no single event by hand.
 const SENT_AS_FILES: &str = "not supported for this destination: its files are sent as a whole";
 
@@ -548,8 +555,7 @@ impl Core {
         self.stats_dirty = true;
     }
 
-    /// Counts one attempt in the statistics and metrics; logs every failed one as
-    /// `retry_triggered` (NewStore's integration log; the log keeps its last entries).
+    /// Counts one attempt in the statistics and metrics.
     fn count_attempt(&mut self, sent: &Sent, delivered: bool) {
         let attempt = &sent.attempt;
         self.ctx.metrics.attempt_latency(attempt.duration_ms);
@@ -572,10 +578,22 @@ impl Core {
         if self.stats.failing_since.is_none() {
             self.stats.failing_since = Some(now_millis());
         }
-        let failure = sent.failure.as_deref().unwrap_or("no response");
-        let reason = format!("{failure} Event: {}", attempt.event_id);
-        self.log("retry_triggered", Some(reason));
         self.stats.last_failure = Some(mark);
+    }
+
+    /// NewStore's integration log: one entry per failed attempt, named by what follows it
+    /// (`retry_triggered`, `event_rejected` for a 400/410/422, `delivery_failed` when no
+    /// retry is left), with NewStore's wording of the reason. The log keeps its newest
+    /// entries.
+    fn log_failed_attempt(&mut self, sent: &Sent, next: Next) {
+        let failure = sent.failure.as_deref().unwrap_or("no response");
+        let reason = format!("{failure} Event: {}", sent.attempt.event_id);
+        let action = match next {
+            Next::Retry => "retry_triggered",
+            Next::Rejected => "event_rejected",
+            Next::GivenUp => "delivery_failed",
+        };
+        self.log(action, Some(reason));
     }
 
     /// Writes the outcomes recorded since the last call, then answers the `send_now`

@@ -19,7 +19,7 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Core;
+use super::{Core, Next};
 use crate::{
     context::EngineContext,
     delivery::{
@@ -643,6 +643,15 @@ impl PerEvent {
                 core.ctx.metrics.delivery_outcome("rejected");
             }
             Outcome::Retryable => self.schedule_retry(core, &mut delivery, &sent.retry_after, now),
+        }
+        let next = match delivery.status {
+            MessageStatus::Delivered => None,
+            MessageStatus::Rejected => Some(Next::Rejected),
+            MessageStatus::Pending => Some(Next::Retry),
+            _ => Some(Next::GivenUp),
+        };
+        if let Some(next) = next {
+            core.log_failed_attempt(&sent, next);
         }
         core.stats.next_trigger_at = delivery.next_attempt_at;
         let attempt = sent.attempt;
