@@ -279,10 +279,11 @@ async fn attempts_of(
         attempts.extend(state.deliveries.attempts(&webhook_ref, seq).await?);
     }
     if logged.is_none() {
+        // The test slots hold other tests too.
         attempts.retain(|a| a.event_id == event_id);
-    }
-    if logged.is_none() && attempts.is_empty() {
-        return Err(ApiError::not_found(format!("no event `{event_id}`")));
+        if attempts.is_empty() {
+            return Err(ApiError::not_found(format!("no event `{event_id}`")));
+        }
     }
     attempts.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.id.cmp(&b.id)));
     Ok(attempts)

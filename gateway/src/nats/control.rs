@@ -178,22 +178,23 @@ impl NatsControl {
                 tenant,
                 webhook,
                 seq,
-            } => {
-                let stored = match self.catalog.webhook(&tenant, &webhook).await {
-                    Ok(Some(stored)) => stored,
-                    Ok(None) => return Reply::NotFound(format!("no webhook `{webhook}`")),
-                    Err(error) => return Reply::Failed(error.to_string()),
-                };
-                sent(self.local.send_now(&tenant, &stored, seq).await)
-            }
-            Request::Trigger { tenant, webhook } => {
-                let stored = match self.catalog.webhook(&tenant, &webhook).await {
-                    Ok(Some(stored)) => stored,
-                    Ok(None) => return Reply::NotFound(format!("no webhook `{webhook}`")),
-                    Err(error) => return Reply::Failed(error.to_string()),
-                };
-                sent(self.local.trigger(&tenant, &stored).await)
-            }
+            } => match self.stored(&tenant, &webhook).await {
+                Ok(stored) => sent(self.local.send_now(&tenant, &stored, seq).await),
+                Err(reply) => reply,
+            },
+            Request::Trigger { tenant, webhook } => match self.stored(&tenant, &webhook).await {
+                Ok(stored) => sent(self.local.trigger(&tenant, &stored).await),
+                Err(reply) => reply,
+            },
+        }
+    }
+
+    /// The stored webhook a sending request names, or the reply that it cannot be read.
+    async fn stored(&self, tenant: &str, webhook: &str) -> Result<Webhook, Reply> {
+        match self.catalog.webhook(tenant, webhook).await {
+            Ok(Some(stored)) => Ok(stored),
+            Ok(None) => Err(Reply::NotFound(format!("no webhook `{webhook}`"))),
+            Err(error) => Err(Reply::Failed(error.to_string())),
         }
     }
 

@@ -521,25 +521,28 @@ impl Core {
         Trigger::now(&self.webhook, last_success_at, last_failure_at)
     }
 
-    /// The default body of `event` for this webhook.
+    /// The default body of `event` for this webhook, for a call made now.
     fn envelope(&self, event: &StoredEvent) -> Vec<u8> {
+        self.envelope_with(event, &self.trigger())
+    }
+
+    /// The default body of `event` for the call `trigger` describes.
+    fn envelope_with(&self, event: &StoredEvent, trigger: &Trigger<'_>) -> Vec<u8> {
         super::envelope::body(
             &self.tenant,
             event,
-            Some(&self.trigger()),
+            Some(trigger),
             self.webhook.spec.additional_data.as_ref(),
         )
     }
 
-    /// The JWT's extra claims for a call made now, when the webhook POSTs with a JWT (a
-    /// GET's token carries its event instead).
-    fn jwt_claims(&self, event_type: &str) -> Option<serde_json::Value> {
+    /// The JWT's extra claims for the call `trigger` describes, when the webhook POSTs
+    /// with a JWT (a GET's token carries its event instead).
+    fn jwt_claims(&self, event_type: &str, trigger: &Trigger<'_>) -> Option<serde_json::Value> {
         let http = self.webhook.spec.destination.http()?;
         let signs_jwt = matches!(http.authentication, hookgate_signing::AuthConfig::Jwt(_));
-        (signs_jwt && http.method == HttpMethod::Post).then(|| {
-            self.trigger()
-                .claims(event_type, self.webhook.spec.additional_data.as_ref())
-        })
+        (signs_jwt && http.method == HttpMethod::Post)
+            .then(|| trigger.claims(event_type, self.webhook.spec.additional_data.as_ref()))
     }
 
     /// `Some(reason)` when the built-in filter drops the event.

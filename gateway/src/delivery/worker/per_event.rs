@@ -264,7 +264,9 @@ impl PerEvent {
                 body,
                 resolution,
             } = self.ready.pop_front().expect("not empty");
-            self.launch_with_body(core, delivery, body, Some(resolution), None, true, None);
+            let trigger = core.trigger();
+            let prepared = Some(resolution);
+            self.launch_with_body(core, &trigger, delivery, body, prepared, None, true, None);
         }
     }
 
@@ -458,14 +460,16 @@ impl PerEvent {
         first: bool,
         reply: Option<Reply>,
     ) {
+        // One trigger for the body and the JWT, so both show the same `triggered_at`.
+        let trigger = core.trigger();
         let body = match &delivery.body {
             Some(body) => Bytes::from(body.clone().into_bytes()),
-            None => Bytes::from(core.envelope(event)),
+            None => Bytes::from(core.envelope_with(event, &trigger)),
         };
         // The filter and transform plugins run once per delivery (ahead of its first
         // attempt, or with it when the schedule delays it); retries reuse the stored result.
         let event = (core.has_plugins() && delivery.needs_plugins()).then(|| event.clone());
-        self.launch_with_body(core, delivery, body, None, event, first, reply);
+        self.launch_with_body(core, &trigger, delivery, body, None, event, first, reply);
     }
 
     /// Sends `delivery` with `body` in a task of its own, after running the filters and
@@ -476,6 +480,7 @@ impl PerEvent {
     fn launch_with_body(
         &mut self,
         core: &Core,
+        trigger: &Trigger<'_>,
         delivery: Delivery,
         body: Bytes,
         prepared_with: Option<Resolution>,
@@ -495,7 +500,7 @@ impl PerEvent {
         let task = Attempting {
             ctx: core.ctx.clone(),
             webhook_id: core.webhook.id.clone(),
-            jwt_claims: core.jwt_claims(&delivery.event_type),
+            jwt_claims: core.jwt_claims(&delivery.event_type, trigger),
             plugins,
             sink: self.sink.clone(),
             tenant: core.tenant.clone(),
